@@ -1,0 +1,141 @@
+"""The seam between the lab's PSRP transport and its emulated commands.
+
+The transport (``psbridge.lab.winrm``) turns a PSRP ``CreatePipeline`` into a list of
+statements of :class:`Invocation` and hands them to
+``psbridge.lab.commands.run_pipeline(ctx, statements, pipeline_input)``. Commands are
+plain functions over the world state: they never see a socket, a WSMan envelope or a
+PSRP fragment, only a :class:`CommandContext` to write to. Like psrpcore, the protocol
+side never knows what a command does, and the commands never know how bytes move.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+
+@dataclass
+class Invocation:
+    """One command of a statement, as the client sent it.
+
+    ``parameters`` keeps order and form: ``(name, value)`` for a named parameter,
+    ``(None, value)`` for a positional argument. A switch arrives as ``(name, True)``
+    (pypsrp sends ``-Switch`` as a named parameter with value ``$true``; a bare switch
+    in PSRP is a named parameter whose value is ``None``: treat both as present).
+    Values are psrpcore's deserialized objects (``PSSecureString`` for a SecureString,
+    ``bytes`` for a byte[]; strings, ints, bools, lists, ``PSObject``s otherwise).
+    """
+
+    name: str
+    parameters: list[tuple[str | None, Any]] = field(default_factory=list)
+    is_script: bool = False
+    use_local_scope: bool | None = None
+
+
+@dataclass
+class ErrorRecord:
+    """What PowerShell's ErrorRecord carries, in the terms a client shows.
+
+    ``category`` is an ErrorCategory name (``ObjectNotFound``, ``InvalidArgument``,
+    ``InvalidOperation``, ``NotSpecified``, ``PermissionDenied``, ``OpenError``, …).
+    ``fqid`` is the FullyQualifiedErrorId, e.g.
+    ``CommandNotFoundException`` or ``GetCrmOrganization,Microsoft.Crm.PowerShell.GetCrmOrganizationCmdlet``.
+    ``exception_type`` is the .NET exception type name the record wraps.
+    """
+
+    message: str
+    category: str = "NotSpecified"
+    fqid: str = "NotSpecified"
+    target: Any = None
+    target_name: str = ""
+    exception_type: str = "System.Management.Automation.RuntimeException"
+    command_name: str = ""
+    script_line: str = ""
+    line_number: int = 0
+    offset_in_line: int = 0
+    script_name: str = ""
+    reason: str = ""  # CategoryInfo.Reason; defaults to the short exception type name
+
+
+class TerminatingError(Exception):
+    """Raised by a command for a terminating error: the pipeline ends in state Failed."""
+
+    def __init__(self, record: ErrorRecord) -> None:
+        super().__init__(record.message)
+        self.record = record
+
+
+class ScriptExit(Exception):
+    """Raised by an emulated script for ``exit N``.
+
+    The script ends, ``$LASTEXITCODE`` becomes N, and the pipeline goes on to Completed:
+    the caller sees success unless it reads ``$LASTEXITCODE``. The dispatcher catches it.
+    """
+
+    def __init__(self, code: int) -> None:
+        super().__init__(f"exit {code}")
+        self.code = code
+
+
+@dataclass(frozen=True)
+class CloudEndpoints:
+    """Where an emulated CRM server's scripts reach Entra ID and Graph.
+
+    On a real server these are ``https://login.microsoftonline.com`` and
+    ``https://graph.microsoft.com``; in the lab, the Entra/Graph twin's URLs, trusted through
+    the lab CA bundle. ``None`` means "not reachable", as when the twin is not running.
+    """
+
+    login: str | None
+    graph: str | None
+    ca_bundle: str | None = None
+    timeout: float = 10.0
+
+
+class CommandContext(Protocol):
+    """What a running command may touch. One context per pipeline.
+
+    ``server`` is the name of the CRM server (as in lab.json) the runspace pool is open on;
+    ``variables`` are the runspace pool's variables (``LASTEXITCODE`` lives here and
+    survives from one pipeline to the next in the same pool, as on a real server);
+    ``user`` is the authenticated account (``LAB\\crmadmin``).
+    """
+
+    server: str
+    user: str
+    state_dir: Path
+    cloud: CloudEndpoints
+    variables: dict[str, Any]
+
+    def write_output(self, value: Any) -> None: ...
+
+    def write_error(self, record: ErrorRecord) -> None: ...
+
+    def write_warning(self, message: str) -> None: ...
+
+    def write_verbose(self, message: str) -> None: ...
+
+    def write_debug(self, message: str) -> None: ...
+
+    def write_information(
+        self, message_data: Any, source: str = "", tags: list[str] | None = None
+    ) -> None: ...
+
+    def write_host(
+        self,
+        text: str,
+        foreground: str | None = None,
+        background: str | None = None,
+        no_newline: bool = False,
+    ) -> None:
+        """``Write-Host``: an information record tagged PSHOST, with colours, as PS 5.1 sends it."""
+
+    def write_progress(
+        self, activity: str, status: str, percent_complete: int = -1, activity_id: int = 0
+    ) -> None: ...
+
+    def is_stopping(self) -> bool:
+        """True once the client sent a stop signal; long commands check it and return."""

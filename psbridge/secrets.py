@@ -1,0 +1,366 @@
+"""Secret references and the masked :class:`Secret` value.
+
+A secret is written down anywhere (parameters, notebooks, manifests, logs) only as a
+*reference*: ``scheme:locator``. The value is fetched at the last moment, wrapped in
+:class:`Secret` whose ``str``/``repr`` are masked, and unwrapped with :meth:`Secret.reveal`
+only at the call that needs it (a PowerShell parameter, an msal call).
+
+Schemes form a registry, like papermill's I/O handlers: ``env:NAME``, ``file:PATH``,
+``keyring:SERVICE/NAME`` and ``lab:NAME`` (the embedded lab's own store) are built in;
+:func:`register_backend` adds more (a vault, a password manager).
+
+Every revealed value is remembered for this process so that :func:`redact` can scrub it
+from any text about to be written (tracebacks, captured streams): a second line of defence
+behind "never format a secret into text".
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, Protocol
+
+MASK = "********"
+
+_REF_RE = re.compile(r"^(?P<scheme>[a-z][a-z0-9+.-]*):(?P<locator>.+)$", re.DOTALL)
+
+
+class SecretError(Exception):
+    """A reference that is malformed, or whose value cannot be read or written.
+
+    Messages name the reference, never a value.
+    """
+
+
+@dataclass(frozen=True)
+class SecretRef:
+    """Where a secret lives: ``scheme:locator``. Safe to print, store and compare."""
+
+    scheme: str
+    locator: str
+
+    @classmethod
+    def parse(cls, text: str | SecretRef) -> SecretRef:
+        if isinstance(text, SecretRef):
+            return text
+        if not isinstance(text, str):
+            raise SecretError(f"a secret reference must be text like 'env:NAME', not {type(text).__name__}")
+        m = _REF_RE.match(text.strip())
+        if not m:
+            raise SecretError(
+                "not a secret reference: expected 'scheme:locator' such as 'env:NAME', "
+                "'file:PATH', 'keyring:SERVICE/NAME' or 'lab:NAME'"
+            )
+        scheme, locator = m.group("scheme"), m.group("locator")
+        if scheme not in _BACKENDS:
+            known = ", ".join(sorted(_BACKENDS))
+            raise SecretError(f"unknown secret scheme '{scheme}:' (known: {known})")
+        _BACKENDS[scheme].check(locator)
+        return cls(scheme, locator)
+
+    def __str__(self) -> str:
+        return f"{self.scheme}:{self.locator}"
+
+    def resolve(self) -> Secret:
+        return resolve(self)
+
+
+class Secret:
+    """A secret value whose text forms are masked. ``reveal()`` hands the value out."""
+
+    __slots__ = ("_value", "ref")
+
+    def __init__(self, value: str, ref: SecretRef | str | None = None) -> None:
+        if not isinstance(value, str):
+            raise TypeError("a Secret wraps a str")
+        self._value = value
+        self.ref = SecretRef.parse(ref) if isinstance(ref, str) else ref
+
+    def reveal(self) -> str:
+        _remember(self._value)
+        return self._value
+
+    def __str__(self) -> str:
+        return MASK
+
+    def __repr__(self) -> str:
+        where = f" from {self.ref}" if self.ref else ""
+        return f"Secret({MASK}{where})"
+
+    def __format__(self, spec: str) -> str:
+        return MASK
+
+    def _repr_html_(self) -> str:
+        return f"<code>{self!r}</code>"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(("Secret", self._value))
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+    def __reduce__(self) -> Any:
+        # Pickling would put the value in a byte stream that nobody redacts.
+        raise TypeError("a Secret cannot be pickled; pass its reference instead")
+
+
+class SecretBackend(Protocol):
+    """One scheme of secret references."""
+
+    writable: bool
+
+    def check(self, locator: str) -> None:
+        """Raise SecretError if the locator is malformed (no I/O)."""
+
+    def get(self, locator: str) -> str: ...
+
+    def put(self, locator: str, value: str) -> None: ...
+
+    def delete(self, locator: str) -> None: ...
+
+
+_BACKENDS: dict[str, SecretBackend] = {}
+
+
+def register_backend(scheme: str, backend: SecretBackend) -> None:
+    """Add (or replace) the backend for ``scheme:`` references."""
+    _BACKENDS[scheme] = backend
+
+
+def resolve(ref: SecretRef | str) -> Secret:
+    """Read the value a reference names, as a masked :class:`Secret`."""
+    r = SecretRef.parse(ref)
+    value = _BACKENDS[r.scheme].get(r.locator)
+    _remember(value)
+    return Secret(value, r)
+
+
+def store(ref: SecretRef | str, value: str | Secret) -> SecretRef:
+    """Write a value where ``ref`` points (a secret a step created goes straight here)."""
+    r = SecretRef.parse(ref)
+    backend = _BACKENDS[r.scheme]
+    if not backend.writable:
+        raise SecretError(f"secret references with scheme '{r.scheme}:' cannot be written to ({r})")
+    plain = value.reveal() if isinstance(value, Secret) else value
+    _remember(plain)
+    backend.put(r.locator, plain)
+    return r
+
+
+def delete(ref: SecretRef | str) -> None:
+    """Remove a stored secret (a writable scheme); missing is not an error."""
+    r = SecretRef.parse(ref)
+    backend = _BACKENDS[r.scheme]
+    if not backend.writable:
+        raise SecretError(f"secret references with scheme '{r.scheme}:' cannot be deleted ({r})")
+    backend.delete(r.locator)
+
+
+def is_reference(text: object) -> bool:
+    if not isinstance(text, str):
+        return False
+    try:
+        SecretRef.parse(text)
+    except SecretError:
+        return False
+    return True
+
+
+# --- redaction ---------------------------------------------------------------------------
+
+_seen: set[str] = set()
+_seen_lock = threading.Lock()
+# Very short values would turn ordinary words into asterisks; they are still masked by type.
+_MIN_REDACT = 4
+
+
+def _remember(value: str) -> None:
+    if len(value) >= _MIN_REDACT:
+        with _seen_lock:
+            _seen.add(value)
+
+
+def remember(values: Iterable[str]) -> None:
+    """Tell the redactor about values known by other means (e.g. a lab's passwords)."""
+    for v in values:
+        _remember(v)
+
+
+def redact(text: str) -> str:
+    """Replace every secret value this process has handled with the mask."""
+    with _seen_lock:
+        values = sorted(_seen, key=len, reverse=True)
+    for v in values:
+        if v in text:
+            text = text.replace(v, MASK)
+    return text
+
+
+# --- built-in backends --------------------------------------------------------------------
+
+
+class EnvBackend:
+    writable = False
+    _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+    def check(self, locator: str) -> None:
+        if not self._NAME.match(locator):
+            raise SecretError(f"'env:{locator}' is not a valid environment variable name")
+
+    def get(self, locator: str) -> str:
+        try:
+            return os.environ[locator]
+        except KeyError:
+            raise SecretError(f"environment variable {locator} is not set (secret env:{locator})") from None
+
+    def put(self, locator: str, value: str) -> None:  # pragma: no cover - not writable
+        raise SecretError("env: references are read-only")
+
+    def delete(self, locator: str) -> None:  # pragma: no cover - not writable
+        raise SecretError("env: references are read-only")
+
+
+class FileBackend:
+    """``file:PATH``: the whole file is the secret (trailing newline dropped)."""
+
+    writable = True
+
+    def check(self, locator: str) -> None:
+        if not locator.strip():
+            raise SecretError("'file:' needs a path")
+
+    def get(self, locator: str) -> str:
+        p = Path(locator).expanduser()
+        try:
+            return p.read_text(encoding="utf-8").rstrip("\r\n")
+        except FileNotFoundError:
+            raise SecretError(f"secret file not found (secret file:{locator})") from None
+        except OSError as e:
+            raise SecretError(f"cannot read secret file:{locator}: {e.strerror}") from None
+
+    def put(self, locator: str, value: str) -> None:
+        p = Path(locator).expanduser()
+        p.parent.mkdir(parents=True, exist_ok=True)
+        _write_private(p, value)
+
+    def delete(self, locator: str) -> None:
+        Path(locator).expanduser().unlink(missing_ok=True)
+
+
+class KeyringBackend:
+    """``keyring:SERVICE/NAME``: the operating system's credential store."""
+
+    writable = True
+
+    def check(self, locator: str) -> None:
+        service, sep, name = locator.partition("/")
+        if not (service and sep and name):
+            raise SecretError(f"'keyring:{locator}' must be 'keyring:SERVICE/NAME'")
+
+    def get(self, locator: str) -> str:
+        import keyring
+
+        service, _, name = locator.partition("/")
+        value = keyring.get_password(service, name)
+        if value is None:
+            raise SecretError(f"no secret stored in the keyring at keyring:{locator}")
+        return value
+
+    def put(self, locator: str, value: str) -> None:
+        import keyring
+
+        service, _, name = locator.partition("/")
+        keyring.set_password(service, name, value)
+
+    def delete(self, locator: str) -> None:
+        import keyring
+        import keyring.errors
+
+        service, _, name = locator.partition("/")
+        try:
+            keyring.delete_password(service, name)
+        except keyring.errors.PasswordDeleteError:
+            pass
+
+
+def lab_state_dir() -> Path:
+    """Where the embedded lab keeps its world (``PSBRIDGE_LAB_STATE`` overrides the default)."""
+    env = os.environ.get("PSBRIDGE_LAB_STATE")
+    if env:
+        return Path(env).expanduser()
+    import platformdirs
+
+    return Path(platformdirs.user_state_dir("psbridge")) / "lab"
+
+
+class LabBackend:
+    """``lab:NAME``: the lab's secret store, ``<lab state>/secrets.json``.
+
+    The lab's account passwords live here, and secrets a step creates during a demo land
+    here, so a demo needs no keyring. Not for production use.
+    """
+
+    writable = True
+    _NAME = re.compile(r"^[A-Za-z0-9_.@/-]+$")
+    _lock: ClassVar[threading.Lock] = threading.Lock()
+
+    def check(self, locator: str) -> None:
+        if not self._NAME.match(locator):
+            raise SecretError(f"'lab:{locator}' must be letters, digits and _.@/- only")
+
+    @staticmethod
+    def path() -> Path:
+        return lab_state_dir() / "secrets.json"
+
+    def _load(self) -> dict[str, str]:
+        p = self.path()
+        if not p.exists():
+            return {}
+        data = json.loads(p.read_text(encoding="utf-8"))
+        if not isinstance(data, dict):
+            raise SecretError(f"the lab secret store {p} is not a JSON object")
+        return {str(k): str(v) for k, v in data.items()}
+
+    def get(self, locator: str) -> str:
+        with self._lock:
+            data = self._load()
+        if locator not in data:
+            raise SecretError(f"no secret 'lab:{locator}' in the lab secret store {self.path()}")
+        return data[locator]
+
+    def put(self, locator: str, value: str) -> None:
+        with self._lock:
+            data = self._load()
+            data[locator] = value
+            p = self.path()
+            p.parent.mkdir(parents=True, exist_ok=True)
+            _write_private(p, json.dumps(data, indent=2, sort_keys=True))
+
+    def delete(self, locator: str) -> None:
+        with self._lock:
+            data = self._load()
+            if data.pop(locator, None) is not None:
+                _write_private(self.path(), json.dumps(data, indent=2, sort_keys=True))
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write a file only its owner can read (on Windows the mode is advisory)."""
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+register_backend("env", EnvBackend())
+register_backend("file", FileBackend())
+register_backend("keyring", KeyringBackend())
+register_backend("lab", LabBackend())

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Create (or refresh) the project's own virtualenv in .venv and install psbridge into it.
+# Usage: scripts/setup.sh [extra]   e.g. scripts/setup.sh test
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  "$PY" -m venv .venv
+  .venv/bin/python -m pip install --quiet --upgrade pip
+fi
+spec="."
+if [ $# -gt 0 ]; then spec=".[$1]"; fi
+.venv/bin/python -m pip install --quiet --disable-pip-version-check -e "$spec"
