@@ -109,6 +109,9 @@ class CommandContext(Protocol):
     state_dir: Path
     cloud: CloudEndpoints
     variables: dict[str, Any]
+    # Fault injection: lower-case command name -> message. The dispatcher makes such a
+    # command fail with a terminating error carrying the message (set per server).
+    fail_commands: dict[str, str]
 
     def write_output(self, value: Any) -> None: ...
 
