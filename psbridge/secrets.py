@@ -16,6 +16,7 @@ behind "never format a secret into text".
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -285,10 +286,8 @@ class KeyringBackend:
         import keyring.errors
 
         service, _, name = locator.partition("/")
-        try:
+        with contextlib.suppress(keyring.errors.PasswordDeleteError):
             keyring.delete_password(service, name)
-        except keyring.errors.PasswordDeleteError:
-            pass
 
 
 def lab_state_dir() -> Path:
