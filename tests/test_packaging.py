@@ -19,9 +19,8 @@ def test_environment_yml_matches_pyproject() -> None:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     wanted = dict(_name_and_spec(r) for r in project["dependencies"])
     env = yaml.safe_load((ROOT / "environment.yml").read_text())
-    conda = dict(
-        _name_and_spec(d) for d in env["dependencies"] if isinstance(d, str) and not d.startswith(("python", "pip"))
-    )
+    named = [d for d in env["dependencies"] if isinstance(d, str)]
+    conda = dict(_name_and_spec(d) for d in named if not d.startswith(("python", "pip")))
     assert conda == wanted, "environment.yml and pyproject.toml disagree"
     python = next(d for d in env["dependencies"] if isinstance(d, str) and d.startswith("python"))
     assert python.replace("python", "") == project["requires-python"]
