@@ -164,8 +164,9 @@ class TokenIssuer:
             raise ValueError("AADSTS50027: JWT token is invalid or malformed.") from None
         from cryptography import x509
 
-        wanted_256 = header.get("x5t#S256")
-        wanted_1 = header.get("x5t")
+        # base64url, with or without padding (msal pads; RFC 7515 does not).
+        wanted_256 = str(header.get("x5t#S256") or "").rstrip("=") or None
+        wanted_1 = str(header.get("x5t") or "").rstrip("=") or None
         now = self.clock()
         for cred in key_credentials:
             der = base64.b64decode(cred.get("key") or "")

@@ -1,0 +1,45 @@
+"""The Dynamics CRM first-party service principal, read as evidence of S2S trust.
+
+After ConfigureCrmServerSideSync the S2S certificate is among its key credentials (by SHA-1
+thumbprint, with its validity) and its servicePrincipalNames include the CRM app id::
+
+    crm = read_crm_service_principal(graph)
+    crm.has_certificate(thumbprint), crm.table()
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from psbridge.cloud.graph import GraphClient, odata_quote
+from psbridge.cloud.models import CrmServicePrincipal, KeyCredentialInfo
+
+CRM_APP_ID = "00000007-0000-0000-c000-000000000000"
+
+
+def _time(text: str | None) -> dt.datetime | None:
+    return dt.datetime.fromisoformat(text.replace("Z", "+00:00")) if text else None
+
+
+def _key(k: dict[str, Any]) -> KeyCredentialInfo:
+    return KeyCredentialInfo(
+        key_id=k["keyId"], thumbprint=k.get("customKeyIdentifier"), display_name=k.get("displayName"),
+        type=k.get("type", ""), usage=k.get("usage", ""), start=_time(k.get("startDateTime")),
+        end=_time(k.get("endDateTime")),
+    )
+
+
+def read_crm_service_principal(graph: GraphClient) -> CrmServicePrincipal:
+    found = graph.get_all("/servicePrincipals", {
+        "$filter": f"appId eq {odata_quote(CRM_APP_ID)}",
+        "$select": "id,appId,displayName,servicePrincipalNames,keyCredentials",
+    })
+    if not found:
+        raise LookupError(f"the tenant has no Dynamics CRM service principal (appId {CRM_APP_ID})")
+    sp = found[0]
+    return CrmServicePrincipal(
+        object_id=sp["id"], app_id=sp["appId"], display_name=sp.get("displayName", ""),
+        service_principal_names=list(sp.get("servicePrincipalNames", [])),
+        key_credentials=[_key(k) for k in sp.get("keyCredentials", [])],
+    )

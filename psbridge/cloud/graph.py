@@ -1,0 +1,180 @@
+"""A small Microsoft Graph client: retries, paging, and errors that carry Graph's own words.
+
+::
+
+    graph = GraphClient(settings, signin)          # signin: anything with access_token()/invalidate()
+    org = graph.get("/organization")
+    apps = graph.get_all("/applications", params={"$filter": f"displayName eq {odata_quote(name)}"})
+
+- 429, 503 and 504 are retried, honouring ``Retry-After`` (seconds or an HTTP date), else
+  with exponential backoff, within ``max_attempts`` and a total ``retry_budget`` of seconds;
+  past either, the last error is raised.
+- A 401 (token expired or revoked before its time) renews the token and retries **once**.
+- ``get_all`` follows ``@odata.nextLink``, only ever to the configured Graph host: the bearer
+  token is never sent anywhere else.
+- :class:`GraphError` carries status, Graph's error ``code`` and ``message``, and the
+  ``request-id`` a support case needs. Request and response bodies never go to logs.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+import time
+from collections.abc import Callable
+from typing import Any, Protocol
+from urllib.parse import urlsplit
+
+import requests
+
+from psbridge.cloud.http import session_for
+from psbridge.cloud.settings import CloudSettings
+from psbridge.secrets import Secret
+
+log = logging.getLogger("psbridge.cloud.graph")
+
+RETRIED = (429, 503, 504)
+
+
+class TokenProvider(Protocol):
+    def access_token(self) -> Secret: ...
+
+    def invalidate(self) -> None:
+        """Forget the current access token: the next one comes fresh from the authority."""
+
+
+class GraphError(Exception):
+    """A Graph call that failed, in Graph's own terms."""
+
+    def __init__(self, method: str, path: str, status: int, code: str, message: str,
+                 request_id: str | None = None, client_request_id: str | None = None,
+                 attempts: int = 1) -> None:
+        self.method, self.path, self.status = method, path, status
+        self.code, self.message = code, message
+        self.request_id, self.client_request_id, self.attempts = request_id, client_request_id, attempts
+        rid = f" (request-id {request_id})" if request_id else ""
+        tries = f" after {attempts} attempts" if attempts > 1 else ""
+        super().__init__(f"Graph {method} {path} failed{tries}: {status} {code}: {message}{rid}")
+
+
+def odata_quote(value: str) -> str:
+    """An OData string literal: quotes doubled, so a name like O'Brien cannot break the filter."""
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _retry_after(resp: requests.Response) -> float | None:
+    value = resp.headers.get("Retry-After")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        when = email.utils.parsedate_to_datetime(value)
+        return max(0.0, when.timestamp() - time.time()) if when else None
+
+
+class GraphClient:
+    def __init__(self, settings: CloudSettings, token_provider: TokenProvider, *,
+                 max_attempts: int = 6, retry_budget: float = 120.0,
+                 sleep: Callable[[float], None] = time.sleep,
+                 session: requests.Session | None = None) -> None:
+        self.settings = settings
+        self.tokens = token_provider
+        self.max_attempts = max_attempts
+        self.retry_budget = retry_budget
+        self.sleep = sleep
+        self.session = session or session_for(settings)
+        self.waited = 0.0  # seconds spent honouring Retry-After/backoff, over this client's life
+        self.retries = 0
+
+    def __repr__(self) -> str:
+        return f"GraphClient({self.settings.graph_v1})"
+
+    # --- verbs ---------------------------------------------------------------------------
+
+    def get(self, path: str, params: dict[str, str] | None = None) -> Any:
+        return self.request("GET", path, params=params)
+
+    def post(self, path: str, body: Any) -> Any:
+        return self.request("POST", path, json=body)
+
+    def patch(self, path: str, body: Any) -> Any:
+        return self.request("PATCH", path, json=body)
+
+    def delete(self, path: str) -> Any:
+        return self.request("DELETE", path)
+
+    def get_all(self, path: str, params: dict[str, str] | None = None) -> list[dict[str, Any]]:
+        """Every item of a collection, following ``@odata.nextLink`` page after page."""
+        items: list[dict[str, Any]] = []
+        page = self.get(path, params)
+        while True:
+            items.extend(page.get("value", []))
+            link = page.get("@odata.nextLink")
+            if not link:
+                return items
+            page = self.get(link)
+
+    # --- the one place requests are made -------------------------------------------------
+
+    def _url(self, path: str) -> str:
+        if path.startswith("https://") or path.startswith("http://"):
+            base = urlsplit(self.settings.graph_url)
+            if urlsplit(path).netloc.lower() != base.netloc.lower():
+                raise ValueError(f"refusing to send a Graph token to another host: {urlsplit(path).netloc}")
+            return path
+        return f"{self.settings.graph_v1}/{path.lstrip('/')}"
+
+    def request(self, method: str, path: str, *, params: dict[str, str] | None = None,
+                json: Any = None) -> Any:
+        url = self._url(path)
+        shown = urlsplit(url).path
+        attempts, renewed, waited = 0, False, 0.0
+        while True:
+            attempts += 1
+            token = self.tokens.access_token()
+            try:
+                resp = self.session.request(
+                    method, url, params=params, json=json, timeout=self.settings.timeout,
+                    headers={"Authorization": f"Bearer {token.reveal()}", "Accept": "application/json"},
+                )
+            except requests.RequestException as e:
+                raise GraphError(method, shown, 0, "Unreachable",
+                                 f"cannot reach {self.settings.graph_url}: {type(e).__name__}") from None
+            rid = resp.headers.get("request-id")
+            log.debug("%s %s -> %s (request-id %s)", method, shown, resp.status_code, rid)
+            if resp.status_code < 400:
+                return resp.json() if resp.content else None
+            err = self._error(method, shown, resp, attempts)
+            if resp.status_code == 401 and not renewed:
+                # Renew and retry once; a second 401 is a real refusal.
+                renewed = True
+                self.tokens.invalidate()
+                continue
+            if resp.status_code in RETRIED and attempts < self.max_attempts:
+                wait = _retry_after(resp)
+                if wait is None:
+                    wait = min(2.0 ** (attempts - 1), 30.0)
+                if waited + wait <= self.retry_budget:
+                    log.info("Graph %s %s: %s, retrying in %.0f s", method, shown, resp.status_code, wait)
+                    self.sleep(wait)
+                    waited += wait
+                    self.waited += wait
+                    self.retries += 1
+                    continue
+            raise err
+
+    @staticmethod
+    def _error(method: str, path: str, resp: requests.Response, attempts: int) -> GraphError:
+        code, message = f"HTTP{resp.status_code}", resp.reason or ""
+        client_rid = None
+        try:
+            body = resp.json()
+            e = body.get("error", {})
+            code, message = e.get("code", code), e.get("message", message)
+            inner = e.get("innerError") or {}
+            client_rid = inner.get("client-request-id")
+        except ValueError:
+            pass
+        return GraphError(method, path, resp.status_code, code, message,
+                          resp.headers.get("request-id"), client_rid, attempts)

@@ -1,0 +1,101 @@
+"""Where Entra ID and Microsoft Graph are: clouds as data.
+
+A :class:`CloudSettings` names the authority host, the Graph host, and the resource a Graph
+token is requested for. The national clouds differ only in these values, so they are data,
+not code; the embedded lab is one more entry, read from its ``lab.json``::
+
+    CloudSettings.named("global")                 # login.microsoftonline.com + graph.microsoft.com
+    CloudSettings.named("usgov")                  # GCC High
+    CloudSettings.from_lab("~/.local/state/psbridge/lab/lab.json")
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+# "Microsoft Graph Command Line Tools": Microsoft's public client for signing in to Graph with
+# a device code, so a consultant needs no app registration of their own to start step 3.
+GRAPH_CLI_CLIENT_ID = "14d82eec-204b-4c2f-b7e8-296a70dab67e"
+
+
+@dataclass(frozen=True)
+class CloudSettings:
+    name: str
+    authority_host: str
+    graph_url: str
+    graph_resource: str
+    # The lab's authority is not one msal knows: it must skip instance discovery, which would
+    # otherwise ask the public cloud about it.
+    instance_discovery: bool = True
+    ca_bundle: str | None = None
+    timeout: float = 30.0
+    device_code_client_id: str = GRAPH_CLI_CLIENT_ID
+
+    def authority(self, tenant: str) -> str:
+        return f"{self.authority_host.rstrip('/')}/{tenant}"
+
+    @property
+    def graph_default_scope(self) -> str:
+        return f"{self.graph_resource}/.default"
+
+    def graph_scope(self, name: str) -> str:
+        return f"{self.graph_resource}/{name}"
+
+    @property
+    def graph_v1(self) -> str:
+        return f"{self.graph_url.rstrip('/')}/v1.0"
+
+    @classmethod
+    def named(cls, name: str) -> CloudSettings:
+        try:
+            return CLOUDS[name.lower()]
+        except KeyError:
+            raise ValueError(f"unknown cloud {name!r}; known: {', '.join(CLOUDS)} (or the lab: "
+                             "CloudSettings.from_lab)") from None
+
+    @classmethod
+    def from_lab(cls, lab: str | Path | Mapping[str, Any]) -> CloudSettings:
+        """The embedded lab's Entra twin, from ``lab.json`` (a path or a state directory), its
+        parsed content, or its ``entra`` section."""
+        if isinstance(lab, Mapping):
+            data: Mapping[str, Any] = lab
+            where = "the lab description"
+        else:
+            path = Path(lab).expanduser()
+            if path.is_dir():
+                path = path / "lab.json"
+            data = json.loads(path.read_text(encoding="utf-8"))
+            where = str(path)
+        # lab.json, or its "entra" section alone (what EntraTwin.describe() gives)
+        entra = data.get("entra") or (data if "login_url" in data else None)
+        if not entra:
+            raise ValueError(f"{where} describes no Entra ID twin (was the lab started without the cloud?)")
+        return cls(
+            name="lab",
+            authority_host=entra["login_url"],
+            graph_url=entra["graph_url"],
+            # The lab's CRM servers ask for the real scope string, and the twin honours it.
+            graph_resource="https://graph.microsoft.com",
+            instance_discovery=False,
+            ca_bundle=str(entra.get("ca_bundle") or data.get("ca_bundle") or "") or None,
+            device_code_client_id=entra.get("device_code_client_id", GRAPH_CLI_CLIENT_ID),
+        )
+
+    def with_(self, **changes: Any) -> CloudSettings:
+        return replace(self, **changes)
+
+
+CLOUDS: dict[str, CloudSettings] = {
+    "global": CloudSettings("global", "https://login.microsoftonline.com", "https://graph.microsoft.com",
+                            "https://graph.microsoft.com"),
+    "usgov": CloudSettings("usgov", "https://login.microsoftonline.us", "https://graph.microsoft.us",
+                           "https://graph.microsoft.us"),
+    "usgov-dod": CloudSettings("usgov-dod", "https://login.microsoftonline.us",
+                               "https://dod-graph.microsoft.us", "https://dod-graph.microsoft.us"),
+    "china": CloudSettings("china", "https://login.chinacloudapi.cn", "https://microsoftgraph.chinacloudapi.cn",
+                           "https://microsoftgraph.chinacloudapi.cn"),
+}

@@ -1,0 +1,299 @@
+"""Sign-in to Entra ID with msal: device code (the consultant), client secret or certificate
+(unattended), with a token cache persisted per tenant and account.
+
+::
+
+    settings = CloudSettings.from_lab(lab_json)               # or CloudSettings.named("global")
+    me = sign_in_device_code(settings, "contoso.onmicrosoft.com")   # shows the code and URL
+    app = sign_in_client_secret(settings, tenant_id, client_id, "keyring:psbridge/contoso-app")
+    app = sign_in_certificate(settings, tenant_id, client_id, Path("s2s.pfx"), "env:PFX_PASSWORD")
+
+A :class:`SignIn` is the token provider a :class:`~psbridge.cloud.graph.GraphClient` uses:
+``access_token()`` answers from the cache while the token is good and refreshes it silently
+when not; ``invalidate()`` forces the next one to come from the authority.
+
+A person's sign-in is cached in ``<user cache dir>/psbridge/msal/<tenant>/<account>.json``
+(override with ``cache_dir=`` or ``PSBRIDGE_TOKEN_CACHE``), readable by its owner only: a
+second sign-in for the same tenant and account reuses it (refreshing silently) without a new
+device code. An app's tokens (secret, certificate) are kept in memory only, so every sign-in
+proves the credential still works.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import os
+import re
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from html import escape
+from pathlib import Path
+from typing import Any
+
+import msal
+
+from psbridge.cloud.http import session_for
+from psbridge.cloud.settings import CloudSettings
+from psbridge.secrets import Secret, SecretRef, redact, resolve
+
+# What step 3 does as the signed-in administrator.
+SETUP_SCOPES = (
+    "Application.ReadWrite.All",
+    "AppRoleAssignment.ReadWrite.All",
+    "DelegatedPermissionGrant.ReadWrite.All",
+    "Organization.Read.All",
+    "User.Read",
+)
+
+
+class SignInError(Exception):
+    """Entra ID refused a sign-in; carries its error code and description."""
+
+    def __init__(self, what: str, result: dict[str, Any]) -> None:
+        self.error = str(result.get("error", "unknown_error"))
+        self.description = redact(str(result.get("error_description", "")))
+        self.codes = list(result.get("error_codes", []))
+        super().__init__(f"{what}: {self.error}: {self.description}")
+
+
+@dataclass(frozen=True)
+class DeviceCode:
+    """What the user must do: open ``verification_uri`` and enter ``user_code``."""
+
+    user_code: str
+    verification_uri: str
+    message: str
+    expires_in: int
+
+    def _repr_html_(self) -> str:
+        uri = escape(self.verification_uri)
+        return (
+            "<div style='border:1px solid #888;padding:8px'>"
+            f"Open <a href='{uri}' target='_blank'>{uri}</a> and enter the code "
+            f"<code style='font-size:140%'>{escape(self.user_code)}</code> "
+            f"(valid {self.expires_in // 60} minutes).</div>"
+        )
+
+
+def show_device_code(code: DeviceCode) -> None:
+    """Default ``on_code``: a box in a notebook, a line on a terminal."""
+    try:
+        from IPython import get_ipython
+        from IPython.display import display
+
+        if get_ipython() is not None:
+            display(code)
+            return
+    except ImportError:
+        pass
+    print(code.message, flush=True)
+
+
+def cache_root(cache_dir: Path | None = None) -> Path:
+    if cache_dir is not None:
+        return Path(cache_dir)
+    env = os.environ.get("PSBRIDGE_TOKEN_CACHE")
+    if env:
+        return Path(env).expanduser()
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("psbridge")) / "msal"
+
+
+def _safe(part: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.@-]", "_", part.lower())
+
+
+class PersistedCache:
+    """An msal token cache in one file, written (owner-only) whenever msal changed it."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.cache = msal.SerializableTokenCache()
+        self._lock = threading.Lock()
+        if path.exists():
+            self.cache.deserialize(path.read_text(encoding="utf-8"))
+
+    def save(self) -> None:
+        with self._lock:
+            if not self.cache.has_state_changed:
+                return
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.path.with_name(self.path.name + ".tmp")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(self.cache.serialize())
+            os.replace(tmp, self.path)
+            self.cache.has_state_changed = False
+
+    def move_to(self, path: Path) -> None:
+        if path == self.path:
+            return
+        self.path = path
+        self.cache.has_state_changed = True
+        self.save()
+
+
+@dataclass
+class SignIn:
+    """A signed-in identity and the way to get its access tokens for Graph."""
+
+    settings: CloudSettings
+    tenant: str
+    client_id: str
+    kind: str  # device_code | client_secret | certificate
+    scopes: list[str]
+    account: dict[str, Any] | None = None
+    _app: Any = field(default=None, repr=False)
+    _cache: PersistedCache | None = field(default=None, repr=False)
+    _force: bool = field(default=False, repr=False)
+    _last: dict[str, Any] = field(default_factory=dict, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @property
+    def username(self) -> str | None:
+        return self.account.get("username") if self.account else None
+
+    @property
+    def tenant_id(self) -> str | None:
+        claims = self._last.get("id_token_claims") or {}
+        return claims.get("tid") or (self.account or {}).get("realm") or _guid_or_none(self.tenant)
+
+    @property
+    def expires_on(self) -> dt.datetime | None:
+        exp = self._last.get("expires_in")
+        got = self._last.get("_at")
+        return got + dt.timedelta(seconds=int(exp)) if exp and got else None
+
+    def access_token(self) -> Secret:
+        with self._lock:
+            result = self._acquire()
+            if "access_token" not in result:
+                raise SignInError(f"cannot get a token for {self.settings.graph_url} as "
+                                  f"{self.username or self.client_id}", result)
+            self._force = False
+            self._last = {k: v for k, v in result.items() if k in ("expires_in", "id_token_claims",
+                                                                   "token_source")}
+            self._last["_at"] = dt.datetime.now(dt.UTC)
+            if self._cache:
+                self._cache.save()
+            return Secret(result["access_token"])
+
+    def _acquire(self) -> dict[str, Any]:
+        if self.kind == "device_code":
+            silent: dict[str, Any] | None = self._app.acquire_token_silent_with_error(
+                self.scopes, account=self.account, force_refresh=self._force
+            )
+            return silent or {"error": "interaction_required",
+                              "error_description": "the cached sign-in is gone; sign in again"}
+        if self._force:
+            self._app.remove_tokens_for_client()
+        result: dict[str, Any] = self._app.acquire_token_for_client(scopes=self.scopes)
+        return result
+
+    def invalidate(self) -> None:
+        with self._lock:
+            self._force = True
+
+    def __repr__(self) -> str:
+        who = self.username or f"app {self.client_id}"
+        tenant = self.tenant_id or self.tenant
+        return f"SignIn({who} in tenant {tenant}, {self.kind}, {self.settings.name} cloud)"
+
+    def _repr_html_(self) -> str:
+        rows = {"identity": self.username or f"app {self.client_id}", "tenant": self.tenant_id or self.tenant,
+                "method": self.kind, "cloud": self.settings.name, "scopes": " ".join(self.scopes),
+                "token expires": self.expires_on.isoformat(timespec="seconds") if self.expires_on else ""}
+        cells = "".join(f"<tr><th style='text-align:left'>{escape(k)}</th><td>{escape(str(v))}</td></tr>"
+                        for k, v in rows.items())
+        return f"<table><caption>Signed in</caption>{cells}</table>"
+
+
+def _guid_or_none(text: str) -> str | None:
+    return text if re.fullmatch(r"[0-9a-fA-F-]{36}", text) else None
+
+
+def _app_kwargs(settings: CloudSettings, tenant: str, cache: PersistedCache) -> dict[str, Any]:
+    return {
+        "authority": settings.authority(tenant),
+        "instance_discovery": settings.instance_discovery,
+        "http_client": session_for(settings),
+        "token_cache": cache.cache,
+        "timeout": settings.timeout,
+    }
+
+
+def sign_in_device_code(settings: CloudSettings, tenant: str, *,
+                        on_code: Callable[[DeviceCode], None] | None = None,
+                        scopes: Sequence[str] = SETUP_SCOPES, account: str | None = None,
+                        client_id: str | None = None, cache_dir: Path | None = None) -> SignIn:
+    """Sign in as a person: reuse the cached sign-in for ``tenant`` (and ``account``) if there
+    is one, otherwise show a device code with ``on_code`` and wait for the user."""
+    client_id = client_id or settings.device_code_client_id
+    full_scopes = [settings.graph_scope(s) if "/" not in s else s for s in scopes]
+    folder = cache_root(cache_dir) / _safe(tenant)
+    candidates = [folder / f"{_safe(account)}.json"] if account else sorted(folder.glob("*@*.json"))
+    for path in candidates:
+        if not path.exists():
+            continue
+        cache = PersistedCache(path)
+        app = msal.PublicClientApplication(client_id, **_app_kwargs(settings, tenant, cache))
+        for acct in app.get_accounts(username=account) if account else app.get_accounts():
+            signin = SignIn(settings, tenant, client_id, "device_code", full_scopes, acct, app, cache)
+            with contextlib.suppress(SignInError):
+                signin.access_token()
+                return signin
+    cache = PersistedCache(folder / "pending-sign-in.json")
+    app = msal.PublicClientApplication(client_id, **_app_kwargs(settings, tenant, cache))
+    flow = app.initiate_device_flow(scopes=full_scopes)
+    if "user_code" not in flow:
+        raise SignInError("cannot start a device code sign-in", flow)
+    (on_code or show_device_code)(DeviceCode(flow["user_code"], flow["verification_uri"], flow["message"],
+                                             int(flow.get("expires_in", 900))))
+    result = app.acquire_token_by_device_flow(flow)
+    if "access_token" not in result:
+        raise SignInError("device code sign-in failed", result)
+    username = (result.get("id_token_claims") or {}).get("preferred_username") or "account"
+    acct = next(iter(app.get_accounts(username=username)), None)
+    cache.move_to(folder / f"{_safe(username)}.json")
+    signin = SignIn(settings, tenant, client_id, "device_code", full_scopes, acct, app, cache)
+    signin._last = {"expires_in": result.get("expires_in"), "id_token_claims": result.get("id_token_claims"),
+                    "_at": dt.datetime.now(dt.UTC)}
+    return signin
+
+
+def _confidential(settings: CloudSettings, tenant: str, client_id: str, credential: Any, kind: str) -> SignIn:
+    # An app's tokens stay in memory: re-getting one is cheap, and a cache on disk would let a
+    # revoked or mistyped secret look valid until the cached token expired.
+    try:
+        app = msal.ConfidentialClientApplication(client_id, client_credential=credential,
+                                                 authority=settings.authority(tenant),
+                                                 instance_discovery=settings.instance_discovery,
+                                                 http_client=session_for(settings), timeout=settings.timeout)
+    except ValueError as e:
+        if kind == "certificate" and "PKCS12" in str(e):
+            raise ValueError(f"cannot open {credential['private_key_pfx_path']}: wrong password or not a PFX"
+                             ) from None
+        raise
+    signin = SignIn(settings, tenant, client_id, kind, [settings.graph_default_scope], None, app, None)
+    signin.access_token()  # fail here, clearly, rather than at the first Graph call
+    return signin
+
+
+def sign_in_client_secret(settings: CloudSettings, tenant: str, client_id: str,
+                          secret: str | SecretRef | Secret) -> SignIn:
+    """Sign in as an app with a client secret given by reference (``env:``, ``keyring:``, ...)."""
+    value = secret if isinstance(secret, Secret) else resolve(secret)
+    return _confidential(settings, tenant, client_id, value.reveal(), "client_secret")
+
+
+def sign_in_certificate(settings: CloudSettings, tenant: str, client_id: str, pfx_path: Path,
+                        password: str | SecretRef | Secret | None = None) -> SignIn:
+    """Sign in as an app with a certificate (a PFX; its password by reference)."""
+    credential: dict[str, Any] = {"private_key_pfx_path": str(pfx_path)}
+    if password is not None:
+        pw = password if isinstance(password, Secret) else resolve(password)
+        credential["passphrase"] = pw.reveal()
+    return _confidential(settings, tenant, client_id, credential, "certificate")
