@@ -124,3 +124,19 @@ def test_crm_service_principal_key_credentials_as_graph_shows_them(twin: EntraTw
         graph.patch(f"/servicePrincipals/{sp['id']}", {"keyCredentials": [
             {"type": "AsymmetricX509Cert", "usage": "Verify", "key": "bm90IGEgY2VydA=="}]})
     graph.patch(f"/servicePrincipals/{sp['id']}", {"keyCredentials": []})
+
+
+def test_status_tables_show_what_changed(twin: EntraTwin, graph: GraphClient, tmp_path: Path) -> None:
+    from psbridge.cloud import ensure_app, ensure_client_secret, grant_admin_consent
+    from psbridge.lab.entra.status import status_tables
+
+    app = ensure_app(graph, "status-app", "https://localhost/psbridge")
+    ensure_client_secret(graph, app, f"file:{tmp_path / 's'}")
+    grant_admin_consent(graph, app)
+    tables = status_tables(twin.state_dir)
+    apps = tables["entra app registrations"]
+    assert apps.loc[apps.displayName == "status-app", "clientSecrets"].item() == 1
+    consents = tables["entra consents"]
+    assert set(consents.loc[consents.client == "status-app", "permission"]) == {
+        "Application.ReadWrite.All", "Organization.Read.All", "User.Read"}
+    assert status_tables(tmp_path / "nothing") == {}
