@@ -8,7 +8,8 @@
 
 - 429, 503 and 504 are retried, honouring ``Retry-After`` (seconds or an HTTP date), else
   with exponential backoff, within ``max_attempts`` and a total ``retry_budget`` of seconds;
-  past either, the last error is raised.
+  past either, the last error is raised. A POST answered 504 is not repeated (the gateway
+  may have timed out after Graph did the work; the idempotent operations find it next run).
 - A 401 (token expired or revoked before its time) renews the token and retries **once**.
 - ``get_all`` follows ``@odata.nextLink``, only ever to the configured Graph host: the bearer
   token is never sent anywhere else.
@@ -151,7 +152,9 @@ class GraphClient:
                 renewed = True
                 self.tokens.invalidate()
                 continue
-            if resp.status_code in RETRIED and attempts < self.max_attempts:
+            # A 504 may come after the work was done: a POST is not repeated blindly then.
+            retriable = resp.status_code in RETRIED and not (method == "POST" and resp.status_code == 504)
+            if retriable and attempts < self.max_attempts:
                 wait = _retry_after(resp)
                 if wait is None:
                     wait = min(2.0 ** (attempts - 1), 30.0)

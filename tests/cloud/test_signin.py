@@ -229,3 +229,14 @@ def test_token_cache_env_override(monkeypatch: pytest.MonkeyPatch, tmp_path: Pat
     monkeypatch.delenv("PSBRIDGE_TOKEN_CACHE")
     assert "psbridge" in str(cache_root())
     assert os.fspath(cache_root(tmp_path / "x")) == os.fspath(tmp_path / "x")
+
+
+def test_short_token_lifetime_means_fresh_tokens(twin: EntraTwin, tmp_path: Path) -> None:
+    twin.set_knobs(token_lifetime=60)
+    me = sign_in_device_code(settings_of(twin), twin.tenant_domain, on_code=lambda c: None,
+                             cache_dir=tmp_path)
+    first = me.access_token().reveal()
+    claims = _claims(first)
+    assert claims["exp"] - claims["iat"] == 60
+    # msal renews a token with under five minutes left instead of handing it out.
+    assert me.access_token().reveal() != first
