@@ -246,3 +246,24 @@ def test_canary_secret_never_appears_in_logs_or_output(twin: EntraTwin, graph: G
     for text in texts:
         assert canary not in text
         assert real.reveal() not in text
+
+
+def test_parallel_step3_runs_for_many_orgs(fresh_twin: EntraTwin, tmp_path: Path) -> None:
+    """A batch runs step 3 for several orgs at once: each gets its own app, nothing is lost."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    _settings, _admin_signin, graph = _admin(fresh_twin, tmp_path / "cache")
+
+    def one(i: int) -> str:
+        app = ensure_app(graph, f"psbridge S2S org{i}", REDIRECT)
+        ensure_client_secret(graph, app, f"file:{tmp_path / f'org{i}'}")
+        ensure_required_access(graph, app)
+        grant_admin_consent(graph, app)
+        return app.app_id
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        app_ids = list(pool.map(one, range(8), timeout=120))
+    world = _world(fresh_twin)
+    assert sorted(a["appId"] for a in world["applications"]) == sorted(app_ids)
+    assert len(world["appRoleAssignments"]) == 16 and len(world["oauth2PermissionGrants"]) == 8
+    assert len(world["passwordHashes"]) == 8
