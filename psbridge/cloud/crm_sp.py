@@ -9,7 +9,10 @@ thumbprint, with its validity) and its servicePrincipalNames include the CRM app
 
 from __future__ import annotations
 
+import base64
+import binascii
 import datetime as dt
+import re
 from typing import Any
 
 from psbridge.cloud.graph import GraphClient, odata_quote
@@ -22,9 +25,23 @@ def _time(text: str | None) -> dt.datetime | None:
     return dt.datetime.fromisoformat(text.replace("Z", "+00:00")) if text else None
 
 
+def _thumbprint(identifier: str | None) -> str | None:
+    """A SHA-1 thumbprint in hex, whether Graph gives it as hex or as base64 of the hash."""
+    if not identifier:
+        return None
+    if re.fullmatch(r"[0-9A-Fa-f]{40}", identifier):
+        return identifier.upper()
+    try:
+        raw = base64.b64decode(identifier, validate=True)
+    except (binascii.Error, ValueError):
+        return identifier
+    return raw.hex().upper() if len(raw) == 20 else identifier
+
+
 def _key(k: dict[str, Any]) -> KeyCredentialInfo:
     return KeyCredentialInfo(
-        key_id=k["keyId"], thumbprint=k.get("customKeyIdentifier"), display_name=k.get("displayName"),
+        key_id=k["keyId"], thumbprint=_thumbprint(k.get("customKeyIdentifier")),
+        display_name=k.get("displayName"),
         type=k.get("type", ""), usage=k.get("usage", ""), start=_time(k.get("startDateTime")),
         end=_time(k.get("endDateTime")),
     )

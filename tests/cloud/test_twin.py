@@ -118,6 +118,15 @@ def test_crm_service_principal_key_credentials_as_graph_shows_them(twin: EntraTw
         {"type": "AsymmetricX509Cert", "usage": "Verify", "key": base64.b64encode(_cert(60)).decode()},
     ]})
     assert len(graph.get(f"/servicePrincipals(appId='{CRM}')")["keyCredentials"]) == 2
+    # The identifier as PowerShell scripts send it (base64 of the hash) reads back as the thumbprint.
+    der3 = _cert(90)
+    thumb3 = x509.load_der_x509_certificate(der3).fingerprint(hashes.SHA1())  # noqa: S303
+    graph.patch(f"/servicePrincipals/{sp['id']}", {"keyCredentials": [
+        {"type": "AsymmetricX509Cert", "usage": "Verify", "key": base64.b64encode(der3).decode(),
+         "customKeyIdentifier": base64.b64encode(thumb3).decode()}]})
+    from psbridge.cloud import read_crm_service_principal
+
+    assert read_crm_service_principal(graph).has_certificate(thumb3.hex())
     from psbridge.cloud.graph import GraphError
 
     with pytest.raises(GraphError, match="key"):

@@ -78,6 +78,21 @@ def _not_found(object_id: str) -> GraphError:
                       "objects are not present.")
 
 
+def _thumbprint_form(given: str | None, thumb: str) -> str:
+    """Graph shows a certificate's identifier as its hex thumbprint, however it was written.
+
+    Scripts often send the hash base64-encoded (``[Convert]::ToBase64String($cert.GetCertHash())``).
+    """
+    if not given:
+        return thumb
+    try:
+        if base64.b64decode(given, validate=True).hex().upper() == thumb:
+            return thumb
+    except (binascii.Error, ValueError):
+        pass
+    return given
+
+
 class Graph:
     def __init__(self, directory: Directory, issuer: TokenIssuer, knobs: Knobs, graph_url: str) -> None:
         self.d = directory
@@ -395,7 +410,7 @@ class Graph:
                 "type": entry["type"],
                 "usage": entry["usage"],
                 "displayName": entry.get("displayName") or cert.subject.rfc4514_string(),
-                "customKeyIdentifier": entry.get("customKeyIdentifier") or thumb,
+                "customKeyIdentifier": _thumbprint_form(entry.get("customKeyIdentifier"), thumb),
                 "startDateTime": entry.get("startDateTime") or graph_time(cert.not_valid_before_utc),
                 "endDateTime": entry.get("endDateTime") or graph_time(cert.not_valid_after_utc),
                 "key": base64.b64encode(der).decode("ascii"),
