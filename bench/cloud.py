@@ -1,6 +1,6 @@
 """Benchmark: the Entra/Graph twin and step 3's cloud operations, on loopback.
 
-    .venv/bin/python bench/bench_cloud.py [--requests 200]
+    .venv/bin/python bench/cloud.py [--requests 200]
 
 Prints: twin start (first, with key generation; then warm), the whole step-3 flow (device code
 sign-in, app, secret, access, consent, tenant id, teardown) and its second, no-change run,
