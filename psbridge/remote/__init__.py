@@ -1,1 +1,60 @@
-"""psbridge.remote"""
+"""PowerShell on a Windows server over WinRM/PSRP (pypsrp), as commands, not strings.
+
+>>> from psbridge.remote import ConnectionProfile, Session, Cmd
+>>> with Session(ConnectionProfile(host="crm01.contoso.local", user="CONTOSO\\\\admin",
+...                                password="env:CRM_PASSWORD")) as s:
+...     s.invoke("Get-CrmOrganization", Name="contoso").to_frame()
+"""
+
+from psbridge.remote.command import Cmd, Pipeline, SecureString
+from psbridge.remote.convert import PSRecord
+from psbridge.remote.errors import (
+    AuthenticationFailed,
+    BridgeError,
+    CommandError,
+    CommandFailed,
+    CommandTimeout,
+    ConnectError,
+    ConnectionLost,
+    ProfileError,
+    ScriptFailed,
+    TransferError,
+    UnsupportedScript,
+    ValidationError,
+)
+from psbridge.remote.paths import server_path
+from psbridge.remote.profile import ConnectionProfile
+from psbridge.remote.result import InformationMessage, Progress, PSError, Result
+from psbridge.remote.session import JournalEntry, Session
+from psbridge.remote.transfer import UploadReceipt, remove, upload, uploaded
+
+__all__ = [
+    "AuthenticationFailed",
+    "BridgeError",
+    "Cmd",
+    "CommandError",
+    "CommandFailed",
+    "CommandTimeout",
+    "ConnectError",
+    "ConnectionLost",
+    "ConnectionProfile",
+    "InformationMessage",
+    "JournalEntry",
+    "PSError",
+    "PSRecord",
+    "Pipeline",
+    "ProfileError",
+    "Progress",
+    "Result",
+    "ScriptFailed",
+    "SecureString",
+    "Session",
+    "TransferError",
+    "UnsupportedScript",
+    "UploadReceipt",
+    "ValidationError",
+    "remove",
+    "server_path",
+    "upload",
+    "uploaded",
+]

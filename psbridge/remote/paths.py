@@ -1,0 +1,33 @@
+"""Paths on the server are Windows paths, whatever the consultant's laptop runs."""
+
+from __future__ import annotations
+
+from pathlib import PurePath, PureWindowsPath
+
+from psbridge.remote.errors import ValidationError
+
+# Characters Windows refuses in a file or folder name (besides the separators).
+_FORBIDDEN = set('<>"|?*') | {chr(c) for c in range(32)}
+
+
+def server_path(value: str | PurePath, field: str = "path") -> PureWindowsPath:
+    """An absolute Windows path (``C:\\...`` or ``\\\\server\\share\\...``), or :class:`ValidationError`."""
+    text = str(value).strip() if value is not None else ""
+    if not text:
+        raise ValidationError(field, "a full Windows path on the server is required")
+    path = PureWindowsPath(text)
+    if not path.is_absolute():
+        raise ValidationError(
+            field, f"{text!r} is not an absolute Windows path (expected e.g. C:\\Program Files\\...)"
+        )
+    # The drive's colon is allowed; anywhere else it names an alternate data stream.
+    rest = text[len(path.drive):]
+    bad = sorted({c for c in rest if c in _FORBIDDEN or c == ":"})
+    if bad:
+        shown = ", ".join(repr(c) for c in bad)
+        raise ValidationError(
+            field, f"{text!r} contains characters Windows does not allow in a path: {shown}"
+        )
+    if path.name in ("", ".", ".."):
+        raise ValidationError(field, f"{text!r} does not name a file or folder")
+    return path

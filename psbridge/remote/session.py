@@ -1,0 +1,406 @@
+"""One PowerShell runspace pool on one server, reused for every command: :class:`Session`.
+
+Opening a pool costs several round trips and an authentication, so a session opens it once and
+runs every command through it. Commands are data (:mod:`psbridge.remote.command`), sent with
+pypsrp's ``add_cmdlet``/``add_parameter``. Each call has a timeout after which the remote
+pipeline is stopped; Ctrl-C stops it too. When the connection drops, a read-only command is
+re-sent once on a fresh pool; a state-changing one never is, because it may already have run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import PurePath
+from typing import Any
+
+import requests
+from pypsrp.exceptions import AuthenticationError, WinRMError, WSManFaultError
+from pypsrp.powershell import PowerShell, RunspacePool
+from pypsrp.serializer import TaggedValue
+from pypsrp.wsman import WSMan
+
+from psbridge.remote.command import Cmd, Pipeline, SecureString, as_statements, display
+from psbridge.remote.errors import (
+    AuthenticationFailed,
+    BridgeError,
+    CommandFailed,
+    CommandTimeout,
+    ConnectError,
+    ConnectionLost,
+    ScriptFailed,
+)
+from psbridge.remote.profile import ConnectionProfile
+from psbridge.remote.result import Result, build_result
+from psbridge.secrets import Secret, redact
+
+log = logging.getLogger(__name__)
+
+_PS_RUNNING = 1
+_PS_FAILED = 5
+# ERROR_WSMAN_OPERATION_TIMEDOUT: a Receive found nothing new within its operation timeout.
+_WSMAN_TIMEOUT = 0x80338029
+_FAILED_MARKER = "Process Failed."
+
+
+@dataclass(frozen=True)
+class JournalEntry:
+    """One thing the session did that a change record should show."""
+
+    time: dt.datetime
+    server: str
+    event: str
+    detail: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "time": self.time.isoformat(), "server": self.server, "event": self.event, "detail": self.detail,
+        }
+
+
+@dataclass
+class _Pool:
+    wsman: WSMan
+    pool: RunspacePool
+    keys_exchanged: bool = False
+    broken: bool = False
+    opened_at: float = field(default_factory=time.monotonic)
+
+
+class Session:
+    """A PowerShell session on one server.
+
+    >>> with Session(profile) as s:
+    ...     org = s.invoke("Get-CrmOrganization", Name="contoso").scalar()
+
+    ``invoke`` returns a :class:`Result`; a terminating error raises :class:`CommandFailed`
+    (``check=False`` returns the failed Result instead). ``run_script`` also reads
+    ``$LASTEXITCODE`` and raises :class:`ScriptFailed` when the script says it failed.
+    """
+
+    def __init__(self, profile: ConnectionProfile, *, open: bool = False) -> None:
+        self.profile = profile
+        self.journal: list[JournalEntry] = []
+        self.on_running: Callable[[Session, str], None] | None = None
+        self._pool: _Pool | None = None
+        self._lock = threading.RLock()
+        self.pools_opened = 0
+        for note in profile.security_notes:
+            self._record("security", note)
+        if open:
+            self.open()
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    @property
+    def server(self) -> str:
+        return self.profile.server
+
+    @property
+    def is_open(self) -> bool:
+        return self._pool is not None and not self._pool.broken
+
+    def open(self) -> Session:
+        with self._lock:
+            if self._pool is None or self._pool.broken:
+                self._discard_pool()
+                self._pool = self._open_pool()
+            return self
+
+    def close(self) -> None:
+        with self._lock:
+            pool, self._pool = self._pool, None
+            if pool is None:
+                return
+            try:
+                if not pool.broken:
+                    pool.pool.close()
+            except (WinRMError, requests.RequestException, OSError) as e:
+                log.debug("closing the pool on %s: %s", self.server, e)
+            finally:
+                pool.wsman.close()
+            self._record("close", "runspace pool closed")
+
+    def __enter__(self) -> Session:
+        return self.open()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "open" if self.is_open else "closed"
+        return f"<Session {self.server} {self.profile.endpoint} {state}>"
+
+    def _open_pool(self) -> _Pool:
+        p = self.profile
+        password = p.resolve_password()
+        wsman = WSMan(**p.wsman_kwargs(password))
+        pool = RunspacePool(wsman, configuration_name=p.configuration_name, min_runspaces=1, max_runspaces=1)
+        try:
+            pool.open()
+        except AuthenticationError:
+            wsman.close()
+            raise AuthenticationFailed(
+                f"{p.server} ({p.endpoint}) refused the credentials of {p.user} ({p.auth}); "
+                f"check the account and the secret {p.password}"
+            ) from None
+        except requests.exceptions.SSLError as e:
+            wsman.close()
+            raise ConnectError(
+                f"TLS with {p.endpoint} failed: {_short(e)}. The server's certificate is not trusted; "
+                "give its CA as ca_bundle (turning cert_validation off is possible but is recorded)"
+            ) from None
+        except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as e:
+            wsman.close()
+            raise ConnectError(f"cannot reach {p.server} at {p.endpoint}: {_short(e)}") from None
+        except (WinRMError, OSError) as e:
+            wsman.close()
+            raise ConnectError(
+                f"opening a PowerShell session on {p.endpoint} failed: {redact(str(e))}"
+            ) from None
+        self.pools_opened += 1
+        notes = "; ".join(p.security_notes)
+        self._record(
+            "open",
+            f"runspace pool opened on {p.endpoint} as {p.user or 'current user'} ({p.auth}"
+            f"{', message encryption' if p.scheme == 'http' else ', TLS'}){'; ' + notes if notes else ''}",
+        )
+        return _Pool(wsman, pool)
+
+    def _discard_pool(self) -> None:
+        if self._pool is not None:
+            # A broken transport may fail to close; it is dropped anyway.
+            with contextlib.suppress(Exception):
+                self._pool.wsman.close()
+            self._pool = None
+
+    # --- commands ----------------------------------------------------------------------------
+
+    def invoke(
+        self,
+        command: str | Cmd | Pipeline | Sequence[Cmd | Pipeline],
+        /,
+        *,
+        timeout: float | None = None,
+        retry: bool | None = None,
+        check: bool = True,
+        input: list[Any] | None = None,  # PowerShell's own name for pipeline input
+        **params: Any,
+    ) -> Result:
+        """Run a command (or pipeline, or statements) and return its :class:`Result`.
+
+        ``timeout`` defaults to the profile's ``command_timeout``. ``retry`` says whether the
+        command may be re-sent once after a dropped connection; by default only read-only
+        pipelines (Get-, Test-, Select-Object, ...) are.
+        """
+        statements = as_statements(command, params)
+        text = display(statements)
+        may_retry = all(s.read_only for s in statements) if retry is None else retry
+        limit = self.profile.command_timeout if timeout is None else timeout
+        with self._lock:
+            try:
+                result = self._run_once(statements, text, limit, input)
+            except ConnectionLost as lost:
+                if not may_retry:
+                    raise
+                self._record(
+                    "retry", f"connection dropped during read-only {text}; re-sent once on a new pool"
+                )
+                log.info("%s: %s; re-sending once on a new pool", self.server, lost)
+                result = self._run_once(statements, text, limit, input)
+        if check and result.state == "Failed":
+            raise CommandFailed(result)
+        return result
+
+    def run_script(
+        self,
+        path: str | PurePath,
+        /,
+        *,
+        timeout: float | None = None,
+        check: bool = True,
+        **params: Any,
+    ) -> Result:
+        """Run a script by its path on the server, with parameters, and read ``$LASTEXITCODE``.
+
+        Scripts report failure by ``exit N`` and a "Process Failed." message while the pipeline
+        completes normally, so the exit code is reset before and read after, in the same pool.
+        With ``check`` a non-zero exit code or the failure message raises :class:`ScriptFailed`.
+        Never retried: a script changes things.
+        """
+        script = str(path)
+        with self._lock:
+            self.invoke(Cmd("Set-Variable", Name="LASTEXITCODE", Value=0, Scope="Global"), retry=False)
+            result = self.invoke(Cmd(script, **params), timeout=timeout, retry=False, check=False)
+            code = self.invoke(
+                Cmd("Get-Variable", Name="LASTEXITCODE", Scope="Global", ValueOnly=True), retry=False
+            ).output
+        result.exit_code = int(code[-1]) if code and code[-1] is not None else None
+        if check:
+            if result.state == "Failed":
+                raise CommandFailed(result)
+            if result.exit_code or any(m.strip() == _FAILED_MARKER for m in result.messages()):
+                raise ScriptFailed(result, script)
+        return result
+
+    def _run_once(
+        self, statements: list[Pipeline], text: str, timeout: float | None, input: list[Any] | None
+    ) -> Result:
+        pool = self.open()._pool
+        assert pool is not None
+        ps = PowerShell(pool.pool)
+        for statement in statements:
+            for c in statement.commands:
+                ps.add_cmdlet(c.name)
+                for a in c.args:
+                    ps.add_argument(self._wire_value(pool, a))
+                for k, v in c.params:
+                    ps.add_parameter(k, self._wire_value(pool, v))
+            ps.add_statement()
+        started = dt.datetime.now(dt.UTC)
+        t0 = time.monotonic()
+        sent = False
+        try:
+            ps.begin_invoke(input=_one_batch([self._wire_value(pool, i) for i in input]) if input else None)
+            sent = True
+            if self.on_running is not None:
+                self.on_running(self, text)
+            stopped = self._wait(ps, pool, t0, timeout)
+        except KeyboardInterrupt:
+            self._stop(ps, pool, "Ctrl-C")
+            self._record("stop", f"{text} stopped by Ctrl-C")
+            raise
+        except _DROPPED as e:
+            pool.broken = True
+            self._discard_pool()
+            raise ConnectionLost(
+                f"the connection to {self.server} dropped while running {text}"
+                + (": it may or may not have completed; check before running it again" if sent else ""),
+                command=text,
+                may_have_run=sent,
+            ) from e
+        except WSManFaultError as e:
+            raise BridgeError(f"{self.server} refused {text}: {redact(str(e.reason or e))}") from None
+        duration = dt.timedelta(seconds=time.monotonic() - t0)
+        result = build_result(
+            ps, text, self.server, started, duration, cipher=pool.pool._serializer.cipher,
+            state="Stopped" if stopped else None,
+        )
+        if not stopped:
+            self._close_pipeline(ps, pool)
+        if stopped:
+            self._record("stop", f"{text} stopped after its timeout of {timeout:g} s")
+            raise CommandTimeout(result, timeout or 0)
+        return result
+
+    def _wait(self, ps: PowerShell, pool: _Pool, t0: float, timeout: float | None) -> bool:
+        """Poll until the pipeline ends; True when it had to be stopped for its timeout."""
+        op = self.profile.operation_timeout
+        while ps.state == _PS_RUNNING:
+            if timeout is not None:
+                remaining = timeout - (time.monotonic() - t0)
+                if remaining <= 0:
+                    self._stop(ps, pool, "timeout")
+                    return True
+                op = max(1, min(self.profile.operation_timeout, math.ceil(remaining)))
+            ps.poll_invoke(timeout=op)
+        return False
+
+    def _stop(self, ps: PowerShell, pool: _Pool, why: str) -> None:
+        try:
+            if ps.state == _PS_RUNNING:
+                ps.stop()
+        except (WinRMError, requests.RequestException, OSError, KeyboardInterrupt) as e:
+            # The pool cannot be trusted any more: the next command opens a new one.
+            log.warning("stopping the pipeline on %s (%s) failed: %s", self.server, why, e)
+            pool.broken = True
+            self._discard_pool()
+
+    def _close_pipeline(self, ps: PowerShell, pool: _Pool) -> None:
+        try:
+            ps.close()
+        except (WinRMError, requests.RequestException, OSError) as e:
+            log.debug("closing a pipeline on %s: %s", self.server, e)
+
+    def _wire_value(self, pool: _Pool, value: Any) -> Any:
+        if isinstance(value, SecureString):
+            if not pool.keys_exchanged:
+                pool.pool.exchange_keys()
+                pool.keys_exchanged = True
+                self._record("keys", "session key exchanged for SecureString parameters")
+            return TaggedValue("SS", value.secret.reveal())
+        if isinstance(value, Secret):
+            return value.reveal()
+        if isinstance(value, PurePath):
+            return str(value)
+        if isinstance(value, float):
+            return TaggedValue("Db", value)  # pypsrp would send a float as Single and lose digits
+        if isinstance(value, dt.datetime):
+            return value.isoformat()  # PowerShell binds an ISO 8601 string to [datetime]
+        if isinstance(value, list | tuple):
+            return [self._wire_value(pool, v) for v in value]
+        return value
+
+    # --- file transfer (see psbridge.remote.transfer) -----------------------------------------
+
+    @property
+    def max_payload_size(self) -> int:
+        """Bytes of base64 that fit one WSMan envelope on this pool."""
+        pool = self.open()._pool
+        assert pool is not None
+        return int(pool.wsman.max_payload_size)
+
+    def upload(self, local: Any, remote: str | PurePath, **kwargs: Any) -> Any:
+        from psbridge.remote.transfer import upload
+
+        return upload(self, local, remote, **kwargs)
+
+    @contextmanager
+    def uploaded(self, local: Any, remote: str | PurePath, **kwargs: Any) -> Iterator[Any]:
+        from psbridge.remote.transfer import uploaded
+
+        with uploaded(self, local, remote, **kwargs) as receipt:
+            yield receipt
+
+    # --- record ------------------------------------------------------------------------------
+
+    def _record(self, event: str, detail: str) -> None:
+        entry = JournalEntry(dt.datetime.now(dt.UTC), self.server, event, redact(detail))
+        self.journal.append(entry)
+        log.info("%s %s: %s", entry.server, event, entry.detail)
+
+    def record(self, event: str, detail: str) -> None:
+        """Add an entry to the journal (operations built on the session use this)."""
+        self._record(event, detail)
+
+    def journal_frame(self) -> Any:
+        import pandas as pd
+
+        columns = ["time", "server", "event", "detail"]
+        return pd.DataFrame([e.as_dict() for e in self.journal], columns=columns)
+
+
+_DROPPED = (
+    requests.exceptions.ConnectionError,
+    requests.exceptions.ChunkedEncodingError,
+    ConnectionResetError,
+    BrokenPipeError,
+)
+
+
+def _one_batch(values: list[Any]) -> Iterator[list[Any]]:
+    # pypsrp sends each item a generator yields as one Send; the whole input fits one.
+    yield values
+
+
+def _short(e: BaseException) -> str:
+    text = redact(str(e))
+    return text if len(text) <= 200 else text[:200] + "..."
+
