@@ -1,0 +1,180 @@
+"""A runbook definition: the ordered steps, the parameter schema and the facts between steps.
+
+Read from YAML (``runbooks/exchange-online-s2s.yaml``)::
+
+    name: exchange-online-s2s
+    notebooks: ../notebooks            # relative to the YAML file
+    parameters:
+      organization: {type: str, required: true, help: CRM organization unique name}
+      client_secret: {type: secret, writable: true, required: true}
+    facts:
+      thumbprint: {type: str, help: SHA-1 thumbprint of the S2S certificate}
+    steps:
+      - {id: certificate, notebook: 10-certificate.ipynb, produces: [thumbprint]}
+      - {id: install-certificate, notebook: 20-install-certificate.ipynb, consumes: [thumbprint]}
+
+The definition checks itself when loaded: step ids unique, every fact produced by one step
+and consumed only after it, every notebook present.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+ParamType = Literal["str", "int", "bool", "list", "secret"]
+FactType = Literal["str", "int", "bool", "list", "dict", "secret"]
+
+# Parameters every step notebook accepts besides the runbook's own.
+MODE_PARAMETER = "plan"
+
+
+class DefinitionError(Exception):
+    pass
+
+
+class ParameterSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    type: ParamType = "str"
+    required: bool = False
+    default: Any = None
+    help: str = ""
+    choices: list[str] | None = None
+    min: int | None = None
+    max: int | None = None
+    pattern: str | None = None
+    # A secret a step creates and writes to this reference (so env: will not do).
+    writable: bool = False
+
+    @property
+    def secret(self) -> bool:
+        return self.type == "secret"
+
+
+class FactSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    type: FactType = "str"
+    help: str = ""
+
+
+class StepSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
+    notebook: str
+    title: str = ""
+    produces: list[str] = []
+    consumes: list[str] = []
+
+    @property
+    def stem(self) -> str:
+        return Path(self.notebook).stem
+
+
+class Runbook(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    title: str = ""
+    version: str = "1"
+    notebooks: str = "notebooks"
+    parameters: dict[str, ParameterSpec]
+    facts: dict[str, FactSpec] = {}
+    steps: list[StepSpec]
+    # Set by load(): where the YAML was and its hash (recorded in every manifest).
+    source: Path | None = None
+    sha256: str = ""
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Runbook:
+        problems = []
+        ids = [s.id for s in self.steps]
+        for dup in sorted({i for i in ids if ids.count(i) > 1}):
+            problems.append(f"step id {dup!r} is used twice")
+        produced: dict[str, str] = {}
+        for step in self.steps:
+            for fact in step.consumes:
+                if fact not in self.facts:
+                    problems.append(f"step {step.id} consumes undeclared fact {fact!r}")
+                elif fact not in produced:
+                    problems.append(f"step {step.id} consumes {fact!r} before any step produces it")
+            for fact in step.produces:
+                if fact not in self.facts:
+                    problems.append(f"step {step.id} produces undeclared fact {fact!r}")
+                elif fact in produced:
+                    problems.append(f"fact {fact!r} is produced by both {produced[fact]} and {step.id}")
+                produced.setdefault(fact, step.id)
+        clash = sorted(set(self.facts) & set(self.parameters))
+        if clash:
+            problems.append(f"names used both as parameter and fact: {', '.join(clash)}")
+        if MODE_PARAMETER in self.parameters or MODE_PARAMETER in self.facts:
+            problems.append(f"{MODE_PARAMETER!r} is reserved for the run mode")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    @property
+    def notebook_dir(self) -> Path:
+        base = self.source.parent if self.source else Path.cwd()
+        return (base / self.notebooks).resolve()
+
+    def notebook_path(self, step: StepSpec) -> Path:
+        return self.notebook_dir / step.notebook
+
+    def step(self, ref: str) -> StepSpec:
+        """A step by id, notebook stem (``10-certificate``) or number prefix (``10``)."""
+        for s in self.steps:
+            if ref in (s.id, s.stem, s.notebook) or s.stem.split("-", 1)[0] == ref:
+                return s
+        known = ", ".join(s.id for s in self.steps)
+        raise DefinitionError(f"no step {ref!r} in runbook {self.name} (steps: {known})")
+
+    def index(self, ref: str) -> int:
+        return self.steps.index(self.step(ref))
+
+    @property
+    def secret_parameters(self) -> list[str]:
+        return [n for n, p in self.parameters.items() if p.secret]
+
+
+def load(path: str | Path) -> Runbook:
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise DefinitionError(f"no runbook definition at {path}") from None
+    try:
+        data = yaml.safe_load(raw)
+    except yaml.YAMLError as e:
+        raise DefinitionError(f"{path} is not valid YAML: {e}") from None
+    if not isinstance(data, dict):
+        raise DefinitionError(f"{path} does not hold a runbook definition (a mapping)")
+    try:
+        book = Runbook(**data)
+    except ValidationError as e:
+        raise DefinitionError(f"{path}: " + "; ".join(_messages(e))) from None
+    book = book.model_copy(update={"source": path.resolve(), "sha256": hashlib.sha256(raw).hexdigest()})
+    missing = [s.notebook for s in book.steps if not book.notebook_path(s).is_file()]
+    if missing:
+        raise DefinitionError(f"{path}: notebooks not found in {book.notebook_dir}: {', '.join(missing)}")
+    return book
+
+
+def _messages(e: ValidationError) -> list[str]:
+    out = []
+    for err in e.errors():
+        loc = ".".join(str(x) for x in err["loc"])
+        msg = str(err["msg"]).removeprefix("Value error, ")
+        out.append(f"{loc}: {msg}" if loc else msg)
+    return out
+
+
+def default_runbook_path() -> Path:
+    """The runbook shipped beside the package (a source checkout keeps ``runbooks/`` at the top)."""
+    return Path(__file__).resolve().parents[2] / "runbooks" / "exchange-online-s2s.yaml"

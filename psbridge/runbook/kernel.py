@@ -1,0 +1,47 @@
+"""The kernel a step notebook runs in: this very interpreter, whatever is activated or not.
+
+Papermill (through nbclient) would look the notebook's kernel name up among the installed
+kernelspecs, and a ``python3`` kernelspec found there may belong to another Python without
+psbridge. :func:`kernel_manager_class` gives nbclient a kernel manager whose spec is built
+here: ``sys.executable -m ipykernel_launcher``, with the environment the runner chooses
+(``PSBRIDGE_LAB_STATE`` among it, so ``lab:`` secret references resolve in the kernel).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping
+from typing import Any
+
+from jupyter_client import AsyncKernelManager
+from jupyter_client.kernelspec import KernelSpec
+
+KERNEL_NAME = "python3"
+DISPLAY_NAME = "Python 3 (psbridge)"
+
+
+def kernel_spec(env: Mapping[str, str] | None = None) -> KernelSpec:
+    return KernelSpec(
+        argv=[sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        display_name=DISPLAY_NAME,
+        language="python",
+        env=dict(env or {}),
+        metadata={"debugger": False},
+    )
+
+
+def kernel_manager_class(env: Mapping[str, str] | None = None) -> type[AsyncKernelManager]:
+    """An ``AsyncKernelManager`` subclass that starts ``sys.executable`` with ``env`` added."""
+    spec = kernel_spec(env)
+
+    class InterpreterKernelManager(AsyncKernelManager):
+        @property
+        def kernel_spec(self) -> KernelSpec:
+            return spec
+
+    return InterpreterKernelManager
+
+
+def engine_kwargs(env: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """What :func:`papermill.execute_notebook` passes on to nbclient to use that kernel."""
+    return {"kernel_manager_class": kernel_manager_class(env)}

@@ -1,0 +1,443 @@
+"""Run a runbook for one organization: each step notebook through papermill, in order.
+
+::
+
+    book = definition.load("runbooks/exchange-online-s2s.yaml")
+    params = validate(book, load_params("contoso.yaml"))
+    result = Runner(book, params, records_root=Path("records")).run()
+    result.status, result.record_dir, result.table()
+
+Facts a step records are handed to the steps that consume them as papermill parameters.
+The first failure stops the run, naming the step and the reason; ``run(start="install-
+certificate")`` resumes there with the facts of the earlier steps taken from the latest
+record of the org. ``mode="plan"`` runs every step read-only (``plan = True`` in the
+notebook): each says what it would change and changes nothing.
+
+Executed notebooks never touch the disk unscrubbed: papermill writes them to an in-memory
+I/O handler (``psbridge-memory://``), the runner scrubs secret values out and then writes
+them into the record with their HTML.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import getpass
+import logging
+import os
+import platform
+import secrets as pysecrets
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import pandas as pd
+
+from psbridge import __version__, evidence
+from psbridge.runbook import facts as factmod
+from psbridge.runbook.definition import MODE_PARAMETER, Runbook, StepSpec
+from psbridge.runbook.kernel import KERNEL_NAME, engine_kwargs
+from psbridge.secrets import SecretError, SecretRef, is_reference, redact, resolve
+
+log = logging.getLogger("psbridge.runbook")
+
+SUCCEEDED, FAILED, NOT_RUN, CARRIED = "succeeded", "failed", "not run", "carried"
+
+
+# --- papermill I/O: executed notebooks stay in memory until scrubbed -----------------------
+
+
+class _MemoryHandler:
+    scheme = "psbridge-memory://"
+
+    def __init__(self) -> None:
+        self._files: dict[str, str] = {}
+        self._lock = threading.Lock()
+
+    def read(self, path: str) -> str:
+        with self._lock:
+            return self._files[path]
+
+    def write(self, buf: str, path: str) -> None:
+        with self._lock:
+            self._files[path] = buf
+
+    def pop(self, path: str) -> str | None:
+        with self._lock:
+            return self._files.pop(path, None)
+
+    def listdir(self, path: str) -> list[str]:
+        with self._lock:
+            return [p for p in self._files if p.startswith(path)]
+
+    def pretty_path(self, path: str) -> str:
+        return path
+
+
+_memory = _MemoryHandler()
+_registered = False
+
+
+def _register_memory() -> None:
+    global _registered
+    if not _registered:
+        from papermill.iorw import papermill_io
+
+        papermill_io.register(_MemoryHandler.scheme, _memory)
+        _registered = True
+
+
+# --- results --------------------------------------------------------------------------------
+
+
+@dataclass
+class StepOutcome:
+    step: StepSpec
+    status: str = NOT_RUN
+    started: dt.datetime | None = None
+    ended: dt.datetime | None = None
+    facts: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+    carried_from: str | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def duration(self) -> float | None:
+        if self.started and self.ended:
+            return round((self.ended - self.started).total_seconds(), 3)
+        return None
+
+    @property
+    def changes(self) -> list[str] | None:
+        c = self.facts.get(factmod.CHANGES)
+        return list(c) if isinstance(c, list) else None
+
+    def summary(self, plan: bool = False) -> str:
+        if self.status == FAILED:
+            return self.error or "failed"
+        if self.status == CARRIED:
+            return f"done earlier (run {self.carried_from})"
+        if self.status != SUCCEEDED:
+            return ""
+        changes = self.changes
+        if changes is None:
+            return "done"
+        if not changes:
+            return "nothing to change" if plan else "already done: nothing changed"
+        return ("would: " if plan else "") + "; ".join(changes)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.step.id,
+            "notebook": self.step.notebook,
+            "title": self.step.title,
+            "status": self.status,
+            "started": self.started.isoformat() if self.started else None,
+            "ended": self.ended.isoformat() if self.ended else None,
+            "duration_s": self.duration,
+            "facts": self.facts,
+            "error": self.error,
+            "carried_from": self.carried_from,
+            "timings_s": self.timings,
+        }
+
+
+@dataclass
+class RunResult:
+    book: Runbook
+    run_id: str
+    record_dir: Path
+    mode: str
+    steps: list[StepOutcome]
+    manifest: dict[str, Any]
+
+    @property
+    def status(self) -> str:
+        return str(self.manifest.get("status", FAILED))
+
+    @property
+    def ok(self) -> bool:
+        return self.status == SUCCEEDED
+
+    @property
+    def failed_step(self) -> StepOutcome | None:
+        return next((s for s in self.steps if s.status == FAILED), None)
+
+    @property
+    def facts(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for s in self.steps:
+            out.update({k: v for k, v in s.facts.items() if k != factmod.CHANGES})
+        return out
+
+    def table(self) -> pd.DataFrame:
+        plan = self.mode == "plan"
+        return pd.DataFrame(
+            [{"step": s.step.stem, "status": s.status, "seconds": s.duration, "result": s.summary(plan)}
+             for s in self.steps],
+            columns=["step", "status", "seconds", "result"],
+        )
+
+
+# --- the runner -----------------------------------------------------------------------------
+
+Progress = Callable[[str, StepOutcome], None]
+
+
+def new_run_id(now: dt.datetime | None = None) -> str:
+    now = now or dt.datetime.now(dt.UTC)
+    return f"{now:%Y%m%dT%H%M%SZ}-{pysecrets.token_hex(2)}"
+
+
+def latest_facts(records_root: Path, customer: str, org: str, before: int, book: Runbook
+                 ) -> tuple[dict[str, Any], dict[str, str]]:
+    """Facts of the steps before index ``before``, each from the latest applied record where
+    that step completed; and which run each step's facts came from."""
+    facts: dict[str, Any] = {}
+    origin: dict[str, str] = {}
+    wanted = {s.id for s in book.steps[:before]}
+    for rec in reversed(list(evidence.records_of(records_root, customer, org))):
+        try:
+            manifest = evidence.read_manifest(rec)
+        except (OSError, ValueError):
+            continue
+        if manifest.get("mode") != "apply" or manifest.get("runbook", {}).get("name") != book.name:
+            continue
+        for step in manifest.get("steps", []):
+            sid = step.get("id")
+            if sid in wanted and sid not in origin and step.get("status") in (SUCCEEDED, CARRIED):
+                origin[sid] = step.get("carried_from") or manifest["run_id"]
+                for k, v in (step.get("facts") or {}).items():
+                    facts.setdefault(k, v)
+        if wanted <= set(origin):
+            break
+    return facts, origin
+
+
+class Runner:
+    def __init__(
+        self,
+        book: Runbook,
+        params: dict[str, Any],
+        *,
+        records_root: Path = Path("records"),
+        mode: str = "apply",
+        env: dict[str, str] | None = None,
+        progress: Progress | None = None,
+        cell_timeout: float = 900,
+        start_timeout: float = 60,
+        html: bool = True,
+        customer_key: str = "customer",
+        org_key: str = "organization",
+    ) -> None:
+        if mode not in ("apply", "plan"):
+            raise ValueError(f"mode is 'apply' or 'plan', not {mode!r}")
+        self.book = book
+        self.params = dict(params)
+        self.records_root = Path(records_root)
+        self.mode = mode
+        self.env = dict(env or {})
+        if "PSBRIDGE_LAB_STATE" in os.environ:
+            self.env.setdefault("PSBRIDGE_LAB_STATE", os.environ["PSBRIDGE_LAB_STATE"])
+        self.progress = progress
+        self.cell_timeout = cell_timeout
+        self.start_timeout = start_timeout
+        self.html = html
+        self.customer = str(params.get(customer_key) or "customer")
+        self.org = str(params.get(org_key) or "organization")
+        self._log_lines: list[str] = []
+
+    # The value of each secret reference the run can read is remembered, so the scrubber
+    # masks it wherever a notebook might have shown it.
+    def _remember_secrets(self, values: dict[str, Any]) -> None:
+        for name, value in values.items():
+            spec = self.book.parameters.get(name) or self.book.facts.get(name)
+            if spec is not None and spec.type == "secret" and is_reference(value):
+                # Not written yet (a step creates it) or unreadable: nothing to mask.
+                with contextlib.suppress(SecretError):
+                    resolve(str(value))
+
+    def _log(self, text: str) -> None:
+        line = f"{dt.datetime.now(dt.UTC).isoformat(timespec='milliseconds')} {redact(text)}"
+        self._log_lines.append(line)
+        log.info("%s", text)
+
+    def run(self, start: str | None = None, only: str | None = None) -> RunResult:
+        _register_memory()
+        book = self.book
+        chosen = only or start
+        first = book.index(chosen) if chosen else 0
+        last = first if only else len(book.steps) - 1
+        run_id = new_run_id() + ("-plan" if self.mode == "plan" else "")
+        record_dir = self.records_root / self.customer / self.org / run_id
+        writer = evidence.RecordWriter.at(record_dir)
+        outcomes = [StepOutcome(s) for s in book.steps]
+        known: dict[str, Any] = {k: v for k, v in self.params.items() if k in book.facts}
+        if first > 0:
+            carried, origin = latest_facts(self.records_root, self.customer, self.org, first, book)
+            missing = [s.id for s in book.steps[:first] if s.id not in origin]
+            needed = {f for s in book.steps[first:last + 1] for f in s.consumes}
+            lacking = sorted(f for f in needed if f not in carried and f not in known
+                             and any(f in s.produces for s in book.steps[:first]))
+            if lacking and self.mode == "apply":
+                raise RuntimeError(
+                    f"cannot start at {book.steps[first].id}: no earlier record of "
+                    f"{self.customer}/{self.org} "
+                    f"holds {', '.join(lacking)} (steps without a completed record: {', '.join(missing)}); "
+                    "run the earlier steps first"
+                )
+            for k, v in carried.items():
+                known.setdefault(k, v)
+            for i, s in enumerate(book.steps[:first]):
+                if s.id in origin:
+                    outcomes[i].status = CARRIED
+                    outcomes[i].carried_from = origin[s.id]
+        started = dt.datetime.now(dt.UTC)
+        self._remember_secrets(self.params)
+        self._log(f"run {run_id} of runbook {book.name} for {self.customer}/{self.org}, mode {self.mode}")
+        status = SUCCEEDED
+        failure: str | None = None
+        for i in range(first, last + 1):
+            outcome = outcomes[i]
+            ok = self._run_step(outcome, known, writer)
+            if not ok:
+                status, failure = FAILED, f"step {outcome.step.id} failed: {outcome.error}"
+                self._log(failure)
+                break
+            known.update({k: v for k, v in outcome.facts.items() if k in book.facts})
+        ended = dt.datetime.now(dt.UTC)
+        writer.write_text("run.log", "\n".join(self._log_lines) + "\n")
+        manifest = writer.write_manifest({
+            "run_id": run_id,
+            "runbook": {"name": book.name, "title": book.title, "version": book.version,
+                        "path": str(book.source) if book.source else None, "sha256": book.sha256},
+            "customer": self.customer,
+            "organization": self.org,
+            "mode": self.mode,
+            "status": status,
+            "failure": failure,
+            "operator": _operator(),
+            "machine": platform.node(),
+            "psbridge": __version__,
+            "python": sys.version.split()[0],
+            "started": started.isoformat(),
+            "ended": ended.isoformat(),
+            "duration_s": round((ended - started).total_seconds(), 3),
+            "parameters": {k: v for k, v in self.params.items()},
+            "secret_parameters": [n for n in book.secret_parameters if n in self.params],
+            "range": {"from": book.steps[first].id, "to": book.steps[last].id},
+            "steps": [o.as_dict() for o in outcomes],
+        })
+        return RunResult(book, run_id, record_dir, self.mode, outcomes, manifest)
+
+    def _run_step(self, outcome: StepOutcome, known: dict[str, Any], writer: evidence.RecordWriter) -> bool:
+        import papermill as pm
+        from papermill.exceptions import PapermillExecutionError
+
+        step = outcome.step
+        parameters: dict[str, Any] = {k: v for k, v in self.params.items() if k in self.book.parameters}
+        parameters.update({f: known[f] for f in step.consumes if f in known and known[f] is not None})
+        parameters[MODE_PARAMETER] = self.mode == "plan"
+        target = f"{_MemoryHandler.scheme}{id(self)}/{step.stem}.ipynb"
+        outcome.started = dt.datetime.now(dt.UTC)
+        self._log(f"step {step.id} ({step.notebook}) started")
+        if self.progress:
+            self.progress("start", outcome)
+        t0 = time.perf_counter()
+        try:
+            pm.execute_notebook(
+                str(self.book.notebook_path(step)), target, parameters=parameters,
+                kernel_name=KERNEL_NAME, progress_bar=False, log_output=False,
+                start_timeout=self.start_timeout, execution_timeout=self.cell_timeout,
+                cwd=str(self.book.notebook_dir), **engine_kwargs(self.env),
+            )
+        except PapermillExecutionError as e:
+            outcome.error = redact(f"{e.ename}: {e.evalue}".strip())
+        except Exception as e:  # the kernel died, would not start, or a cell timed out
+            outcome.error = redact(f"{type(e).__name__}: {e}")
+        outcome.timings["papermill_total"] = round(time.perf_counter() - t0, 3)
+        outcome.ended = dt.datetime.now(dt.UTC)
+        text = _memory.pop(target)
+        nb = nbformat.reads(text, as_version=4) if text else None
+        if nb is not None:
+            outcome.timings.update(_cell_timings(nb))
+            # A secret this step created (client secret, PFX password) is known now.
+            self._remember_secrets(factmod.read_facts(nb))
+            self._remember_secrets(self.params)
+            nb = writer.write_notebook(step.stem, nb, html=self.html)
+            recorded = factmod.read_facts(nb)
+            problems = self._check_facts(step, recorded)
+            keep = set(self.book.facts) | {factmod.CHANGES}
+            outcome.facts = {k: v for k, v in recorded.items() if k in keep}
+            if problems and outcome.error is None:
+                outcome.error = "; ".join(problems)
+        elif outcome.error is None:
+            outcome.error = "papermill returned no executed notebook"
+        outcome.status = FAILED if outcome.error else SUCCEEDED
+        said = outcome.summary(self.mode == "plan")
+        self._log(f"step {step.id} {outcome.status} in {outcome.duration} s: {said}")
+        if self.progress:
+            self.progress("end", outcome)
+        return outcome.status == SUCCEEDED
+
+    def _check_facts(self, step: StepSpec, recorded: dict[str, Any]) -> list[str]:
+        problems = []
+        for name in step.produces:
+            if self.mode == "apply" and name not in recorded:
+                problems.append(f"the step did not record the fact {name!r}")
+        for name, value in recorded.items():
+            spec = self.book.facts.get(name)
+            if spec is None:
+                continue
+            if factmod.contains_mask(value):
+                problems.append(f"the fact {name!r} held a secret value and was masked")
+            elif spec.type == "secret" and value is not None and not _is_ref(value):
+                problems.append(f"the fact {name!r} must be a secret reference")
+            elif value is not None and not _type_ok(spec.type, value):
+                problems.append(f"the fact {name!r} should be {spec.type}, got {type(value).__name__}")
+        return problems
+
+
+def _is_ref(value: Any) -> bool:
+    try:
+        SecretRef.parse(value)
+    except SecretError:
+        return False
+    return True
+
+
+def _type_ok(kind: str, value: Any) -> bool:
+    return {
+        "str": lambda v: isinstance(v, str),
+        "int": lambda v: isinstance(v, int) and not isinstance(v, bool),
+        "bool": lambda v: isinstance(v, bool),
+        "list": lambda v: isinstance(v, list),
+        "dict": lambda v: isinstance(v, dict),
+        "secret": lambda v: isinstance(v, str),
+    }[kind](value)
+
+
+def _cell_timings(nb: Any) -> dict[str, float]:
+    """Kernel start and time in cells, from papermill's own per-cell metadata."""
+    meta = nb.get("metadata", {}).get("papermill", {})
+    cells = [c.get("metadata", {}).get("papermill", {}) for c in nb.get("cells", [])]
+    in_cells = sum(float(c.get("duration") or 0) for c in cells)
+    out = {"cells": round(in_cells, 3)}
+    start = meta.get("start_time")
+    first = next((c.get("start_time") for c in cells if c.get("start_time")), None)
+    if start and first:
+        out["kernel_start"] = round((dt.datetime.fromisoformat(first) - dt.datetime.fromisoformat(start))
+                                    .total_seconds(), 3)
+    return out
+
+
+def _operator() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no user name in a bare container or service
+        return "unknown"

@@ -1,0 +1,80 @@
+"""Certificates: generate a self-signed S2S certificate; validate a provided PFX."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.serialization import pkcs12
+from cryptography.x509.oid import NameOID
+
+from psbridge.certs import CertificateError, generate_self_signed, inspect_pfx, new_pfx_password, validate_pfx
+from psbridge.secrets import Secret
+
+
+def _pfx(tmp_path: Path, *, key=None, days=30, start_days=-1, key_usage=None, with_key=True,
+         password="pw-for-test") -> Path:
+    key = key or rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    now = dt.datetime.now(dt.UTC)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "customer s2s")])
+    b = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+         .serial_number(x509.random_serial_number())
+         .not_valid_before(now + dt.timedelta(days=start_days))
+         .not_valid_after(now + dt.timedelta(days=days)))
+    if key_usage is not None:
+        b = b.add_extension(key_usage, critical=True)
+    cert = b.sign(key, hashes.SHA256())
+    enc = serialization.BestAvailableEncryption(password.encode())
+    data = pkcs12.serialize_key_and_certificates(b"x", key if with_key else None, cert, None, enc)
+    p = tmp_path / "given.pfx"
+    p.write_bytes(data)
+    return p
+
+
+def test_generated_certificate_is_fit_for_s2s_and_unique(tmp_path: Path) -> None:
+    pw = new_pfx_password()
+    a = generate_self_signed("contoso", pw)
+    b = generate_self_signed("contoso", pw)
+    assert a.info.subject != b.info.subject and a.info.subject.startswith("CN=psbridge S2S contoso ")
+    path = a.write(tmp_path / "s2s.pfx")
+    info = validate_pfx(path, pw)
+    assert info.thumbprint == a.info.thumbprint and len(info.thumbprint) == 40
+    assert info.key_bits == 2048 and info.has_private_key and info.key_matches and info.self_signed
+    assert info.key_spec.startswith("1") and info.problems() == []
+    assert pw.reveal().encode() not in path.read_bytes()
+
+
+def test_wrong_password_is_a_clear_error_without_the_password(tmp_path: Path) -> None:
+    path = _pfx(tmp_path)
+    with pytest.raises(CertificateError, match="wrong password") as e:
+        inspect_pfx(path, Secret("not-the-password"))
+    assert "not-the-password" not in str(e.value)
+
+
+def test_every_problem_is_listed_at_once(tmp_path: Path) -> None:
+    sig_only = x509.KeyUsage(digital_signature=True, content_commitment=False, key_encipherment=False,
+                             data_encipherment=False, key_agreement=False, key_cert_sign=False,
+                             crl_sign=False, encipher_only=False, decipher_only=False)
+    small = rsa.generate_private_key(public_exponent=65537, key_size=1024)  # noqa: S505 - the weak key under test
+    path = _pfx(tmp_path, key=small, days=-1, start_days=-10, key_usage=sig_only)
+    with pytest.raises(CertificateError) as e:
+        validate_pfx(path, Secret("pw-for-test"))
+    text = "\n".join(e.value.problems)
+    assert len(e.value.problems) == 3
+    assert "1024 bits" in text and "expired" in text and "KeySpec 2" in text
+
+
+def test_missing_private_key_and_non_rsa(tmp_path: Path) -> None:
+    info = inspect_pfx(_pfx(tmp_path, with_key=False), Secret("pw-for-test"))
+    assert not info.has_private_key and any("no private key" in p for p in info.problems())
+    ec_info = inspect_pfx(_pfx(tmp_path, key=ec.generate_private_key(ec.SECP256R1())), Secret("pw-for-test"))
+    assert any("RSA" in p for p in ec_info.problems())
+
+
+def test_generation_refuses_weak_keys() -> None:
+    with pytest.raises(ValueError, match="2048"):
+        generate_self_signed("x", Secret("pw-for-test"), key_bits=1024)
