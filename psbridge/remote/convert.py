@@ -100,7 +100,7 @@ def from_wire(value: Any, cipher: Any = None) -> Any:
                 log.debug("psrpcore could not deserialize %s: %s", type(value).__name__, e)
         if isinstance(value, GenericComplexObject):
             return _from_generic(value, cipher)
-        return str(value)
+        return _from_known(value, cipher)
     if isinstance(value, str) and value.startswith("<Obj"):
         # pypsrp returns the raw CLIXML of a nested object whose type it does not know.
         try:
@@ -123,6 +123,18 @@ def _from_generic(obj: GenericComplexObject, cipher: Any) -> Any:
             return from_wire(obj.property_sets[0], cipher)
         return obj.to_string
     return PSRecord({k: from_wire(v, cipher) for k, v in props.items()}, list(obj.types), obj.to_string)
+
+
+def _from_known(obj: ComplexObject, cipher: Any) -> Any:
+    """A type pypsrp models itself (ParameterMetadata, ...): its properties by their wire names."""
+    props: dict[str, Any] = {}
+    for attr, meta in (*obj._property_sets, *obj._adapted_properties, *obj._extended_properties):
+        name = getattr(meta, "name", None)
+        if name:
+            props[str(name)] = from_wire(getattr(obj, attr, None), cipher)
+    if not props:
+        return str(obj)
+    return PSRecord(props, list(getattr(obj, "types", []) or []), getattr(obj, "_to_string", None))
 
 
 def to_plain(value: Any) -> Any:

@@ -92,6 +92,8 @@ class Session:
         self._pool: _Pool | None = None
         self._lock = threading.RLock()
         self.pools_opened = 0
+        # Commands every new pool runs first (Add-PSSnapin): a reconnect must not lose them.
+        self._initializers: list[Cmd] = []
         for note in profile.security_notes:
             self._record("security", note)
         if open:
@@ -112,7 +114,27 @@ class Session:
             if self._pool is None or self._pool.broken:
                 self._discard_pool()
                 self._pool = self._open_pool()
+                for cmd in self._initializers:
+                    self._initialize(cmd)
             return self
+
+    def on_open(self, cmd: Cmd) -> None:
+        """Run ``cmd`` on this pool now (if open) and first thing on every pool opened later.
+
+        For state a runspace keeps, such as a loaded snap-in: after a dropped connection the
+        new pool gets it again before any other command.
+        """
+        with self._lock:
+            if any(c == cmd for c in self._initializers):
+                return
+            self._initializers.append(cmd)
+            if self.is_open:
+                self._initialize(cmd)
+
+    def _initialize(self, cmd: Cmd) -> None:
+        result = self._run_once([Pipeline((cmd,))], cmd.display(), self.profile.command_timeout, None)
+        if result.state == "Failed" or result.errors:
+            raise CommandFailed(result)
 
     def close(self) -> None:
         with self._lock:
@@ -237,11 +259,10 @@ class Session:
         """
         script = str(path)
         with self._lock:
-            self.invoke(Cmd("Set-Variable", Name="LASTEXITCODE", Value=0, Scope="Global"), retry=False)
+            # A script that ends without `exit` leaves $LASTEXITCODE as it was: reset it first.
+            self.invoke(Cmd("Set-Variable", Name="LASTEXITCODE", Value=0), retry=False)
             result = self.invoke(Cmd(script, **params), timeout=timeout, retry=False, check=False)
-            code = self.invoke(
-                Cmd("Get-Variable", Name="LASTEXITCODE", Scope="Global", ValueOnly=True), retry=False
-            ).output
+            code = self.invoke(Cmd("Get-Variable", Name="LASTEXITCODE", ValueOnly=True), retry=False).output
         result.exit_code = int(code[-1]) if code and code[-1] is not None else None
         if check:
             if result.state == "Failed":

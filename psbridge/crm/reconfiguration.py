@@ -1,0 +1,145 @@
+"""Step 2: install the S2S certificate with the official CertificateReconfiguration.ps1.
+
+The certificate must be on every server that runs the Asynchronous Processing Service (and the
+Web Application role): the script runs on each, and records the certificate in the configuration
+database (``-updateCrm``) once, on the first server given (the Deployment Tools server).
+Everything that can be checked is checked on every server before the first change: inputs,
+the installed script, the subject's uniqueness in each store.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path, PurePath, PureWindowsPath
+from typing import Any
+
+from psbridge.crm import validation
+from psbridge.crm.certificates import check_subject_unique, crm_certificates, store_certificates
+from psbridge.crm.inputs import secret
+from psbridge.crm.scripts import (
+    CERTIFICATE_RECONFIGURATION,
+    RECONFIGURATION_PARAMETERS,
+    TOOLS_FOLDER,
+    require_parameters,
+    script_path,
+)
+from psbridge.remote.errors import BridgeError
+from psbridge.remote.result import Result
+from psbridge.remote.session import Session
+from psbridge.remote.transfer import uploaded
+from psbridge.secrets import Secret, SecretRef
+
+# Where a PFX waits on the server while the script reads it (removed right after).
+UPLOAD_FOLDER = PureWindowsPath(r"C:\Windows\Temp\psbridge")
+
+
+@dataclass(frozen=True)
+class ServerOutcome:
+    server: str
+    changed: bool
+    update_crm: bool
+    detail: str
+    result: Result | None = None
+
+
+@dataclass
+class CertificateInstallation:
+    """What step 2 did, server by server, and what the servers report afterwards."""
+
+    thumbprint: str
+    subject: str
+    not_after: dt.datetime
+    certificate_type: str
+    servers: list[ServerOutcome] = field(default_factory=list)
+
+    @property
+    def changed(self) -> bool:
+        return any(s.changed for s in self.servers)
+
+    def to_frame(self) -> Any:
+        import pandas as pd
+
+        return pd.DataFrame(
+            [
+                {"server": s.server, "changed": s.changed, "updateCrm": s.update_crm, "detail": s.detail}
+                for s in self.servers
+            ]
+        )
+
+    def facts(self) -> dict[str, str]:
+        return {
+            "thumbprint": self.thumbprint, "subject": self.subject, "not_after": self.not_after.isoformat(),
+        }
+
+
+def certificate_reconfiguration(
+    sessions: Session | Sequence[Session],
+    pfx: str | Path,
+    password: Secret | SecretRef | str,
+    service_account: str,
+    certificate_type: str = "S2STokenIssuer",
+    *,
+    tools_folder: str | PurePath = TOOLS_FOLDER,
+    upload_folder: str | PurePath = UPLOAD_FOLDER,
+    force: bool = False,
+) -> CertificateInstallation:
+    """Run CertificateReconfiguration.ps1 on each server; ``-updateCrm`` on the first only.
+
+    A server that already holds this very certificate (same thumbprint, with its private key)
+    and a configuration database that already records it are left alone unless ``force``.
+    """
+    servers = [sessions] if isinstance(sessions, Session) else list(sessions)
+    if not servers:
+        raise ValueError("give at least one server session")
+    # --- everything checked before anything changes -----------------------------------------
+    ctype = validation.certificate_type(certificate_type)
+    account = validation.service_account(service_account)
+    pfx_password = secret(password, "password")
+    info = validation.inspect_pfx(pfx, pfx_password)
+    script = script_path(CERTIFICATE_RECONFIGURATION, tools_folder)
+    folder = validation.server_path(upload_folder, "upload_folder")
+    remote_pfx = folder / f"{info.thumbprint}.pfx"
+    installed = {}
+    for s in servers:
+        require_parameters(s, script, RECONFIGURATION_PARAMETERS)
+        installed[s.server] = check_subject_unique(s, info) and _has_key(s, info.thumbprint)
+    in_database = any(c.thumbprint == info.thumbprint for c in crm_certificates(servers[0], ctype))
+
+    report = CertificateInstallation(info.thumbprint, info.subject, info.not_after, ctype)
+    for i, s in enumerate(servers):
+        update_crm = i == 0 and (force or not in_database)
+        if installed[s.server] and not update_crm and not force:
+            detail = f"{info.thumbprint} already in LocalMachine\\My with its private key"
+            s.record("unchanged", f"{CERTIFICATE_RECONFIGURATION}: {detail}")
+            report.servers.append(ServerOutcome(s.server, False, False, detail))
+            continue
+        with uploaded(s, Path(pfx), remote_pfx) as receipt:
+            result = s.run_script(
+                script,
+                certificateFile=str(receipt.path),
+                password=pfx_password,
+                certificateType=ctype,
+                serviceAccount=account,
+                updateCrm=True if update_crm else None,
+            )
+        if not _has_key(s, info.thumbprint):
+            raise BridgeError(
+                f"{CERTIFICATE_RECONFIGURATION} reported success on {s.server} but {info.thumbprint} "
+                "is not in LocalMachine\\My with a private key"
+            )
+        detail = f"installed {info.thumbprint} for {account}"
+        if update_crm:
+            detail += " and recorded it in CRM"
+        report.servers.append(ServerOutcome(s.server, True, update_crm, detail, result))
+    if not any(c.thumbprint == info.thumbprint for c in crm_certificates(servers[0], ctype)):
+        raise BridgeError(
+            f"after {CERTIFICATE_RECONFIGURATION} the configuration database has no {ctype} certificate "
+            f"{info.thumbprint} (read on {servers[0].server})"
+        )
+    return report
+
+
+def _has_key(session: Session, thumbprint: str) -> bool:
+    return any(c.has_private_key for c in store_certificates(session, thumbprint=thumbprint))

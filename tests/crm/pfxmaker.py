@@ -1,0 +1,47 @@
+"""PFX files for the tests: self-signed, with a password, valid or not as the test needs."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509.oid import NameOID
+
+_RSA_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+def make_pfx(
+    path: Path,
+    password: str,
+    subject: str = "crm-s2s.contoso.com",
+    *,
+    days: int = 365,
+    start_days_ago: int = 1,
+    ec_key: bool = False,
+    fresh_key: bool = False,
+) -> Path:
+    key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
+    if ec_key:
+        key = ec.generate_private_key(ec.SECP256R1())
+    else:
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048) if fresh_key else _RSA_KEY
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(days=start_days_ago))
+        .not_valid_after(now + dt.timedelta(days=days))
+        .sign(key, hashes.SHA256())
+    )
+    data = serialization.pkcs12.serialize_key_and_certificates(
+        b"s2s", key, cert, None, serialization.BestAvailableEncryption(password.encode())
+    )
+    path.write_bytes(data)
+    return path
