@@ -1,0 +1,488 @@
+"""What each step notebook does, as functions the notebook calls and shows.
+
+Every step has the same shape: read the *before* state, act (or in a plan, say what it would
+do), read the *after* state. Acting is idempotent: what is already as wanted is left alone
+and the step says so. A notebook stays a few lines::
+
+    before = certificate_state(dep, thumbprint)      # a DataFrame, shown
+    changes = install_certificate(dep, pfx_file, pfx_password, thumbprint, plan=plan)
+    after = certificate_state(dep, thumbprint)
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path, PureWindowsPath
+from typing import Any
+
+import pandas as pd
+
+from psbridge import certs, secrets
+from psbridge.crm.organizations import get_organization
+from psbridge.crm.scripts import (
+    CERTIFICATE_RECONFIGURATION,
+    CONFIGURE_SERVER_SIDE_SYNC,
+    SERVER_SIDE_SYNC_PARAMETERS,
+    require_parameters,
+)
+from psbridge.crm.settings import S2S_TENANT_ID, get_advanced_setting
+from psbridge.crm.snapin import use_crm_snapin
+from psbridge.remote.command import Cmd, SecureString
+from psbridge.runbook.deployment import Deployment
+
+UPLOAD_FOLDER = PureWindowsPath(r"C:\Windows\Temp\psbridge")
+S2S_PRINCIPAL_ID = "00000001-0000-0000-c000-000000000000"
+S2S_METADATA_URL = "https://accounts.accesscontrol.windows.net/metadata/json/1"
+RENEW_BEFORE = dt.timedelta(days=30)
+
+
+class StepError(Exception):
+    """A step cannot go on; the message says why and what to do."""
+
+
+def _get(obj: Any, name: str, default: Any = None) -> Any:
+    if hasattr(obj, "get_ci"):
+        return obj.get_ci(name, default)
+    if isinstance(obj, dict):
+        return obj.get(name, default)
+    return getattr(obj, name, default)
+
+
+def _norm(thumbprint: str | None) -> str:
+    return (thumbprint or "").replace(" ", "").upper()
+
+
+# --- 00 preflight ---------------------------------------------------------------------------
+
+
+def preflight(dep: Deployment) -> pd.DataFrame:
+    """Every prerequisite, checked read-only, as a table (check, server, result, ok)."""
+    rows: list[dict[str, Any]] = []
+
+    def check(name: str, server: str, fn: Any) -> Any:
+        try:
+            value, text = fn()
+            rows.append({"check": name, "server": server, "result": text, "ok": True})
+            return value
+        except Exception as e:  # every failure becomes a row; the table is the report
+            rows.append({"check": name, "server": server, "result": secrets.redact(str(e)), "ok": False})
+            return None
+
+    for name in dict.fromkeys([dep.deployment_server, *dep.servers]):
+        def connect(name: str = name) -> tuple[Any, str]:
+            s = use_crm_snapin(dep.session(name).open())
+            return s, f"PowerShell session as {s.profile.user} at {s.profile.endpoint}"
+
+        session = check("connect", name, connect)
+        if session is None:
+            continue
+        for script in (CERTIFICATE_RECONFIGURATION, CONFIGURE_SERVER_SIDE_SYNC):
+            def present(script: str = script, session: Any = session) -> tuple[Any, str]:
+                path = dep.script(script)
+                if not session.invoke(Cmd("Test-Path", Path=str(path))).scalar():
+                    raise StepError(f"{path} is missing")
+                return True, str(path)
+
+            check(f"{script} present", name, present)
+    session = dep.session(dep.deployment_server)
+    org = check("organization", dep.deployment_server, lambda: (
+        (o := get_organization(session, dep.organization)), f"{o.unique_name} ({o.id}), {o.state}"))
+
+    def script_generation() -> tuple[Any, str]:
+        require_parameters(session, dep.script(CONFIGURE_SERVER_SIDE_SYNC), SERVER_SIDE_SYNC_PARAMETERS)
+        return True, "takes -ClientID and -ClientSecret (Microsoft Graph era)"
+
+    check(f"{CONFIGURE_SERVER_SIDE_SYNC} parameters", dep.deployment_server, script_generation)
+
+    def tenant() -> tuple[Any, str]:
+        from psbridge.cloud import tenant_id_from_discovery
+
+        tid = tenant_id_from_discovery(dep.cloud, dep.tenant)
+        return tid, f"{dep.tenant} is tenant {tid} ({dep.cloud.authority_host})"
+
+    check("Entra ID tenant", "cloud", tenant)
+    frame = pd.DataFrame(rows, columns=["check", "server", "result", "ok"])
+    frame.attrs["organization_id"] = str(org.id) if org is not None else None
+    return frame
+
+
+def require_all(checks: pd.DataFrame) -> None:
+    failed = checks[~checks["ok"]]
+    if len(failed):
+        lines = [f"{r.check} on {r.server}: {r.result}" for r in failed.itertuples()]
+        raise StepError(f"{len(failed)} prerequisite(s) not met:\n  - " + "\n  - ".join(lines))
+
+
+# --- 10 certificate -------------------------------------------------------------------------
+
+
+@dataclass
+class CertificateChoice:
+    info: certs.CertificateInfo | None
+    path: Path
+    changes: list[str]
+
+    def _repr_html_(self) -> str:
+        shown = self.info._repr_html_() if self.info else "<p>(no certificate yet)</p>"
+        return f"<p>PFX: <code>{self.path}</code></p>" + shown
+
+
+def ensure_certificate(dep: Deployment, customer: str, pfx_path: str, pfx_password: str, days: int,
+                       *, plan: bool = False) -> CertificateChoice:
+    """The S2S certificate: a provided PFX validated, or a self-signed one made once and reused.
+
+    A generated certificate is kept in the org's work folder with its password at
+    ``pfx_password``; it is remade only when it no longer opens or expires within 30 days.
+    """
+    if pfx_path:
+        path = Path(pfx_path).expanduser()
+        info = certs.validate_pfx(path, secrets.resolve(pfx_password))
+        return CertificateChoice(info, path, [])
+    path = dep.work_dir(customer) / "s2s.pfx"
+    reason = "no certificate made yet"
+    if path.exists():
+        try:
+            info = certs.inspect_pfx(path, secrets.resolve(pfx_password))
+        except (certs.CertificateError, secrets.SecretError) as e:
+            reason = f"the kept PFX cannot be used ({type(e).__name__})"
+        else:
+            problems = info.problems(now=dt.datetime.now(dt.UTC) + RENEW_BEFORE)
+            if not problems:
+                return CertificateChoice(info, path, [])
+            reason = "the kept certificate " + problems[0]
+    action = f"generate a self-signed RSA 2048 certificate valid {days} days ({reason})"
+    if plan:
+        return CertificateChoice(None, path, [action])
+    try:
+        password = secrets.resolve(pfx_password)
+        stored = []
+    except secrets.SecretError:
+        password = certs.new_pfx_password()
+        secrets.store(pfx_password, password)
+        stored = [f"stored a new PFX password at {pfx_password}"]
+    made = certs.generate_self_signed(dep.organization, password, days=days)
+    made.write(path)
+    return CertificateChoice(made.info, path, [action.split(" (")[0], *stored])
+
+
+# --- 20 install the certificate -------------------------------------------------------------
+
+
+def _store(dep: Deployment, server: str) -> list[Any]:
+    out = dep.session(server).invoke(Cmd("Get-ChildItem", Path="Cert:\\LocalMachine\\My")).output
+    return [c for c in out if _get(c, "Thumbprint")]
+
+
+def _crm_certificates(dep: Deployment) -> list[dict[str, Any]]:
+    session = use_crm_snapin(dep.session(dep.deployment_server))
+    rows = []
+    for c in session.invoke("Get-CrmCertificate").output:
+        data = _get(c, "Data")
+        thumb = _get(c, "Thumbprint")
+        if not thumb and data:
+            raw = base64.b64decode(data) if isinstance(data, str) else bytes(data)
+            thumb = hashlib.sha1(raw).hexdigest()  # noqa: S324 - a certificate thumbprint is SHA-1
+        rows.append({"type": str(_get(c, "CertificateType") or ""), "thumbprint": _norm(thumb),
+                     "name": str(_get(c, "Name") or "")})
+    return rows
+
+
+def certificate_state(dep: Deployment, thumbprint: str, subject: str = "") -> pd.DataFrame:
+    """Where the certificate is: each server's LocalMachine\\My, and the configuration database."""
+    want = _norm(thumbprint)
+    rows = []
+    for server in dep.servers:
+        store = _store(dep, server)
+        mine = [c for c in store if _norm(_get(c, "Thumbprint")) == want]
+        same_subject = [c for c in store if subject and str(_get(c, "Subject")) == subject]
+        rows.append({"where": f"{server} LocalMachine\\My", "present": bool(mine),
+                     "detail": (f"not after {_get(mine[0], 'NotAfter')}" if mine else
+                                f"{len(store)} other certificate(s)")
+                     + (f"; {len(same_subject)} with this subject" if len(same_subject) > 1 else "")})
+    crm = [c for c in _crm_certificates(dep) if c["type"] == "S2STokenIssuer"]
+    rows.append({"where": "CRM configuration database (S2STokenIssuer)",
+                 "present": any(c["thumbprint"] == want for c in crm),
+                 "detail": ", ".join(c["thumbprint"] for c in crm) or "none"})
+    return pd.DataFrame(rows, columns=["where", "present", "detail"])
+
+
+def install_certificate(dep: Deployment, pfx_file: str, pfx_password: str, thumbprint: str,
+                        subject: str = "", *, plan: bool = False) -> list[str]:
+    """CertificateReconfiguration.ps1 on each async server lacking the certificate, ``-updateCrm`` once."""
+    want = _norm(thumbprint)
+    missing = []
+    for server in dep.servers:
+        store = _store(dep, server)
+        if any(_norm(_get(c, "Thumbprint")) == want for c in store):
+            continue
+        clash = [c for c in store if subject and str(_get(c, "Subject")) == subject]
+        if clash:
+            raise StepError(
+                f"{server} already has a certificate with the subject {subject} (thumbprint "
+                f"{_get(clash[0], 'Thumbprint')}); CertificateReconfiguration.ps1 would fail with "
+                "'Private key not found'. Remove it, or use a certificate with a unique subject")
+        missing.append(server)
+    in_crm = any(c["thumbprint"] == want and c["type"] == "S2STokenIssuer" for c in _crm_certificates(dep))
+    targets = list(missing)
+    if not in_crm and not targets:
+        targets = [dep.deployment_server if dep.deployment_server in dep.servers else dep.servers[0]]
+    changes = []
+    update_crm = not in_crm
+    for server in targets:
+        what = f"install the certificate on {server}"
+        if update_crm:
+            what += " and record it in CRM (-updateCrm)"
+        if plan:
+            changes.append(what)
+            update_crm = False
+            continue
+        session = dep.session(server)
+        remote = UPLOAD_FOLDER / f"{want}.pfx"
+        with session.uploaded(Path(pfx_file), remote):
+            session.run_script(
+                dep.script(CERTIFICATE_RECONFIGURATION),
+                certificateFile=str(remote),
+                password=secrets.resolve(pfx_password),
+                certificateType="S2STokenIssuer",
+                serviceAccount=dep.service_account,
+                updateCrm=True if update_crm else None,
+                storeFindType="FindBySubjectDistinguishedName",
+            )
+        changes.append(what.replace("install", "installed").replace("record it", "recorded it"))
+        update_crm = False
+    return changes
+
+
+# --- 30 Entra ID ----------------------------------------------------------------------------
+
+
+def sign_in(dep: Deployment, admin_account: str = "") -> Any:
+    from psbridge.cloud import sign_in_device_code
+
+    return sign_in_device_code(dep.cloud, dep.tenant, account=admin_account or None)
+
+
+def graph_client(dep: Deployment, admin: Any) -> Any:
+    from psbridge.cloud import GraphClient
+
+    return GraphClient(dep.cloud, admin)
+
+
+def app_state(graph: Any, app_name: str) -> pd.DataFrame:
+    from psbridge.cloud import find_app
+
+    app = find_app(graph, app_name)
+    if app is None:
+        return pd.DataFrame([{"app registration": app_name, "exists": False, "appId": None,
+                              "client secrets": 0}])
+    creds = graph.get(f"/applications/{app['id']}", {"$select": "id,passwordCredentials"})
+    return pd.DataFrame([{"app registration": app_name, "exists": True, "appId": app["appId"],
+                          "client secrets": len(creds.get("passwordCredentials", []))}])
+
+
+# --- 40 ConfigureCrmServerSideSync ----------------------------------------------------------
+
+
+def s2s_state(dep: Deployment, graph: Any, thumbprint: str, tenant_id: str) -> pd.DataFrame:
+    from psbridge.cloud import read_crm_service_principal
+
+    session = dep.session(dep.deployment_server)
+    crm = read_crm_service_principal(graph)
+    org = get_organization(session, dep.organization)
+    principal = get_advanced_setting(session, "ServerSettings", "S2SDefaultAuthorizationServerPrincipalId")
+    metadata = get_advanced_setting(session, "ServerSettings", "S2SDefaultAuthorizationServerMetadataUrl")
+    tid = get_advanced_setting(session, "Organization", S2S_TENANT_ID, org.id)
+    rows = [
+        {"what": "Dynamics CRM service principal trusts the certificate", "wanted": _norm(thumbprint),
+         "now": ", ".join(k.thumbprint or "?" for k in crm.key_credentials) or "no key credentials",
+         "ok": crm.has_certificate(thumbprint)},
+        {"what": "ServerSettings S2SDefaultAuthorizationServerPrincipalId", "wanted": S2S_PRINCIPAL_ID,
+         "now": str(principal or ""), "ok": str(principal or "").lower() == S2S_PRINCIPAL_ID},
+        {"what": "ServerSettings S2SDefaultAuthorizationServerMetadataUrl", "wanted": S2S_METADATA_URL,
+         "now": str(metadata or ""), "ok": str(metadata or "") == S2S_METADATA_URL},
+        {"what": f"{org.unique_name} {S2S_TENANT_ID}", "wanted": tenant_id, "now": str(tid or ""),
+         "ok": str(tid or "").lower() == tenant_id.lower()},
+    ]
+    return pd.DataFrame(rows, columns=["what", "wanted", "now", "ok"])
+
+
+def configure_s2s(dep: Deployment, state: pd.DataFrame, pfx_file: str, pfx_password: str, app_id: str,
+                  tenant_id: str, client_secret_ref: str, *, plan: bool = False) -> list[str]:
+    """ConfigureCrmServerSideSync.ps1 on the deployment server, unless everything is already set."""
+    if bool(state["ok"].all()):
+        return []
+    todo = [str(w) for w in state.loc[~state["ok"], "what"]]
+    what = "run ConfigureCrmServerSideSync.ps1 on " + dep.deployment_server + " to set: " + "; ".join(todo)
+    if plan:
+        return [what]
+    session = dep.session(dep.deployment_server)
+    path = dep.script(CONFIGURE_SERVER_SIDE_SYNC)
+    require_parameters(session, path, SERVER_SIDE_SYNC_PARAMETERS)
+    remote = UPLOAD_FOLDER / f"s2s-{dep.organization}.pfx"
+    with session.uploaded(Path(pfx_file), remote):
+        session.run_script(
+            path,
+            privateKeyPassword=SecureString(secrets.resolve(pfx_password)),
+            pfxFilePath=str(remote),
+            organizationName=dep.organization,
+            microsoftEntraIdTenantIdOrDomainName=tenant_id,
+            ClientID=app_id,
+            ClientSecret=secrets.resolve(client_secret_ref),
+        )
+    return [what.replace("run ", "ran ", 1)]
+
+
+# --- 50 tenant id ---------------------------------------------------------------------------
+
+
+def tenant_id_state(dep: Deployment, tenant_id: str) -> pd.DataFrame:
+    session = dep.session(dep.deployment_server)
+    org = get_organization(session, dep.organization)
+    now = get_advanced_setting(session, "Organization", S2S_TENANT_ID, org.id)
+    return pd.DataFrame([{"organization": org.unique_name, "id": str(org.id), "setting": S2S_TENANT_ID,
+                          "wanted": tenant_id, "now": str(now or ""),
+                          "ok": str(now or "").lower() == tenant_id.lower()}])
+
+
+def set_tenant_id(dep: Deployment, tenant_id: str, *, plan: bool = False) -> list[str]:
+    from psbridge.crm.settings import set_tenant_id as crm_set_tenant_id
+
+    state = tenant_id_state(dep, tenant_id)
+    if bool(state["ok"].all()):
+        return []
+    what = f"set {dep.organization} {S2S_TENANT_ID} to {tenant_id}"
+    if plan:
+        return [what]
+    crm_set_tenant_id(dep.session(dep.deployment_server), dep.organization, tenant_id)
+    return [what]
+
+
+# --- shared between steps -------------------------------------------------------------------
+
+
+@dataclass
+class CertificateRef:
+    """The certificate later steps use: handed on by step 10, or found again from its PFX."""
+
+    pfx_file: str
+    thumbprint: str
+    subject: str
+    exists: bool
+
+    def _repr_html_(self) -> str:
+        state = "" if self.exists else " (not made yet: the plan shows what would happen)"
+        return (f"<p>Certificate <code>{self.thumbprint or '?'}</code> {self.subject}{state}<br>"
+                f"PFX <code>{self.pfx_file}</code></p>")
+
+
+def certificate_for(dep: Deployment, customer: str, pfx_path: str, pfx_file: str, pfx_password: str,
+                    thumbprint: str = "") -> CertificateRef:
+    """The certificate of step 10, from its facts or (run on its own) from the PFX it left."""
+    path = Path(pfx_file or pfx_path or dep.work_dir(customer) / "s2s.pfx").expanduser()
+    if not path.exists():
+        if thumbprint:
+            raise StepError(f"the PFX of step 10 is gone ({path}); run step 10 again")
+        return CertificateRef(str(path), "", "", False)
+    info = certs.inspect_pfx(path, secrets.resolve(pfx_password))
+    if thumbprint and _norm(thumbprint) != info.thumbprint:
+        raise StepError(f"{path} holds certificate {info.thumbprint}, but step 10 recorded "
+                        f"{_norm(thumbprint)}: run step 10 again")
+    return CertificateRef(str(path), info.thumbprint, info.subject, True)
+
+
+def require_present(state: pd.DataFrame) -> None:
+    missing = [str(w) for w in state.loc[~state["present"].astype(bool), "where"]]
+    if missing:
+        raise StepError("the certificate is still missing from: " + ", ".join(missing))
+
+
+def require_ok(state: pd.DataFrame, context: str) -> None:
+    bad = state.loc[~state["ok"].astype(bool)]
+    if len(bad):
+        what = "; ".join(f"{r.get('what', r.get('setting'))} is {r['now']!r}, wanted {r['wanted']!r}"
+                         for _, r in bad.iterrows())
+        raise StepError(f"{context} {what}")
+
+
+def discover_tenant_id(dep: Deployment) -> str:
+    from psbridge.cloud import tenant_id_from_discovery
+
+    return tenant_id_from_discovery(dep.cloud, dep.tenant)
+
+
+@dataclass
+class EntraApp:
+    app: Any
+    secret: Any
+    access: Any
+    consent: Any
+    tenant_id: str
+    changes: list[str]
+
+    def _repr_html_(self) -> str:
+        parts = [x._repr_html_() for x in (self.app, self.secret, self.access, self.consent) if x is not None]
+        done = "<br>".join(self.changes) or "already done: nothing changed"
+        return f"<p><b>{'Changes' if self.changes else 'Result'}:</b> {done}</p>" + "".join(parts)
+
+
+def ensure_entra_app(graph: Any, app_name: str, redirect_uri: str, client_secret: str, days: int,
+                     *, plan: bool = False) -> EntraApp:
+    """Step 3 with psbridge.cloud: app + service principal, client secret, required access, consent."""
+    from psbridge.cloud import (
+        ensure_app,
+        ensure_client_secret,
+        ensure_required_access,
+        find_app,
+        grant_admin_consent,
+        tenant_id_from_graph,
+    )
+
+    tenant_id = tenant_id_from_graph(graph)
+    if plan:
+        found = find_app(graph, app_name)
+        changes = [] if found else [f"create app registration {app_name!r} with its service principal, a "
+                                    f"client secret stored at {client_secret}, Graph permissions and consent"]
+        return EntraApp(None, None, None, None, tenant_id, changes)
+    app = ensure_app(graph, app_name, redirect_uri)
+    secret = ensure_client_secret(graph, app, client_secret, days)
+    access = ensure_required_access(graph, app)
+    consent = grant_admin_consent(graph, app)
+    changes = list(app.changes)
+    if secret.created:
+        changes.append(f"added client secret {secret.key_id} (value stored at {secret.secret_ref})")
+    if access.changed:
+        changes.append("set required access: " + ", ".join(p.name for p in access.permissions))
+    if consent.created:
+        changes.append("granted admin consent: " + ", ".join(consent.created))
+    return EntraApp(app, secret, access, consent, tenant_id, changes)
+
+
+def entra_facts(dep: Deployment, graph: Any, app_name: str, app_id: str, tenant_id: str,
+                client_secret_ref: str) -> tuple[str, str, str]:
+    """app id, tenant id and secret reference: handed on by step 30, or looked up (run on its own)."""
+    from psbridge.cloud import find_app, tenant_id_from_graph
+
+    if not app_id:
+        found = find_app(graph, app_name)
+        app_id = found["appId"] if found else ""
+    return app_id, tenant_id or tenant_id_from_graph(graph), client_secret_ref
+
+
+def facts_table(**facts: Any) -> pd.DataFrame:
+    return pd.DataFrame([{"fact": k, "value": ", ".join(map(str, v)) if isinstance(v, list) else v}
+                         for k, v in facts.items()], columns=["fact", "value"])
+
+
+def final_state(dep: Deployment, admin_account: str, thumbprint: str, tenant_id: str) -> pd.DataFrame:
+    """One table of everything the runbook set, read again where it lives."""
+    rows = []
+    for r in certificate_state(dep, thumbprint).itertuples():
+        rows.append({"where": r.where, "state": "certificate present" if r.present else "certificate MISSING",
+                     "ok": bool(r.present)})
+    graph = graph_client(dep, sign_in(dep, admin_account))
+    for _, r in s2s_state(dep, graph, thumbprint, tenant_id).iterrows():
+        rows.append({"where": r["what"], "state": r["now"], "ok": bool(r["ok"])})
+    return pd.DataFrame(rows, columns=["where", "state", "ok"])
