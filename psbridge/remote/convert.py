@@ -28,6 +28,13 @@ log = logging.getLogger(__name__)
 _DESERIALIZED = "Deserialized."
 
 
+def _undeserialized(type_name: str) -> str:
+    # Remoting prefixes "Deserialized."; psrpcore adds one more when it reads the CLIXML again.
+    while type_name.startswith(_DESERIALIZED):
+        type_name = type_name[len(_DESERIALIZED):]
+    return type_name
+
+
 class PSRecord(dict[str, Any]):
     """A PowerShell object's properties, in order, plus its type names.
 
@@ -37,7 +44,7 @@ class PSRecord(dict[str, Any]):
 
     def __init__(self, props: Mapping[str, Any], type_names: list[str], to_string: str | None = None) -> None:
         super().__init__(props)
-        self.type_names = [t.removeprefix(_DESERIALIZED) for t in type_names]
+        self.type_names = [_undeserialized(t) for t in type_names]
         self.to_string = to_string
 
     @property
