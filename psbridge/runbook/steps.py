@@ -11,9 +11,7 @@ and the step says so. A notebook stays a few lines::
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path, PureWindowsPath
 from typing import Any
@@ -23,14 +21,12 @@ import pandas as pd
 from psbridge import certs, secrets
 from psbridge.crm.organizations import get_organization
 from psbridge.crm.scripts import (
-    CERTIFICATE_RECONFIGURATION,
     CONFIGURE_SERVER_SIDE_SYNC,
     SERVER_SIDE_SYNC_PARAMETERS,
     require_parameters,
 )
 from psbridge.crm.settings import S2S_TENANT_ID, get_advanced_setting
 from psbridge.crm.snapin import use_crm_snapin
-from psbridge.remote.command import Cmd, SecureString
 from psbridge.runbook.deployment import Deployment
 
 UPLOAD_FOLDER = PureWindowsPath(r"C:\Windows\Temp\psbridge")
@@ -59,60 +55,52 @@ def _norm(thumbprint: str | None) -> str:
 
 
 def preflight(dep: Deployment) -> pd.DataFrame:
-    """Every prerequisite, checked read-only, as a table (check, server, result, ok)."""
+    """Every prerequisite, checked read-only, as one table (server, check, ok, detail).
+
+    Every check runs, so the table shows every problem at once; :func:`require_all` then stops.
+    """
+    from psbridge.crm import check_prerequisites
+
     rows: list[dict[str, Any]] = []
 
-    def check(name: str, server: str, fn: Any) -> Any:
-        try:
-            value, text = fn()
-            rows.append({"check": name, "server": server, "result": text, "ok": True})
-            return value
-        except Exception as e:  # every failure becomes a row; the table is the report
-            rows.append({"check": name, "server": server, "result": secrets.redact(str(e)), "ok": False})
-            return None
+    def add(server: str, check: str, ok: bool | None, detail: str) -> None:
+        rows.append({"server": server, "check": check, "ok": ok, "detail": secrets.redact(detail)})
 
     for name in dict.fromkeys([dep.deployment_server, *dep.servers]):
-        def connect(name: str = name) -> tuple[Any, str]:
-            s = use_crm_snapin(dep.session(name).open())
-            return s, f"PowerShell session as {s.profile.user} at {s.profile.endpoint}"
-
-        session = check("connect", name, connect)
-        if session is None:
+        session = dep.session(name)
+        try:
+            session.open()
+        except Exception as e:  # one unreachable server is a row, not the end of the report
+            add(name, "PowerShell session", False, str(e))
             continue
-        for script in (CERTIFICATE_RECONFIGURATION, CONFIGURE_SERVER_SIDE_SYNC):
-            def present(script: str = script, session: Any = session) -> tuple[Any, str]:
-                path = dep.script(script)
-                if not session.invoke(Cmd("Test-Path", Path=str(path))).scalar():
-                    raise StepError(f"{path} is missing")
-                return True, str(path)
-
-            check(f"{script} present", name, present)
+        add(name, "PowerShell session", True, f"{session.profile.user} at {session.profile.endpoint}")
+        for c in check_prerequisites(session, dep.tools_folder).checks:
+            add(name, c.name, c.ok, c.detail)
     session = dep.session(dep.deployment_server)
-    org = check("organization", dep.deployment_server, lambda: (
-        (o := get_organization(session, dep.organization)), f"{o.unique_name} ({o.id}), {o.state}"))
-
-    def script_generation() -> tuple[Any, str]:
+    org_id = None
+    try:
+        org = get_organization(session, dep.organization)
+        org_id = str(org.id)
+        add(dep.deployment_server, "organization", True, f"{org.unique_name} ({org.id}), {org.state}")
         require_parameters(session, dep.script(CONFIGURE_SERVER_SIDE_SYNC), SERVER_SIDE_SYNC_PARAMETERS)
-        return True, "takes -ClientID and -ClientSecret (Microsoft Graph era)"
-
-    check(f"{CONFIGURE_SERVER_SIDE_SYNC} parameters", dep.deployment_server, script_generation)
-
-    def tenant() -> tuple[Any, str]:
-        from psbridge.cloud import tenant_id_from_discovery
-
-        tid = tenant_id_from_discovery(dep.cloud, dep.tenant)
-        return tid, f"{dep.tenant} is tenant {tid} ({dep.cloud.authority_host})"
-
-    check("Entra ID tenant", "cloud", tenant)
-    frame = pd.DataFrame(rows, columns=["check", "server", "result", "ok"])
-    frame.attrs["organization_id"] = str(org.id) if org is not None else None
+        add(dep.deployment_server, f"{CONFIGURE_SERVER_SIDE_SYNC} parameters", True,
+            "takes -ClientID and -ClientSecret (Microsoft Graph era)")
+    except Exception as e:
+        add(dep.deployment_server, "organization and script", False, str(e))
+    try:
+        tid = discover_tenant_id(dep)
+        add("cloud", "Entra ID tenant", True, f"{dep.tenant} is tenant {tid} ({dep.cloud.authority_host})")
+    except Exception as e:
+        add("cloud", "Entra ID tenant", False, str(e))
+    frame = pd.DataFrame(rows, columns=["server", "check", "ok", "detail"])
+    frame.attrs["organization_id"] = org_id
     return frame
 
 
 def require_all(checks: pd.DataFrame) -> None:
-    failed = checks[~checks["ok"]]
+    failed = checks[checks["ok"].map(lambda v: v is False)]
     if len(failed):
-        lines = [f"{r.check} on {r.server}: {r.result}" for r in failed.itertuples()]
+        lines = [f"{r.check} on {r.server}: {r.detail}" for r in failed.itertuples()]
         raise StepError(f"{len(failed)} prerequisite(s) not met:\n  - " + "\n  - ".join(lines))
 
 
@@ -171,89 +159,59 @@ def ensure_certificate(dep: Deployment, customer: str, pfx_path: str, pfx_passwo
 # --- 20 install the certificate -------------------------------------------------------------
 
 
-def _store(dep: Deployment, server: str) -> list[Any]:
-    out = dep.session(server).invoke(Cmd("Get-ChildItem", Path="Cert:\\LocalMachine\\My")).output
-    return [c for c in out if _get(c, "Thumbprint")]
-
-
-def _crm_certificates(dep: Deployment) -> list[dict[str, Any]]:
-    session = use_crm_snapin(dep.session(dep.deployment_server))
-    rows = []
-    for c in session.invoke("Get-CrmCertificate").output:
-        data = _get(c, "Data")
-        thumb = _get(c, "Thumbprint")
-        if not thumb and data:
-            raw = base64.b64decode(data) if isinstance(data, str) else bytes(data)
-            thumb = hashlib.sha1(raw).hexdigest()  # noqa: S324 - a certificate thumbprint is SHA-1
-        rows.append({"type": str(_get(c, "CertificateType") or ""), "thumbprint": _norm(thumb),
-                     "name": str(_get(c, "Name") or "")})
-    return rows
-
-
 def certificate_state(dep: Deployment, thumbprint: str, subject: str = "") -> pd.DataFrame:
     """Where the certificate is: each server's LocalMachine\\My, and the configuration database."""
+    from psbridge.crm import crm_certificates, store_certificates
+
     want = _norm(thumbprint)
     rows = []
     for server in dep.servers:
-        store = _store(dep, server)
-        mine = [c for c in store if _norm(_get(c, "Thumbprint")) == want]
-        same_subject = [c for c in store if subject and str(_get(c, "Subject")) == subject]
-        rows.append({"where": f"{server} LocalMachine\\My", "present": bool(mine),
-                     "detail": (f"not after {_get(mine[0], 'NotAfter')}" if mine else
-                                f"{len(store)} other certificate(s)")
-                     + (f"; {len(same_subject)} with this subject" if len(same_subject) > 1 else "")})
-    crm = [c for c in _crm_certificates(dep) if c["type"] == "S2STokenIssuer"]
+        session = dep.session(server)
+        mine = [c for c in store_certificates(session, thumbprint=want)] if want else []
+        same = store_certificates(session, subject=subject) if subject else []
+        others = [c for c in same if c.thumbprint != want]
+        detail = (f"until {mine[0].not_after}, private key {'yes' if mine[0].has_private_key else 'NO'}"
+                  if mine else "not installed")
+        if others:
+            detail += f"; {len(others)} other certificate(s) with this subject"
+        rows.append({"where": f"{server} LocalMachine\\My", "present": bool(mine and mine[0].has_private_key),
+                     "detail": detail})
+    crm = crm_certificates(use_crm_snapin(dep.session(dep.deployment_server)), "S2STokenIssuer")
     rows.append({"where": "CRM configuration database (S2STokenIssuer)",
-                 "present": any(c["thumbprint"] == want for c in crm),
-                 "detail": ", ".join(c["thumbprint"] for c in crm) or "none"})
+                 "present": bool(want) and any(c.thumbprint == want for c in crm),
+                 "detail": ", ".join(c.thumbprint for c in crm) or "none"})
     return pd.DataFrame(rows, columns=["where", "present", "detail"])
 
 
 def install_certificate(dep: Deployment, pfx_file: str, pfx_password: str, thumbprint: str,
                         subject: str = "", *, plan: bool = False) -> list[str]:
-    """CertificateReconfiguration.ps1 on each async server lacking the certificate, ``-updateCrm`` once."""
-    want = _norm(thumbprint)
-    missing = []
-    for server in dep.servers:
-        store = _store(dep, server)
-        if any(_norm(_get(c, "Thumbprint")) == want for c in store):
-            continue
-        clash = [c for c in store if subject and str(_get(c, "Subject")) == subject]
-        if clash:
-            raise StepError(
-                f"{server} already has a certificate with the subject {subject} (thumbprint "
-                f"{_get(clash[0], 'Thumbprint')}); CertificateReconfiguration.ps1 would fail with "
-                "'Private key not found'. Remove it, or use a certificate with a unique subject")
-        missing.append(server)
-    in_crm = any(c["thumbprint"] == want and c["type"] == "S2STokenIssuer" for c in _crm_certificates(dep))
-    targets = list(missing)
-    if not in_crm and not targets:
-        targets = [dep.deployment_server if dep.deployment_server in dep.servers else dep.servers[0]]
-    changes = []
-    update_crm = not in_crm
-    for server in targets:
-        what = f"install the certificate on {server}"
-        if update_crm:
-            what += " and record it in CRM (-updateCrm)"
-        if plan:
-            changes.append(what)
-            update_crm = False
-            continue
-        session = dep.session(server)
-        remote = UPLOAD_FOLDER / f"{want}.pfx"
-        with session.uploaded(Path(pfx_file), remote):
-            session.run_script(
-                dep.script(CERTIFICATE_RECONFIGURATION),
-                certificateFile=str(remote),
-                password=secrets.resolve(pfx_password),
-                certificateType="S2STokenIssuer",
-                serviceAccount=dep.service_account,
-                updateCrm=True if update_crm else None,
-                storeFindType="FindBySubjectDistinguishedName",
-            )
-        changes.append(what.replace("install", "installed").replace("record it", "recorded it"))
-        update_crm = False
-    return changes
+    """CertificateReconfiguration.ps1 on each async server lacking the certificate, ``-updateCrm`` once.
+
+    In a plan, the state is read and the would-be actions listed; nothing is uploaded or run.
+    """
+    from psbridge.crm import certificate_reconfiguration
+
+    state = certificate_state(dep, thumbprint, subject)
+    lacking = [str(r.where).split(" ")[0] for r in state.itertuples()
+               if not r.present and "LocalMachine" in str(r.where)]
+    in_crm = bool(state["present"].iloc[-1])
+    if not lacking and in_crm:
+        return []
+    if plan:
+        todo = [f"install the certificate on {s}" for s in lacking]
+        if not in_crm:
+            todo.append(f"record it in the CRM configuration database (-updateCrm on "
+                        f"{dep.deployment_server})")
+        return todo
+    # The Deployment Tools server first: -updateCrm runs there, once.
+    order = [s for s in dep.servers if s != dep.deployment_server]
+    if dep.deployment_server in dep.servers or not in_crm:
+        order.insert(0, dep.deployment_server)
+    report = certificate_reconfiguration(
+        [dep.session(s) for s in order], Path(pfx_file), pfx_password, dep.service_account,
+        tools_folder=dep.tools_folder,
+    )
+    return [f"{o.server}: {o.detail}" for o in report.servers if o.changed]
 
 
 # --- 30 Entra ID ----------------------------------------------------------------------------
@@ -318,20 +276,11 @@ def configure_s2s(dep: Deployment, state: pd.DataFrame, pfx_file: str, pfx_passw
     what = "run ConfigureCrmServerSideSync.ps1 on " + dep.deployment_server + " to set: " + "; ".join(todo)
     if plan:
         return [what]
-    session = dep.session(dep.deployment_server)
-    path = dep.script(CONFIGURE_SERVER_SIDE_SYNC)
-    require_parameters(session, path, SERVER_SIDE_SYNC_PARAMETERS)
-    remote = UPLOAD_FOLDER / f"s2s-{dep.organization}.pfx"
-    with session.uploaded(Path(pfx_file), remote):
-        session.run_script(
-            path,
-            privateKeyPassword=SecureString(secrets.resolve(pfx_password)),
-            pfxFilePath=str(remote),
-            organizationName=dep.organization,
-            microsoftEntraIdTenantIdOrDomainName=tenant_id,
-            ClientID=app_id,
-            ClientSecret=secrets.resolve(client_secret_ref),
-        )
+    from psbridge.crm import configure_server_side_sync
+
+    configure_server_side_sync(dep.session(dep.deployment_server), Path(pfx_file), pfx_password,
+                               dep.organization, tenant_id, app_id, client_secret_ref,
+                               tools_folder=dep.tools_folder)
     return [what.replace("run ", "ran ", 1)]
 
 
