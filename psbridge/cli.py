@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated
+
 import typer
 
 from psbridge.lab.cli import app as lab_app
@@ -13,6 +16,57 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,  # locals may hold secrets
 )
 app.add_typer(lab_app, name="lab", help="The embedded lab: simulated CRM servers, Entra ID and Graph.")
+
+RunbookOpt = Annotated[Path | None, typer.Option("--runbook", help="runbook definition (YAML)")]
+RecordsOpt = Annotated[Path, typer.Option("--records", help="where records/<customer>/<org>/<run>/ go")]
+
+
+@app.command()
+def run(
+    params_file: Annotated[Path, typer.Argument(metavar="PARAMS.yaml", help="the customer's parameter file")],
+    start: Annotated[str | None, typer.Option("--from", help="resume at this step (id or number)")] = None,
+    only: Annotated[str | None, typer.Option("--only", help="run this one step")] = None,
+    runbook: RunbookOpt = None,
+    records: RecordsOpt = Path("records"),
+) -> None:
+    """Run the runbook for one organization; each executed step is kept in the record."""
+    from psbridge.runbook import cli_support
+
+    raise typer.Exit(cli_support.run(params_file, runbook, records, start=start, only=only))
+
+
+@app.command()
+def plan(
+    params_file: Annotated[Path, typer.Argument(metavar="PARAMS.yaml", help="the customer's parameter file")],
+    runbook: RunbookOpt = None,
+    records: RecordsOpt = Path("records"),
+) -> None:
+    """Say what each step would change, from the current state; change nothing."""
+    from psbridge.runbook import cli_support
+
+    raise typer.Exit(cli_support.run(params_file, runbook, records, mode="plan"))
+
+
+@app.command()
+def verify(
+    record_dir: Annotated[Path, typer.Argument(metavar="RECORD_DIR", help="records/<customer>/<org>/<run>")],
+) -> None:
+    """Recompute a record's hashes; exit non-zero on any difference."""
+    from psbridge.runbook import cli_support
+
+    raise typer.Exit(cli_support.verify(record_dir))
+
+
+@app.command()
+def demo(
+    state: Annotated[Path | None, typer.Option("--state", help="lab state directory")] = None,
+    records: RecordsOpt = Path("records"),
+    organization: Annotated[str, typer.Option("--organization", help="the lab organization")] = "contoso",
+) -> None:
+    """Start the lab, run the whole runbook for a demo org, verify the record."""
+    from psbridge.runbook import cli_support
+
+    raise typer.Exit(cli_support.demo(state, records, organization))
 
 
 def main() -> None:

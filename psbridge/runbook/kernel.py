@@ -9,8 +9,14 @@ here: ``sys.executable -m ipykernel_launcher``, with the environment the runner 
 
 from __future__ import annotations
 
+import atexit
+import os
+import shutil
 import sys
+import tempfile
+import uuid
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from jupyter_client import AsyncKernelManager
@@ -30,11 +36,31 @@ def kernel_spec(env: Mapping[str, str] | None = None) -> KernelSpec:
     )
 
 
+_ipc: Path | None = None
+
+
+def _ipc_dir() -> Path:
+    """One private folder a process for the kernels' sockets, removed when the process ends."""
+    global _ipc
+    if _ipc is None:
+        _ipc = Path(tempfile.mkdtemp(prefix="psbridge-kernels-"))
+        atexit.register(shutil.rmtree, _ipc, True)
+    return _ipc
+
+
 def kernel_manager_class(env: Mapping[str, str] | None = None) -> type[AsyncKernelManager]:
     """An ``AsyncKernelManager`` subclass that starts ``sys.executable`` with ``env`` added."""
     spec = kernel_spec(env)
 
     class InterpreterKernelManager(AsyncKernelManager):
+        def __init__(self, **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            if os.name != "nt":
+                # Kernel messages over private Unix sockets rather than loopback TCP; Windows
+                # has no IPC transport for ZeroMQ and stays on loopback.
+                self.transport = "ipc"
+                self.ip = str(_ipc_dir() / f"kernel-{uuid.uuid4().hex[:12]}")
+
         @property
         def kernel_spec(self) -> KernelSpec:
             return spec

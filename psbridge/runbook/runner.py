@@ -340,9 +340,13 @@ class Runner:
         from papermill.exceptions import PapermillExecutionError
 
         step = outcome.step
+        path = self.book.notebook_path(step)
+        # Only what the notebook declares: a step sees the parameters it uses, nothing else.
+        declared = set(pm.inspect_notebook(str(path)))
         parameters: dict[str, Any] = {k: v for k, v in self.params.items() if k in self.book.parameters}
         parameters.update({f: known[f] for f in step.consumes if f in known and known[f] is not None})
         parameters[MODE_PARAMETER] = self.mode == "plan"
+        parameters = {k: v for k, v in parameters.items() if k in declared}
         target = f"{_MemoryHandler.scheme}{id(self)}/{step.stem}.ipynb"
         outcome.started = dt.datetime.now(dt.UTC)
         self._log(f"step {step.id} ({step.notebook}) started")
@@ -351,7 +355,7 @@ class Runner:
         t0 = time.perf_counter()
         try:
             pm.execute_notebook(
-                str(self.book.notebook_path(step)), target, parameters=parameters,
+                str(path), target, parameters=parameters,
                 kernel_name=KERNEL_NAME, progress_bar=False, log_output=False,
                 start_timeout=self.start_timeout, execution_timeout=self.cell_timeout,
                 cwd=str(self.book.notebook_dir), **engine_kwargs(self.env),
