@@ -114,8 +114,12 @@ class Session:
             if self._pool is None or self._pool.broken:
                 self._discard_pool()
                 self._pool = self._open_pool()
-                for cmd in self._initializers:
-                    self._initialize(cmd)
+                try:
+                    for cmd in self._initializers:
+                        self._initialize(cmd)
+                except BaseException:
+                    self.close()
+                    raise
             return self
 
     def on_open(self, cmd: Cmd) -> None:
@@ -127,9 +131,9 @@ class Session:
         with self._lock:
             if any(c == cmd for c in self._initializers):
                 return
-            self._initializers.append(cmd)
             if self.is_open:
                 self._initialize(cmd)
+            self._initializers.append(cmd)
 
     def _initialize(self, cmd: Cmd) -> None:
         result = self._run_once([Pipeline((cmd,))], cmd.display(), self.profile.command_timeout, None)
@@ -277,14 +281,15 @@ class Session:
         pool = self.open()._pool
         assert pool is not None
         ps = PowerShell(pool.pool)
-        for statement in statements:
+        for i, statement in enumerate(statements):
+            if i:
+                ps.add_statement()
             for c in statement.commands:
                 ps.add_cmdlet(c.name)
                 for a in c.args:
                     ps.add_argument(self._wire_value(pool, a))
                 for k, v in c.params:
                     ps.add_parameter(k, self._wire_value(pool, v))
-            ps.add_statement()
         started = dt.datetime.now(dt.UTC)
         t0 = time.monotonic()
         sent = False
