@@ -219,14 +219,16 @@ def install_certificate(dep: Deployment, pfx_file: str, pfx_password: str, thumb
 
 def sign_in(dep: Deployment, admin_account: str = "") -> Any:
     from psbridge.cloud import sign_in_device_code
+    from psbridge.runbook.timing import timed
 
-    return sign_in_device_code(dep.cloud, dep.tenant, account=admin_account or None)
+    return timed("signin", sign_in_device_code)(dep.cloud, dep.tenant, account=admin_account or None)
 
 
 def graph_client(dep: Deployment, admin: Any) -> Any:
     from psbridge.cloud import GraphClient
+    from psbridge.runbook.timing import instrument
 
-    return GraphClient(dep.cloud, admin)
+    return instrument(GraphClient(dep.cloud, admin), "request", "graph")
 
 
 def app_state(graph: Any, app_name: str) -> pd.DataFrame:

@@ -1,0 +1,57 @@
+"""Where a step's time goes, for the benchmark: remote PowerShell and Graph calls, timed in the kernel.
+
+When ``PSBRIDGE_TIMINGS`` names a file, each timed call appends one JSON line to it
+(``{"kind": "winrm", "seconds": 0.012}``); otherwise timing costs one environment lookup.
+Only the kind and the duration are written: never a command, a parameter or a result.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+ENV = "PSBRIDGE_TIMINGS"
+
+
+def _write(kind: str, seconds: float) -> None:
+    path = os.environ.get(ENV)
+    if path:
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(json.dumps({"kind": kind, "seconds": round(seconds, 6), "pid": os.getpid()}) + "\n")
+
+
+def timed(kind: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if not os.environ.get(ENV):
+            return fn(*args, **kwargs)
+        t0 = time.perf_counter()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            _write(kind, time.perf_counter() - t0)
+
+    return wrapper
+
+
+def instrument(obj: Any, method: str, kind: str) -> Any:
+    """Time ``obj.method`` calls (an instance attribute shadows the class's method)."""
+    setattr(obj, method, timed(kind, getattr(obj, method)))
+    return obj
+
+
+def read(path: str) -> dict[str, float]:
+    """Total seconds by kind from a timings file."""
+    totals: dict[str, float] = {}
+    try:
+        with open(path, encoding="utf-8") as f:
+            for line in f:
+                rec = json.loads(line)
+                totals[rec["kind"]] = totals.get(rec["kind"], 0.0) + float(rec["seconds"])
+    except FileNotFoundError:
+        pass
+    return totals
