@@ -1,0 +1,99 @@
+"""Facts, the deployment description and step 10 (certificate): what runs without a server."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from psbridge import certs
+from psbridge.runbook import facts, steps
+from psbridge.runbook.deployment import Deployment, DeploymentError
+from psbridge.secrets import Secret, remember, resolve
+
+
+def test_a_fact_is_never_a_secret_value() -> None:
+    with pytest.raises(facts.FactError, match="reference"):
+        facts.record("password", Secret("canary-fact-1"))
+    remember(["canary-fact-2"])
+    with pytest.raises(facts.FactError, match="secret value"):
+        facts.record("note", "the password is canary-fact-2")
+    with pytest.raises(facts.FactError, match="secret value"):
+        facts.record("nested", {"a": ["x", "canary-fact-2"]})
+    assert facts.record("client_secret_ref", "lab:x/y") == "lab:x/y"
+
+
+def test_facts_are_read_back_from_an_executed_notebook() -> None:
+    nb = nbformat.v4.new_notebook()
+    cell = nbformat.v4.new_code_cell("")
+    cell.outputs = [
+        nbformat.v4.new_output("display_data", data={facts.FACT_MIME: {"name": "thumbprint", "value": "AB"},
+                                                    "text/plain": "fact thumbprint = 'AB'"}),
+        nbformat.v4.new_output("display_data", data={facts.FACT_MIME: {"name": "thumbprint", "value": "CD"},
+                                                    "text/plain": "fact thumbprint = 'CD'"}),
+    ]
+    nb.cells.append(cell)
+    assert facts.read_facts(nb) == {"thumbprint": "CD"}
+
+
+def _real_deployment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Deployment:
+    monkeypatch.setenv("PSBRIDGE_TEST_WINRM", "x")
+    dep = Deployment.from_params(
+        "contoso",
+        servers=["crm01=https://crm01.contoso.local:5986/wsman", "CRM02 https://crm02.contoso.local/wsman"],
+        winrm_user="CONTOSO\\setup", winrm_password="env:PSBRIDGE_TEST_WINRM",
+        service_account="CONTOSO\\crmasync",
+        cloud="global", tenant="contoso.onmicrosoft.com",
+    )
+    monkeypatch.setattr(Deployment, "work_dir", lambda self, c: tmp_path / c / self.organization)
+    return dep
+
+
+def test_real_deployment_from_parameters(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    dep = _real_deployment(tmp_path, monkeypatch)
+    assert dep.servers == ["CRM01", "CRM02"] and dep.deployment_server == "CRM01"
+    assert dep.profiles["CRM02"].endpoint == "https://crm02.contoso.local:5986/wsman"
+    assert str(dep.script("ConfigureCrmServerSideSync.ps1")).endswith("Tools\\ConfigureCrmServerSideSync.ps1")
+    with pytest.raises(DeploymentError, match="name the CRM servers"):
+        Deployment.from_params("contoso", cloud="global", tenant="x.onmicrosoft.com", service_account="NS")
+    with pytest.raises(DeploymentError, match="not an http"):
+        Deployment.from_params("contoso", servers=["CRM01=ftp://x"], cloud="global", tenant="t",
+                               service_account="Network Service")
+    with pytest.raises(DeploymentError, match="no lab"):
+        Deployment.from_params("contoso", lab=str(tmp_path / "nolab"))
+
+
+def test_certificate_step_plans_generates_once_and_reuses(tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    dep = _real_deployment(tmp_path, monkeypatch)
+    ref = f"file:{tmp_path / 'secrets' / 'pfx-password'}"
+    planned = steps.ensure_certificate(dep, "cust", "", ref, 365, plan=True)
+    assert planned.info is None and planned.changes[0].startswith("generate a self-signed")
+    assert not planned.path.exists() and not (tmp_path / "secrets").exists()
+    made = steps.ensure_certificate(dep, "cust", "", ref, 365)
+    assert made.path.exists() and made.info is not None
+    assert made.changes == ["generate a self-signed RSA 2048 certificate valid 365 days",
+                            f"stored a new PFX password at {ref}"]
+    again = steps.ensure_certificate(dep, "cust", "", ref, 365)
+    assert again.changes == [] and again.info is not None and again.info.thumbprint == made.info.thumbprint
+    # A certificate expiring within 30 days is replaced; the stored password is reused.
+    short = certs.generate_self_signed("contoso", resolve(ref), days=10)
+    short.write(made.path)
+    renewed = steps.ensure_certificate(dep, "cust", "", ref, 365)
+    assert renewed.changes == ["generate a self-signed RSA 2048 certificate valid 365 days"]
+    ref_cert = steps.certificate_for(dep, "cust", "", "", ref)
+    assert ref_cert.exists and renewed.info is not None and ref_cert.thumbprint == renewed.info.thumbprint
+    with pytest.raises(steps.StepError, match="run step 10 again"):
+        steps.certificate_for(dep, "cust", "", "", ref, thumbprint="00" * 20)
+
+
+def test_a_provided_pfx_is_validated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    dep = _real_deployment(tmp_path, monkeypatch)
+    monkeypatch.setenv("PSBRIDGE_TEST_PFX", "right-password")
+    good = certs.generate_self_signed("given", Secret("right-password")).write(tmp_path / "given.pfx")
+    chosen = steps.ensure_certificate(dep, "cust", str(good), "env:PSBRIDGE_TEST_PFX", 365)
+    assert chosen.changes == [] and chosen.info is not None and chosen.path == good
+    monkeypatch.setenv("PSBRIDGE_TEST_PFX", "wrong-password")
+    with pytest.raises(certs.CertificateError, match="wrong password"):
+        steps.ensure_certificate(dep, "cust", str(good), "env:PSBRIDGE_TEST_PFX", 365)
