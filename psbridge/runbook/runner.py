@@ -251,6 +251,7 @@ class Runner:
         self.customer = str(params.get(customer_key) or "customer")
         self.org = str(params.get(org_key) or "organization")
         self._log_lines: list[str] = []
+        self._interrupted = False
 
     # The value of each secret reference the run can read is remembered, so the scrubber
     # masks it wherever a notebook might have shown it.
@@ -333,6 +334,8 @@ class Runner:
             "range": {"from": book.steps[first].id, "to": book.steps[last].id},
             "steps": [o.as_dict() for o in outcomes],
         })
+        if self._interrupted:
+            raise KeyboardInterrupt(f"run stopped; record at {record_dir}")
         return RunResult(book, run_id, record_dir, self.mode, outcomes, manifest)
 
     def _run_step(self, outcome: StepOutcome, known: dict[str, Any], writer: evidence.RecordWriter) -> bool:
@@ -362,6 +365,10 @@ class Runner:
             )
         except PapermillExecutionError as e:
             outcome.error = redact(f"{e.ename}: {e.evalue}".strip())
+        except KeyboardInterrupt:
+            # Stopped by the operator: the record still says what ran, then the interrupt goes on.
+            outcome.error = "interrupted (Ctrl-C)"
+            self._interrupted = True
         except Exception as e:  # the kernel died, would not start, or a cell timed out
             outcome.error = redact(f"{type(e).__name__}: {e}")
         outcome.timings["papermill_total"] = round(time.perf_counter() - t0, 3)

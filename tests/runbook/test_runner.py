@@ -7,6 +7,7 @@ they run in real kernels through papermill, as the real ones do.
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import nbformat
@@ -41,7 +42,8 @@ def book(tmp_path_factory: pytest.TempPathFactory) -> definition.Runbook:
               "if fail_at == 'use': raise RuntimeError('wrong PFX password for ' + resolve(token).reveal())\n"
               "record('doubled', number * 2)")
     _notebook(root / "nb" / "30-end.ipynb", "doubled: int = 0\nplan: bool = False",
-              "from psbridge.runbook import record\nrecord('final', doubled + 1)")
+              "import sys\nfrom psbridge.runbook import record\nrecord('final', doubled + 1)\n"
+              "record('python', sys.executable)")
     spec = {
         "name": "tiny", "notebooks": "nb",
         "parameters": {
@@ -51,22 +53,28 @@ def book(tmp_path_factory: pytest.TempPathFactory) -> definition.Runbook:
             "fail_at": {"type": "str", "default": ""},
             "token": {"type": "secret", "default": "env:TINY_TOKEN"},
         },
-        "facts": {"number": {"type": "int"}, "doubled": {"type": "int"}, "final": {"type": "int"}},
+        "facts": {"number": {"type": "int"}, "doubled": {"type": "int"}, "final": {"type": "int"},
+                  "python": {"type": "str"}},
         "steps": [
             {"id": "make", "notebook": "10-make.ipynb", "produces": ["number"]},
             {"id": "use", "notebook": "20-use.ipynb", "consumes": ["number"], "produces": ["doubled"]},
-            {"id": "end", "notebook": "30-end.ipynb", "consumes": ["doubled"], "produces": ["final"]},
+            {"id": "end", "notebook": "30-end.ipynb", "consumes": ["doubled"],
+             "produces": ["final", "python"]},
         ],
     }
     (root / "tiny.yaml").write_text(yaml.safe_dump(spec), encoding="utf-8")
     return definition.load(root / "tiny.yaml")
 
 
-def test_facts_flow_forward_and_record_verifies(book: definition.Runbook, tmp_path: Path) -> None:
+def test_facts_flow_forward_and_record_verifies(book: definition.Runbook, tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    # As from a shell where nothing is activated: the kernel is still this interpreter.
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    monkeypatch.delenv("VIRTUAL_ENV", raising=False)
     params = validate(book, {"customer": "c", "org": "o", "start": 2})
     result = Runner(book, params, records_root=tmp_path).run()
     assert result.ok, result.table()
-    assert result.facts == {"number": 20, "doubled": 40, "final": 41}
+    assert result.facts == {"number": 20, "doubled": 40, "final": 41, "python": sys.executable}
     assert result.steps[0].summary() == "made o"
     assert evidence.verify(result.record_dir) == []
     manifest = evidence.read_manifest(result.record_dir)
