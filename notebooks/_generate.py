@@ -177,13 +177,13 @@ for the S2STokenIssuer entry, or reinstall the previous certificate with `Certif
     ("code", DEPLOYMENT + """
 if async_servers:
     dep.servers = list(async_servers)
-cert = steps.certificate_for(dep, customer, pfx_path, pfx_file, pfx_password, thumbprint)
+cert = steps.certificate_for(dep, customer, pfx_path, pfx_file, pfx_password, thumbprint, required=not plan)
 cert"""),
     ("md", "## Before"),
     ("code", "before = steps.certificate_state(dep, cert.thumbprint, cert.subject)\nbefore"),
     ("md", "## Action"),
     ("code", """changes = steps.install_certificate(dep, cert.pfx_file, pfx_password, cert.thumbprint, cert.subject,
-                                    plan=plan or not cert.exists)
+                                    plan=plan)
 changes or "already done: every server and CRM have this certificate\""""),
     ("md", "## After"),
     ("code", """after = steps.certificate_state(dep, cert.thumbprint, cert.subject)
@@ -259,7 +259,7 @@ wanted values, the script is not run.
 `Set-CrmAdvancedSetting`."""),
     ("params", ""),
     ("code", DEPLOYMENT + """
-cert = steps.certificate_for(dep, customer, pfx_path, pfx_file, pfx_password, thumbprint)
+cert = steps.certificate_for(dep, customer, pfx_path, pfx_file, pfx_password, thumbprint, required=not plan)
 admin = steps.sign_in(dep, admin_account)
 graph = steps.graph_client(dep, admin)
 app_id, tenant_id, client_secret_ref = steps.entra_facts(dep, graph, app_name, app_id, tenant_id,

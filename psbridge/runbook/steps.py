@@ -330,12 +330,15 @@ class CertificateRef:
 
 
 def certificate_for(dep: Deployment, customer: str, pfx_path: str, pfx_file: str, pfx_password: str,
-                    thumbprint: str = "") -> CertificateRef:
-    """The certificate of step 10, from its facts or (run on its own) from the PFX it left."""
+                    thumbprint: str = "", *, required: bool = True) -> CertificateRef:
+    """The certificate of step 10, from its facts or (run on its own) from the PFX it left.
+
+    In a plan (``required=False``) it may not exist yet: the step then says what it would do.
+    """
     path = Path(pfx_file or pfx_path or dep.work_dir(customer) / "s2s.pfx").expanduser()
     if not path.exists():
-        if thumbprint:
-            raise StepError(f"the PFX of step 10 is gone ({path}); run step 10 again")
+        if thumbprint or required:
+            raise StepError(f"no PFX at {path}: run step 10 (certificate) first")
         return CertificateRef(str(path), "", "", False)
     info = certs.inspect_pfx(path, secrets.resolve(pfx_password))
     if thumbprint and _norm(thumbprint) != info.thumbprint:
