@@ -1,0 +1,56 @@
+"""What both official scripts share: snap-in loading, ``ExitWithError``, try/catch semantics."""
+
+from __future__ import annotations
+
+from typing import Any, NoReturn
+
+from psbridge.lab.commands.runtime import CRM_SNAPIN, Call
+from psbridge.lab.runspace import ScriptExit, TerminatingError
+
+PROCESS_FAILED = "Process Failed."
+PROCESS_SUCCEEDED = "Process succeeded."
+
+
+class Thrown(Exception):
+    """A terminating error inside the script's ``try``: what its ``catch`` sees.
+
+    ``message`` is ``$_.Exception.Message``; ``details`` is ``"$_"`` (the error record as text,
+    which for a web cmdlet is the response body).
+    """
+
+    def __init__(self, message: str, details: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details if details is not None else message
+
+
+def exit_with_error(call: Call, message: str) -> NoReturn:
+    """The scripts' ``ExitWithError``: the reason in red, "Process Failed." in red, ``exit 1``."""
+    call.host(message, "Red")
+    call.host(PROCESS_FAILED, "Red")
+    raise ScriptExit(1)
+
+
+def catch(call: Call, thrown: Thrown) -> NoReturn:
+    """The scripts' outer ``Catch``: "Failure Details: $_", then ExitWithError."""
+    call.host(f"Failure Details: {thrown.details}", "Red")
+    exit_with_error(call, thrown.message)
+
+
+def ensure_snapin(call: Call) -> None:
+    if CRM_SNAPIN not in call.snapins():
+        call.snapins().append(CRM_SNAPIN)
+        call.host("Added CRM powershell Pssnapin.", "Green")
+
+
+def run_cmdlet(call: Call, name: str, *params: tuple[str | None, Any]) -> list[Any]:
+    """A cmdlet called from the script: its terminating error becomes something ``catch`` sees."""
+    try:
+        return call.run(name, *params)
+    except TerminatingError as e:
+        raise Thrown(e.record.message) from None
+
+
+def stopping(call: Call) -> None:
+    if call.ctx.is_stopping():
+        raise Thrown("The pipeline has been stopped.")
