@@ -1,0 +1,486 @@
+"""The PowerShell side of a lab WinRM endpoint: runspace pools and pipelines on psrpcore's server classes.
+
+A WSMan shell is a :class:`psrpcore.ServerRunspacePool`; each WSMan command is a
+:class:`psrpcore.ServerPipeline` running in its own thread. This module turns a PSRP
+``CreatePipeline`` into statements of :class:`~psbridge.lab.runspace.Invocation` for the
+emulated commands, and what those commands write into PSRP messages. It never touches a
+socket: the HTTP layer hands it decoded fragments and takes back the bytes to answer.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psrpcore
+import psrpcore.types as pst
+from psrpcore.types import PSInvocationState, RunspacePoolState
+
+from psbridge.lab.faults import read_faults
+from psbridge.lab.runspace import CloudEndpoints, ErrorRecord, Invocation, TerminatingError
+
+log = logging.getLogger(__name__)
+
+# The commands' entry point; a test may swap it for a tiny dispatcher of its own.
+PipelineRunner = Callable[[Any, Sequence[Sequence[Invocation]], Sequence[Any] | None], None]
+
+# PSRP fragments are cut to this size; a Receive answer carries as many as its envelope allows.
+FRAGMENT_SIZE = 32 * 1024
+# How long a Signal waits for a stopped pipeline to wind down before answering anyway.
+STOP_GRACE = 10.0
+
+_PREFERENCES = {
+    "ErrorActionPreference": "Continue",
+    "WarningPreference": "Continue",
+    "VerbosePreference": "SilentlyContinue",
+    "DebugPreference": "SilentlyContinue",
+    "InformationPreference": "SilentlyContinue",
+    "ProgressPreference": "Continue",
+    "ConfirmPreference": "High",
+}
+
+
+def default_runner() -> PipelineRunner:
+    from psbridge.lab.commands import run_pipeline
+
+    return run_pipeline
+
+
+@dataclass
+class HostSettings:
+    server: str
+    state_dir: Path
+    cloud: CloudEndpoints
+    runner: PipelineRunner | None = None
+
+
+# --- converting records -------------------------------------------------------------------------
+
+def _exception(message: str, type_name: str) -> pst.NETException:
+    exc = pst.NETException(Message=message, HResult=-2146233087)
+    names = [type_name]
+    for base in ("System.SystemException", "System.Exception", "System.Object"):
+        if base not in names:
+            names.append(base)
+    exc.PSObject.type_names = names
+    return exc
+
+
+def _category(name: str) -> pst.ErrorCategory:
+    try:
+        return pst.ErrorCategory[name]
+    except KeyError:
+        return pst.ErrorCategory.NotSpecified
+
+
+def _target_type(target: Any) -> str:
+    if target is None:
+        return ""
+    if isinstance(target, str):
+        return "String"
+    names = getattr(getattr(target, "PSObject", None), "type_names", None)
+    if names:
+        return str(names[0]).rsplit(".", 1)[-1]
+    return type(target).__name__
+
+
+def to_psrp_error(record: ErrorRecord) -> pst.ErrorRecord:
+    """Our ErrorRecord as the .NET ErrorRecord PowerShell serializes."""
+    reason = record.reason or record.exception_type.rsplit(".", 1)[-1]
+    target_name = record.target_name or ("" if record.target is None else str(record.target))
+    info = pst.ErrorCategoryInfo(
+        Category=_category(record.category),
+        Activity=record.command_name or "",
+        Reason=reason,
+        TargetName=target_name,
+        TargetType=_target_type(record.target),
+    )
+    invocation = None
+    if record.command_name or record.script_name:
+        line = record.script_line or record.command_name
+        script = record.script_name or "line"
+        where = f"At {script}:{record.line_number or 1} char:{record.offset_in_line or 1}"
+        position = f"{where}\n+ {line}" if line else ""
+        invocation = pst.InvocationInfo(
+            BoundParameters=pst.PSDict(),
+            CommandOrigin=pst.CommandOrigin.Runspace,
+            DisplayScriptPosition=None,
+            ExpectingInput=False,
+            HistoryId=1,
+            InvocationName=record.command_name,
+            Line=line,
+            MyCommand=None,
+            OffsetInLine=record.offset_in_line,
+            PipelineLength=1,
+            PipelinePosition=1,
+            PositionMessage=position,
+            PSCommandPath=record.script_name,
+            PSScriptRoot="",
+            ScriptLineNumber=record.line_number,
+            ScriptName=record.script_name,
+            UnboundArguments=pst.PSList(),
+        )
+        if record.command_name:
+            invocation.MyCommand = pst.PSCustomObject(
+                CommandType=pst.CommandTypes.ExternalScript if record.command_name.lower().endswith(".ps1")
+                else pst.CommandTypes.Cmdlet,
+                Name=record.command_name,
+                Definition=record.command_name,
+                Visibility=pst.SessionStateEntryVisibility.Public,
+            )
+    err = pst.ErrorRecord(
+        Exception=_exception(record.message, record.exception_type),
+        CategoryInfo=info,
+        TargetObject=record.target,
+        FullyQualifiedErrorId=record.fqid,
+        InvocationInfo=invocation,
+        PipelineIterationInfo=pst.PSList([0, 0]) if invocation else None,
+    )
+    err.serialize_extended_info = invocation is not None
+    return err
+
+
+def host_information_message(text: str, foreground: str | None, background: str | None,
+                             no_newline: bool) -> pst.PSObject:
+    """What ``Write-Host`` puts in an InformationRecord's MessageData (PS 5.1)."""
+
+    def colour(name: str | None) -> Any:
+        if name is None:
+            return None
+        try:
+            return pst.ConsoleColor[name]
+        except KeyError:
+            raise ValueError(f"{name!r} is not a ConsoleColor") from None
+
+    obj = pst.PSObject()
+    obj.PSObject.type_names = ["System.Management.Automation.HostInformationMessage", "System.Object"]
+    pst.add_note_property(obj, "Message", text)
+    pst.add_note_property(obj, "NoNewLine", bool(no_newline))
+    pst.add_note_property(obj, "ForegroundColor", colour(foreground))
+    pst.add_note_property(obj, "BackgroundColor", colour(background))
+    obj.PSObject.to_string = text
+    return obj
+
+
+# --- pipelines ----------------------------------------------------------------------------------
+
+class PipelineRun:
+    """One WSMan command: a psrpcore ServerPipeline, its input, and the thread that runs it."""
+
+    def __init__(self, shell: Shell, command_id: str) -> None:
+        self.shell = shell
+        self.command_id = command_id
+        self.pipeline = psrpcore.ServerPipeline(shell.pool, uuid.UUID(command_id))
+        self.powershell: psrpcore.PowerShell | None = None
+        self.input: list[Any] = []
+        self.stopping = threading.Event()
+        self.thread: threading.Thread | None = None
+        self.finished = threading.Event()
+        self.terminated = False
+
+    @property
+    def pipeline_id(self) -> uuid.UUID:
+        return self.pipeline.pipeline_id
+
+    def start(self) -> None:
+        if self.thread is not None:
+            return
+        self.thread = threading.Thread(
+            target=self._run, name=f"lab-pipeline-{self.command_id[:8]}", daemon=True
+        )
+        self.thread.start()
+
+    def statements(self) -> list[list[Invocation]]:
+        assert self.powershell is not None
+        out: list[list[Invocation]] = [[]]
+        for cmd in self.powershell.commands:
+            out[-1].append(Invocation(
+                name=cmd.command_text,
+                parameters=list(cmd.parameters),
+                is_script=bool(cmd.is_script),
+                use_local_scope=cmd.use_local_scope,
+            ))
+            if cmd.end_of_statement:
+                out.append([])
+        return [s for s in out if s]
+
+    def _run(self) -> None:
+        shell = self.shell
+        with shell.cond:
+            if self.stopping.is_set():
+                self.pipeline.state = PSInvocationState.Running  # psrpcore stops only a running pipeline
+                self.pipeline.stop()
+                shell.flush()
+                self.finished.set()
+                return
+            self.pipeline.start()
+            shell.flush()
+        faults = read_faults(shell.settings.state_dir, shell.settings.server)
+        ctx = LabCommandContext(self, faults.fail_commands)
+        failure: pst.ErrorRecord | None = None
+        try:
+            runner = shell.settings.runner or default_runner()
+            runner(ctx, self.statements(), self.input or None)
+        except TerminatingError as e:
+            failure = to_psrp_error(e.record)
+        except Exception as e:  # a lab defect must end the pipeline, not hang the client
+            log.exception("lab command failed unexpectedly")
+            failure = to_psrp_error(ErrorRecord(
+                message=f"The psbridge lab could not run this pipeline: {type(e).__name__}: {e}",
+                category="NotSpecified", fqid="PSBridgeLabInternalError",
+            ))
+        with shell.cond:
+            if self.stopping.is_set():
+                self.pipeline.stop()
+            elif failure is not None:
+                # psrpcore has no public "fail": the state message carries the reason, as on Windows.
+                self.pipeline._change_state(PSInvocationState.Failed, error=failure)
+            else:
+                self.pipeline.complete()
+            shell.flush()
+            self.finished.set()
+            if self.terminated:
+                shell.forget(self)
+            shell.cond.notify_all()
+
+    def write(self, fn: Callable[[], None]) -> None:
+        with self.shell.cond:
+            if self.pipeline.state != PSInvocationState.Running:
+                return
+            fn()
+            self.shell.flush()
+
+
+class LabCommandContext:
+    """The :class:`~psbridge.lab.runspace.CommandContext` a pipeline's commands write to."""
+
+    def __init__(self, run: PipelineRun, fail_commands: dict[str, str]) -> None:
+        shell = run.shell
+        self._run = run
+        self.server = shell.settings.server
+        self.user = shell.owner
+        self.state_dir = shell.settings.state_dir
+        self.cloud = shell.settings.cloud
+        self.variables = shell.variables
+        self.fail_commands = dict(fail_commands)
+
+    @property
+    def _pipe(self) -> psrpcore.ServerPipeline:
+        return self._run.pipeline
+
+    def write_output(self, value: Any) -> None:
+        self._run.write(lambda: self._pipe.write_output(value))
+
+    def write_error(self, record: ErrorRecord) -> None:
+        err = to_psrp_error(record)
+        self._run.write(lambda: self._pipe.write_error(
+            err.Exception, err.CategoryInfo, err.TargetObject, err.FullyQualifiedErrorId,
+            invocation_info=err.InvocationInfo, pipeline_iteration_info=err.PipelineIterationInfo,
+        ))
+
+    def write_warning(self, message: str) -> None:
+        self._run.write(lambda: self._pipe.write_warning(message))
+
+    def write_verbose(self, message: str) -> None:
+        self._run.write(lambda: self._pipe.write_verbose(message))
+
+    def write_debug(self, message: str) -> None:
+        self._run.write(lambda: self._pipe.write_debug(message))
+
+    def write_information(self, message_data: Any, source: str = "", tags: list[str] | None = None) -> None:
+        self._run.write(lambda: self._pipe.write_information(
+            message_data, source, tags=list(tags or []), user=self.user, computer=self.server,
+        ))
+
+    def write_host(self, text: str, foreground: str | None = None, background: str | None = None,
+                   no_newline: bool = False) -> None:
+        data = host_information_message(text, foreground, background, no_newline)
+        self._run.write(lambda: self._pipe.write_information(
+            data, "Write-Host", tags=["PSHOST"], user=self.user, computer=self.server,
+        ))
+
+    def write_progress(self, activity: str, status: str, percent_complete: int = -1,
+                       activity_id: int = 0) -> None:
+        self._run.write(lambda: self._pipe.write_progress(
+            activity, activity_id, status, percent_complete=percent_complete,
+        ))
+
+    def is_stopping(self) -> bool:
+        return self._run.stopping.is_set()
+
+
+# --- runspace pools -----------------------------------------------------------------------------
+
+class Shell:
+    """A WSMan shell: one runspace pool, its variables and its running pipelines."""
+
+    def __init__(self, shell_id: str, owner: str, settings: HostSettings, resource_uri: str,
+                 client_ip: str) -> None:
+        self.id = shell_id
+        self.owner = owner
+        self.settings = settings
+        self.resource_uri = resource_uri
+        self.client_ip = client_ip
+        self.cond = threading.Condition(threading.RLock())
+        self.pool = psrpcore.ServerRunspacePool(application_private_data={
+            "PSVersionTable": {"PSVersion": pst.PSVersion("5.1.17763.1"),
+                               "PSEdition": "Desktop",
+                               "BuildVersion": pst.PSVersion("10.0.17763.1"),
+                               "CLRVersion": pst.PSVersion("4.0.30319.42000")},
+        })
+        self.variables: dict[str, Any] = dict(_PREFERENCES)
+        self.runs: dict[str, PipelineRun] = {}
+        self.queues: dict[uuid.UUID | None, list[bytes]] = {}
+
+    # Everything below runs with self.cond held.
+
+    def flush(self) -> None:
+        """Move what psrpcore has to send into one queue per target (pool or pipeline)."""
+        while True:
+            payload = self.pool.data_to_send(FRAGMENT_SIZE)
+            if payload is None:
+                break
+            self.queues.setdefault(payload.pipeline_id, []).append(payload.data)
+        self.cond.notify_all()
+
+    def feed(self, data: bytes, run: PipelineRun | None = None) -> None:
+        """Fragments from the client (creationXml, Command arguments or Send): act on each message."""
+        stream = psrpcore.StreamType.default
+        self.pool.receive_data(psrpcore.PSRPPayload(data, stream, run.pipeline_id if run else None))
+        while True:
+            event = self.pool.next_event()
+            if event is None:
+                break
+            self._on_event(event)
+        self.flush()
+
+    def _on_event(self, event: psrpcore.PSRPEvent) -> None:
+        if isinstance(event, psrpcore.CreatePipelineEvent):
+            run = self._run_for(event.pipeline_id)
+            run.powershell = event.pipeline
+            if run.powershell.no_input:
+                run.start()
+        elif isinstance(event, psrpcore.PipelineInputEvent):
+            self._run_for(event.pipeline_id).input.append(event.data)
+        elif isinstance(event, psrpcore.EndOfPipelineInputEvent):
+            self._run_for(event.pipeline_id).start()
+        elif isinstance(event, (psrpcore.SetMaxRunspacesEvent, psrpcore.SetMinRunspacesEvent)):
+            self.pool.runspace_availability_response(event.ci, True)
+        elif isinstance(event, psrpcore.ResetRunspaceStateEvent):
+            self.variables.clear()
+            self.variables.update(_PREFERENCES)
+            self.pool.runspace_availability_response(event.ci, True)
+        elif isinstance(event, psrpcore.GetAvailableRunspacesEvent):
+            busy = sum(1 for r in self.runs.values() if not r.finished.is_set())
+            self.pool.runspace_availability_response(event.ci, max(self.pool.max_runspaces - busy, 0))
+        elif isinstance(event, psrpcore.GetCommandMetadataEvent):
+            run = self._run_for(event.pipeline_id)
+            run.pipeline.state = PSInvocationState.Running
+            run.pipeline._change_state(PSInvocationState.Failed, error=to_psrp_error(ErrorRecord(
+                "The psbridge lab does not answer command metadata requests; call Get-Command instead.",
+                "NotImplemented", "GetCommandMetadataNotSupported",
+            )))
+            run.finished.set()
+        # SessionCapability, InitRunspacePool and PublicKey are answered by psrpcore itself.
+
+    def _run_for(self, pipeline_id: uuid.UUID | None) -> PipelineRun:
+        for run in self.runs.values():
+            if run.pipeline_id == pipeline_id:
+                return run
+        raise KeyError(f"no pipeline {pipeline_id}")
+
+    def add_run(self, command_id: str) -> PipelineRun:
+        run = PipelineRun(self, command_id)
+        self.runs[command_id] = run
+        return run
+
+    def forget(self, run: PipelineRun) -> None:
+        self.runs.pop(run.command_id, None)
+        self.queues.pop(run.pipeline_id, None)
+        if run.pipeline.state in (PSInvocationState.Running, PSInvocationState.Stopping):
+            return
+        run.pipeline.close()
+
+    def take(self, command_id: str | None, budget: int, timeout: float) -> tuple[list[bytes], bool] | None:
+        """Wait for data for the pool (``None``) or a pipeline: ``(chunks, done)``, or None on timeout."""
+        deadline = time.monotonic() + max(timeout, 0.0)
+        run = self.runs.get(command_id) if command_id else None
+        key = run.pipeline_id if run else None
+        while True:
+            queue = self.queues.get(key, [])
+            if queue:
+                chunks: list[bytes] = []
+                size = 0
+                while queue and (not chunks or size + len(queue[0]) <= budget):
+                    size += len(queue[0])
+                    chunks.append(queue.pop(0))
+                done = bool(run and run.finished.is_set() and not queue)
+                return chunks, done
+            if run is not None and run.finished.is_set():
+                return [], True
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return None
+            self.cond.wait(remaining)
+
+    def stop(self, run: PipelineRun) -> None:
+        run.stopping.set()
+        if run.thread is None and not run.finished.is_set():
+            run.start()  # stops at once: the pipeline never began
+
+    def close(self) -> None:
+        for run in list(self.runs.values()):
+            run.stopping.set()
+            run.terminated = True
+        self.pool.pipeline_table.clear()
+        self.runs.clear()
+        self.queues.clear()
+        if self.pool.state in (RunspacePoolState.Opened, RunspacePoolState.Closing, RunspacePoolState.Closed):
+            self.pool.close()
+
+
+@dataclass
+class Host:
+    """Every shell of one endpoint."""
+
+    settings: HostSettings
+    shells: dict[str, Shell] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def open_shell(self, shell_id: str | None, owner: str, resource_uri: str, client_ip: str,
+                   creation: bytes) -> Shell:
+        sid = (shell_id or str(uuid.uuid4())).upper()
+        shell = Shell(sid, owner, self.settings, resource_uri, client_ip)
+        with shell.cond:
+            shell.feed(creation)
+        with self.lock:
+            self.shells[sid] = shell
+        return shell
+
+    def find(self, shell_id: str | None, owner: str) -> Shell | None:
+        if not shell_id:
+            return None
+        with self.lock:
+            shell = self.shells.get(shell_id.upper())
+        # Another account cannot see this user's shells, as on Windows.
+        return shell if shell is not None and shell.owner == owner else None
+
+    def close_shell(self, shell: Shell) -> None:
+        with self.lock:
+            self.shells.pop(shell.id, None)
+        with shell.cond:
+            shell.close()
+
+    def close_all(self) -> None:
+        with self.lock:
+            shells = list(self.shells.values())
+            self.shells.clear()
+        for shell in shells:
+            with shell.cond:
+                shell.close()
