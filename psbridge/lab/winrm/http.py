@@ -11,6 +11,7 @@ import base64
 import contextlib
 import logging
 import socket
+import socketserver
 import ssl
 import threading
 import time
@@ -40,7 +41,7 @@ class WinRMHTTPServer(ThreadingHTTPServer):
                  bindings: GssChannelBindings | None) -> None:
         self.service = service
         self.directory = directory
-        self.server_name = server_name
+        self.crm_server = server_name
         self.state_dir = state_dir
         self.ssl_context = ssl_context
         self.bindings = bindings
@@ -48,6 +49,13 @@ class WinRMHTTPServer(ThreadingHTTPServer):
         self._open: set[socket.socket] = set()
         self._open_lock = threading.Lock()
         super().__init__(address, WinRMHandler)
+
+    def server_bind(self) -> None:
+        # HTTPServer.server_bind asks DNS for the host's FQDN, which can stall; loopback needs none.
+        socketserver.TCPServer.server_bind(self)
+        host, port = self.server_address[:2]
+        self.server_name = str(host)
+        self.server_port = int(port)
 
     def finish_request(self, request: Any, client_address: Any) -> None:
         if self.ssl_context is not None:
@@ -115,7 +123,7 @@ class WinRMHandler(BaseHTTPRequestHandler):
         self._send(401, headers=[("WWW-Authenticate", o) for o in (offers or self._challenges())])
 
     def do_POST(self) -> None:
-        faults = read_faults(self.server.state_dir, self.server.server_name)
+        faults = read_faults(self.server.state_dir, self.server.crm_server)
         if faults.delay:
             time.sleep(faults.delay)
         length = int(self.headers.get("Content-Length") or 0)
@@ -197,7 +205,7 @@ class WinRMHandler(BaseHTTPRequestHandler):
             self._send(200, headers=extra)
             return
 
-        if drop_counter(self.server.state_dir, self.server.server_name).should_drop(faults):
+        if drop_counter(self.server.state_dir, self.server.crm_server).should_drop(faults):
             self._drop()
             return
 
