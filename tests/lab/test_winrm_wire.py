@@ -336,3 +336,17 @@ def test_shell_of_another_user_is_not_found(http_ep: Endpoint) -> None:
         with pytest.raises(WSManFaultError) as e:
             PowerShell(stolen).add_cmdlet("Whoami").invoke()
         assert e.value.code == 2150858843
+
+
+def test_large_parameters_and_output_cross_in_many_fragments(pool: RunspacePool,
+                                                              dispatcher: Dispatcher) -> None:
+    # Bigger than one envelope both ways: the CreatePipeline continues in Send requests and
+    # the output spans several Receive answers.
+    blob = "".join(chr(0x20 + (i * 7919) % 0x2000) for i in range(300_000))
+    data = bytes(range(256)) * 2000
+    ps = PowerShell(pool)
+    ps.add_cmdlet("Echo-Args").add_parameter("Value", blob).add_parameter("Bytes", data)
+    ps.invoke()
+    assert ps.state == PSInvocationState.COMPLETED
+    assert dispatcher.received[-1].parameters == [("Value", blob), ("Bytes", data)]
+    assert ps.output == [f"Value={blob}", f"Bytes={data}"]
