@@ -110,16 +110,18 @@ class WinRMHandler(BaseHTTPRequestHandler):
 
     def _send(self, status: int, body: bytes = b"", content_type: str | None = None,
               headers: list[tuple[str, str]] | None = None) -> None:
-        self.send_response(status)
-        for name, value in headers or []:
-            self.send_header(name, value)
+        self.log_request(status)
+        reason = self.responses.get(status, ("",))[0]
+        lines = [f"{self.protocol_version} {status} {reason}",
+                 f"Server: {self.version_string()}", f"Date: {self.date_time_string()}"]
+        lines += [f"{name}: {value}" for name, value in headers or []]
         if body and content_type:
-            self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
+            lines.append(f"Content-Type: {content_type}")
+        lines.append(f"Content-Length: {len(body)}")
+        if self.close_connection:
+            lines.append("Connection: close")
         # Head and body in one write: one segment for a small answer.
-        self._headers_buffer.append(b"\r\n")
-        self.wfile.write(b"".join(self._headers_buffer) + body)
-        self._headers_buffer = []
+        self.wfile.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body)
 
     def _unauthorized(self, offers: list[str] | None = None) -> None:
         self.acceptor = None
