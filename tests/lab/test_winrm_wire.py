@@ -260,6 +260,10 @@ def test_every_stream(pool: RunspacePool) -> None:
     assert err.category == 13  # ObjectNotFound
     assert err.target_object == "nosuchorg"
     assert err.reason == "ArgumentException"
+    assert (err.activity, err.target_name, err.command_name) == (
+        "Get-CrmOrganization", "nosuchorg", "Get-CrmOrganization")
+    assert err.exception.adapted_properties["Message"] == "no such org"
+    assert "System.ArgumentException" in err.exception.types[0]
     assert [w.message for w in ps.streams.warning] == ["careful"]
     assert [v.message for v in ps.streams.verbose] == ["details"]
     assert [d.message for d in ps.streams.debug] == ["debugging"]
@@ -350,3 +354,19 @@ def test_large_parameters_and_output_cross_in_many_fragments(pool: RunspacePool,
     assert ps.state == PSInvocationState.COMPLETED
     assert dispatcher.received[-1].parameters == [("Value", blob), ("Bytes", data)]
     assert ps.output == [f"Value={blob}", f"Bytes={data}"]
+
+
+def test_idle_pools_are_closed_when_a_new_one_opens(state: Path, dispatcher: Dispatcher) -> None:
+    from pypsrp.exceptions import WSManFaultError
+
+    ep = start_endpoint(EndpointSpec("CRM01", "http", ACCOUNTS, state, idle_timeout=0), runner=dispatcher)
+    try:
+        forgotten = RunspacePool(wsman(ep))
+        forgotten.open()  # and never closed, as by a client that died
+        with RunspacePool(wsman(ep)) as fresh:
+            assert run(fresh, ("Whoami", {})).output[0] == "LAB\\crmadmin"
+        with pytest.raises(WSManFaultError) as e:
+            run(forgotten, ("Whoami", {}))
+        assert e.value.code == 2150858843  # the shell is gone
+    finally:
+        ep.stop()

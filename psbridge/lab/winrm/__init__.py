@@ -43,6 +43,7 @@ class EndpointSpec:
     host: str = "127.0.0.1"
     port: int = 0
     tls: tuple[Path, Path] | None = None
+    idle_timeout: float = 7200.0  # seconds before an untouched runspace pool is closed
 
     def __repr__(self) -> str:  # the accounts hold passwords
         return (f"EndpointSpec(server={self.server!r}, scheme={self.scheme!r}, host={self.host!r}, "
@@ -109,7 +110,7 @@ def start_endpoint(spec: EndpointSpec, runner: PipelineRunner | None = None) -> 
     state_dir = Path(spec.state_dir)
     state_dir.mkdir(parents=True, exist_ok=True)
     directory = Directory(spec.accounts)
-    host = Host(HostSettings(spec.server, state_dir, spec.cloud, runner))
+    host = Host(HostSettings(spec.server, state_dir, spec.cloud, runner, spec.idle_timeout))
     try:
         httpd = WinRMHTTPServer(
             (spec.host, spec.port), service=WinRMService(host, "", spec.server), directory=directory,

@@ -58,6 +58,9 @@ class HostSettings:
     state_dir: Path
     cloud: CloudEndpoints
     runner: PipelineRunner | None = None
+    # A shell nobody has touched for this long is closed, as WinRM's IdleTimeOut does; a
+    # client that vanished (dropped connection, killed process) leaves no pool behind forever.
+    idle_timeout: float = 7200.0
 
 
 # --- converting records -------------------------------------------------------------------------
@@ -336,6 +339,7 @@ class Shell:
         })
         self.variables: dict[str, Any] = dict(_PREFERENCES)
         self.runs: dict[str, PipelineRun] = {}
+        self.last_used = time.monotonic()
         self.queues: dict[uuid.UUID | None, list[bytes]] = {}
 
     # Everything below runs with self.cond held.
@@ -455,6 +459,7 @@ class Host:
 
     def open_shell(self, shell_id: str | None, owner: str, resource_uri: str, client_ip: str,
                    creation: bytes) -> Shell:
+        self.reap_idle()
         sid = (shell_id or str(uuid.uuid4())).upper()
         shell = Shell(sid, owner, self.settings, resource_uri, client_ip)
         with shell.cond:
@@ -462,6 +467,13 @@ class Host:
         with self.lock:
             self.shells[sid] = shell
         return shell
+
+    def reap_idle(self) -> None:
+        cutoff = time.monotonic() - self.settings.idle_timeout
+        with self.lock:
+            idle = [s for s in self.shells.values() if s.last_used < cutoff]
+        for shell in idle:
+            self.close_shell(shell)
 
     def find(self, shell_id: str | None, owner: str) -> Shell | None:
         if not shell_id:

@@ -215,7 +215,11 @@ class WinRMHandler(BaseHTTPRequestHandler):
             self._drop()
             return
 
-        answer = self.server.service.handle(message, self.account.canonical, self.client_address[0])
+        try:
+            answer = self.server.service.handle(message, self.account.canonical, self.client_address[0])
+        except Exception:  # a lab defect: answer with a fault rather than a dead connection
+            log.exception("lab WinRM service failed")
+            answer = self.server.service.internal_error()
         if sealed:
             assert self.acceptor is not None
             ctype, payload = self.acceptor.seal(answer.body)

@@ -26,7 +26,6 @@ DEFAULT_ENVELOPE = 153600
 MAX_ENVELOPE_KB = 500
 # Never hold a Receive longer than this, whatever the client asked.
 MAX_RECEIVE_WAIT = 60.0
-IDLE_TIMEOUT = 7200
 
 
 @dataclass(frozen=True)
@@ -55,6 +54,14 @@ class WinRMService:
             fault = wsman.invalid(f"The PowerShell remoting data is not valid: {e}")
             return self._fault(fault, req.message_id)
 
+    @property
+    def _idle(self) -> int:
+        return int(self.host.settings.idle_timeout)
+
+    def internal_error(self) -> Answer:
+        return self._fault(Fault(2147500037, "w:InternalError",
+                                 "The psbridge lab's WinRM service failed on this request; see its log."), "")
+
     # --- plumbing ------------------------------------------------------------------------------
 
     def _fault(self, fault: Fault, relates_to: str) -> Answer:
@@ -68,6 +75,7 @@ class WinRMService:
         shell = self.host.find(req.shell_id, user)
         if shell is None:
             raise _FaultRaised(wsman.shell_not_found(req.shell_id or ""))
+        shell.last_used = time.monotonic()
         return shell
 
     def _dispatch(self, req: Request, user: str, client_ip: str) -> Answer:
@@ -99,7 +107,7 @@ class WinRMService:
         shell = self.host.open_shell(shell_el.attrib.get("ShellId"), user, req.resource_uri, client_ip,
                                      base64.b64decode(creation))
         element = wsman.shell_element(
-            shell.id, req.resource_uri, user, client_ip, IDLE_TIMEOUT,
+            shell.id, req.resource_uri, user, client_ip, self._idle,
             shell_el.findtext("rsp:InputStreams", "stdin pr", NS),
             shell_el.findtext("rsp:OutputStreams", "stdout", NS),
         )
@@ -187,7 +195,7 @@ class WinRMService:
         if req.resource_uri.rstrip("/") == wsman.SHELL_RESOURCE or req.shell_id:
             shell = self._shell(req, user)
             return self._ok(req, wsman.shell_element(shell.id, shell.resource_uri, shell.owner,
-                                                     shell.client_ip, IDLE_TIMEOUT, "stdin pr", "stdout"))
+                                                     shell.client_ip, self._idle, "stdin pr", "stdout"))
         raise _FaultRaised(wsman.unsupported(f"{req.action} on {req.resource_uri}"))
 
 
