@@ -370,3 +370,24 @@ def test_idle_pools_are_closed_when_a_new_one_opens(state: Path, dispatcher: Dis
         assert e.value.code == 2150858843  # the shell is gone
     finally:
         ep.stop()
+
+
+def test_parallel_pools_on_one_endpoint_keep_to_themselves(http_ep: Endpoint, https_ep: Endpoint,
+                                                           state: Path) -> None:
+    # A batch drives many servers and pools at once: sign-ins, keys and variables must not mix.
+    from concurrent.futures import ThreadPoolExecutor
+
+    ca = str(LabCA.load_or_create(state).bundle_path)
+
+    def work(i: int) -> list[Any]:
+        ep, kw = (http_ep, {}) if i % 2 else (https_ep, {"cert_validation": ca})
+        user, password = ("LAB\\operator", "0perator!") if i % 3 == 0 else ("LAB\\crmadmin", PASSWORD)
+        with RunspacePool(wsman(ep, user=user, password=password, **kw)) as p:
+            counts = [run(p, ("Count", {})).output[0] for _ in range(5)]
+            return [run(p, ("Whoami", {})).output[0], counts]
+
+    with ThreadPoolExecutor(max_workers=6) as ex:
+        results = list(ex.map(work, range(6)))
+    for i, (who, counts) in enumerate(results):
+        assert who == ("LAB\\operator" if i % 3 == 0 else "LAB\\crmadmin")
+        assert counts == [1, 2, 3, 4, 5]
