@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import PurePath, PureWindowsPath
 
 from psbridge.remote.command import Cmd
-from psbridge.remote.errors import UnsupportedScript
+from psbridge.remote.errors import ScriptNotFound, UnsupportedScript
 from psbridge.remote.session import Session
 
 TOOLS_FOLDER = PureWindowsPath(r"C:\Program Files\Microsoft Dynamics CRM\Tools")
@@ -52,8 +52,11 @@ def script_parameters(session: Session, path: str | PurePath) -> dict[str, Scrip
         | Cmd("Select-Object", ExpandProperty="Parameters")
         | Cmd("Select-Object", ExpandProperty="Values")
     )
+    result = session.invoke(chain)
+    if not result.output and result.errors:
+        raise ScriptNotFound(result, str(path))
     params: dict[str, ScriptParameter] = {}
-    for item in session.invoke(chain).output:
+    for item in result.output:
         get = getattr(item, "get_ci", None)
         if get is None:
             continue

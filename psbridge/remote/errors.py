@@ -75,6 +75,15 @@ class CommandTimeout(CommandError):
         )
 
 
+class ScriptNotFound(CommandError):
+    """The script is not where the procedure expects it on this server."""
+
+    def __init__(self, result: Result, script: str) -> None:
+        self.script = script
+        why = result.errors[0].message if result.errors else "no such script"
+        super().__init__(f"{script} is not available on {result.server}: {why}", result)
+
+
 class ScriptFailed(CommandError):
     """A script reported failure the way scripts do: ``exit N`` and/or "Process Failed.".
 

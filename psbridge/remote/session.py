@@ -413,8 +413,10 @@ class Session:
         return pd.DataFrame([e.as_dict() for e in self.journal], columns=columns)
 
 
+# A read timeout leaves the command's fate as unknown as a reset connection does.
 _DROPPED = (
     requests.exceptions.ConnectionError,
+    requests.exceptions.Timeout,
     requests.exceptions.ChunkedEncodingError,
     ConnectionResetError,
     BrokenPipeError,

@@ -7,8 +7,10 @@ one WS-Management envelope of the open pool (no PSRP fragment reassembly on the 
 every chunk). The server's own ``Get-FileHash`` must then report the SHA-256 computed here while
 reading, or the file is removed and the upload fails.
 
-A PFX is a private key: :func:`uploaded` is a context manager that always removes the file,
-checks that it is gone, and writes both the upload and the removal into the session journal.
+Paths go as ``-LiteralPath``: with ``-Path`` PowerShell would read ``[`` and ``]`` in a
+folder name as a wildcard pattern. A PFX is a private key: :func:`uploaded` is a context
+manager that always removes the file, checks that it is gone, and writes both the upload and
+the removal into the session journal.
 """
 
 from __future__ import annotations
@@ -92,7 +94,7 @@ def upload(
                 digest.update(block)
                 size += len(block)
                 verb = "Set-Content" if chunks == 0 else "Add-Content"
-                session.invoke(Cmd(verb, Path=str(target), Value=block, Encoding="Byte"), retry=False)
+                session.invoke(Cmd(verb, LiteralPath=str(target), Value=block, Encoding="Byte"), retry=False)
                 chunks += 1
                 if not block:  # an empty file: Set-Content created it, nothing more to send
                     break
@@ -134,8 +136,8 @@ def remove(session: Session, remote: str | PurePath) -> None:
     """Delete a file on the server and prove it is gone; recorded in the journal."""
     target = server_path(remote, "remote path")
     try:
-        session.invoke(Cmd("Remove-Item", Path=str(target), Force=True), retry=False, check=False)
-        still_there = session.invoke(Cmd("Test-Path", Path=str(target))).output
+        session.invoke(Cmd("Remove-Item", LiteralPath=str(target), Force=True), retry=False, check=False)
+        still_there = session.invoke(Cmd("Test-Path", LiteralPath=str(target))).output
     except BridgeError as e:
         session.record("remove-failed", f"{target}: {e}")
         raise TransferError(f"could not remove {target} from {session.server}: {e}; remove it by hand") from e
@@ -146,7 +148,7 @@ def remove(session: Session, remote: str | PurePath) -> None:
 
 
 def _server_sha256(session: Session, target: PureWindowsPath) -> str:
-    result = session.invoke(Cmd("Get-FileHash", Path=str(target), Algorithm="SHA256"), check=False)
+    result = session.invoke(Cmd("Get-FileHash", LiteralPath=str(target), Algorithm="SHA256"), check=False)
     for item in result.output:
         value = item.get_ci("Hash") if hasattr(item, "get_ci") else None
         if isinstance(value, str):

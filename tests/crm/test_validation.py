@@ -6,13 +6,12 @@ import uuid
 from pathlib import Path
 
 import pytest
+from crmkit import make_pfx
 
 from psbridge.crm import validation as v
 from psbridge.crm.inputs import secret
 from psbridge.remote import ValidationError
 from psbridge.secrets import Secret
-
-from .pfxmaker import make_pfx
 
 
 def test_guid_forms() -> None:

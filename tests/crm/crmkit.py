@@ -1,4 +1,5 @@
-"""PFX files for the tests: self-signed, with a password, valid or not as the test needs."""
+"""Helpers of the CRM tests: PFX files (self-signed, with a password, valid or not as a test
+needs), hostile text, and the lab's description as a dict."""
 
 from __future__ import annotations
 
@@ -9,6 +10,16 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
+
+from psbridge.remote.profile import _lab_data
+
+# Characters that would break any PowerShell built from text: they must arrive as they are.
+HOSTILE = "p'w\"; $(whoami) `n ü中"
+
+
+def lab_dict(lab: object) -> dict[str, object]:
+    return _lab_data(getattr(lab, "config", lab))
+
 
 _RSA_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
 
