@@ -179,7 +179,8 @@ def test_world_state_survives_a_restart(state: Path) -> None:
             assert ps.state == PSInvocationState.COMPLETED, [str(e) for e in ps.streams.error]
     finally:
         ep.stop()
-    again = start_endpoint(EndpointSpec("CRM01", "http", ACCOUNTS, state))
+    # Same port: lab.json stays true across a restart.
+    again = start_endpoint(EndpointSpec("CRM01", "http", ACCOUNTS, state, port=ep.port))
     try:
         with RunspacePool(wsman(again)) as pool:
             ps = PowerShell(pool)

@@ -340,6 +340,7 @@ class Shell:
         self.variables: dict[str, Any] = dict(_PREFERENCES)
         self.runs: dict[str, PipelineRun] = {}
         self.last_used = time.monotonic()
+        self.closed = False
         self.queues: dict[uuid.UUID | None, list[bytes]] = {}
 
     # Everything below runs with self.cond held.
@@ -416,7 +417,7 @@ class Shell:
         deadline = time.monotonic() + max(timeout, 0.0)
         run = self.runs.get(command_id) if command_id else None
         key = run.pipeline_id if run else None
-        while True:
+        while not self.closed:
             queue = self.queues.get(key, [])
             if queue:
                 chunks: list[bytes] = []
@@ -432,6 +433,7 @@ class Shell:
             if remaining <= 0:
                 return None
             self.cond.wait(remaining)
+        return None
 
     def stop(self, run: PipelineRun) -> None:
         run.stopping.set()
@@ -439,6 +441,8 @@ class Shell:
             run.start()  # stops at once: the pipeline never began
 
     def close(self) -> None:
+        self.closed = True
+        self.cond.notify_all()  # a Receive waiting on this pool ends now
         for run in list(self.runs.values()):
             run.stopping.set()
             run.terminated = True

@@ -156,7 +156,7 @@ class WinRMService:
                 raise _FaultRaised(wsman.command_not_found(command_id))
             got = shell.take(command_id, budget, wait)
         if got is None:
-            raise _FaultRaised(wsman.timed_out())
+            raise _FaultRaised(wsman.shell_not_found(shell.id) if shell.closed else wsman.timed_out())
         chunks, done = got
         return self._ok(req, wsman.receive_response(chunks, command_id, done))
 
