@@ -365,6 +365,7 @@ def test_idle_pools_are_closed_when_a_new_one_opens(state: Path, dispatcher: Dis
         forgotten.open()  # and never closed, as by a client that died
         with RunspacePool(wsman(ep)) as fresh:
             assert run(fresh, ("Whoami", {})).output[0] == "LAB\\crmadmin"
+        assert not forgotten.is_alive()  # pypsrp's own check reads the fault code
         with pytest.raises(WSManFaultError) as e:
             run(forgotten, ("Whoami", {}))
         assert e.value.code == 2150858843  # the shell is gone
@@ -391,3 +392,13 @@ def test_parallel_pools_on_one_endpoint_keep_to_themselves(http_ep: Endpoint, ht
     for i, (who, counts) in enumerate(results):
         assert who == ("LAB\\operator" if i % 3 == 0 else "LAB\\crmadmin")
         assert counts == [1, 2, 3, 4, 5]
+
+
+def test_shell_query_and_service_configuration(http_ep: Endpoint) -> None:
+    w = wsman(http_ep)
+    w.update_max_payload_size()  # reads MaxEnvelopeSizekb from the service configuration
+    assert w.max_envelope_size == 500 * 1024
+    pool = RunspacePool(w)
+    pool.open()
+    assert pool.is_alive()
+    pool.close()
