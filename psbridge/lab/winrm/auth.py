@@ -28,7 +28,7 @@ from typing import Any
 
 import spnego
 import spnego.channel_bindings
-from spnego.exceptions import SpnegoError
+from spnego.exceptions import NegotiateOptions, SpnegoError
 
 SPNEGO_ENCRYPTED = "application/HTTP-SPNEGO-session-encrypted"
 BOUNDARY = "Encrypted Boundary"
@@ -142,8 +142,11 @@ class NegotiateAcceptor:
                  bindings: spnego.channel_bindings.GssChannelBindings | None) -> None:
         self.directory = directory
         with directory.ntlm_store():
+            # pyspnego's own SPNEGO/NTLM, never the platform's: on Windows SSPI would check the
+            # laptop's real accounts instead of the lab's.
             self._ctx: Any = spnego.server(
                 hostname="localhost", service="HTTP", protocol="negotiate", channel_bindings=bindings,
+                options=NegotiateOptions.use_negotiate,
             )
         self.account: Account | None = None
 
