@@ -8,6 +8,7 @@ crosses the wire intact, whatever command produced it.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -402,3 +403,61 @@ def test_shell_query_and_service_configuration(http_ep: Endpoint) -> None:
     pool.open()
     assert pool.is_alive()
     pool.close()
+
+
+class _Tap:
+    """A loopback relay that keeps every byte both ways, to look at what crossed the wire."""
+
+    def __init__(self, port: int) -> None:
+        import socket
+
+        self.seen = bytearray()
+        self._lock = threading.Lock()
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self._listener.getsockname()[1]
+        self._target = port
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        import socket
+
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self._target), timeout=10)
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    def _pump(self, src: Any, dst: Any) -> None:
+        try:
+            while data := src.recv(65536):
+                with self._lock:
+                    self.seen += data
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                with contextlib.suppress(OSError):
+                    s.close()
+
+    def close(self) -> None:
+        self._listener.close()
+
+
+def test_nothing_readable_crosses_plain_http(http_ep: Endpoint) -> None:
+    marker = "psbridge-marker-Zürich"
+    tap = _Tap(http_ep.port)
+    try:
+        w = WSMan("127.0.0.1", port=tap.port, ssl=False, username="LAB\\crmadmin", password=PASSWORD,
+                  auth="negotiate", operation_timeout=10, read_timeout=15)
+        with RunspacePool(w) as p:
+            assert run(p, ("Echo-Args", {"Marker": marker})).output == [f"Marker={marker}"]
+    finally:
+        tap.close()
+    wire = bytes(tap.seen)
+    assert b"multipart/encrypted" in wire
+    for needle in (marker.encode(), marker.encode("utf-16-le"), b"Echo-Args", b"<s:Envelope", b"creationXml"):
+        assert needle not in wire
