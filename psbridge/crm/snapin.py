@@ -10,5 +10,6 @@ SNAPIN = "Microsoft.Crm.PowerShell"
 
 def use_crm_snapin(session: Session) -> Session:
     """Load the snap-in on this session's pool, and again on any pool it opens after a drop."""
-    session.on_open(Cmd("Add-PSSnapin", Name=SNAPIN))
+    # "Cannot add ... because it is already added": a script run earlier in this pool loaded it.
+    session.on_open(Cmd("Add-PSSnapin", Name=SNAPIN), already_done="AddPSSnapInRead")
     return session

@@ -93,7 +93,7 @@ class Session:
         self._lock = threading.RLock()
         self.pools_opened = 0
         # Commands every new pool runs first (Add-PSSnapin): a reconnect must not lose them.
-        self._initializers: list[Cmd] = []
+        self._initializers: list[tuple[Cmd, str | None]] = []
         for note in profile.security_notes:
             self._record("security", note)
         if open:
@@ -115,30 +115,33 @@ class Session:
                 self._discard_pool()
                 self._pool = self._open_pool()
                 try:
-                    for cmd in self._initializers:
-                        self._initialize(cmd)
+                    for cmd, already_done in self._initializers:
+                        self._initialize(cmd, already_done)
                 except BaseException:
                     self.close()
                     raise
             return self
 
-    def on_open(self, cmd: Cmd) -> None:
+    def on_open(self, cmd: Cmd, *, already_done: str | None = None) -> None:
         """Run ``cmd`` on this pool now (if open) and first thing on every pool opened later.
 
         For state a runspace keeps, such as a loaded snap-in: after a dropped connection the
-        new pool gets it again before any other command.
+        new pool gets it again before any other command. ``already_done`` is the start of the
+        FullyQualifiedErrorId with which the command says its work was done before (a script
+        may have loaded the snap-in already): such an error is not a failure.
         """
         with self._lock:
-            if any(c == cmd for c in self._initializers):
+            if any(c == cmd for c, _ in self._initializers):
                 return
             if self.is_open:
-                self._initialize(cmd)
-            self._initializers.append(cmd)
+                self._initialize(cmd, already_done)
+            self._initializers.append((cmd, already_done))
 
-    def _initialize(self, cmd: Cmd) -> None:
+    def _initialize(self, cmd: Cmd, already_done: str | None) -> None:
         result = self._run_once([Pipeline((cmd,))], cmd.display(), self.profile.command_timeout, None)
-        if result.state == "Failed" or result.errors:
-            raise CommandFailed(result)
+        errors = [e for e in result.errors if not (already_done and e.fqid.startswith(already_done))]
+        if result.state == "Failed" or errors:
+            raise CommandFailed(result, errors[-1] if errors else None)
 
     def close(self) -> None:
         with self._lock:

@@ -177,7 +177,11 @@ def test_script_failure_modes_carry_the_scripts_words(lab: Any, open_sessions: O
     assert failure.exit_code == 1
     assert "Process Failed." in failure.messages
     assert failure.reason and "Process Failed." not in failure.reason
-    assert failure.result.information  # Write-Host text on the information stream
+    # Write-Host text arrives on the information stream with its colour, and shows in the HTML.
+    last = failure.result.information[-1]
+    assert (last.text, last.foreground, last.is_host) == ("Process Failed.", "Red", True)
+    assert "Process Failed." in failure.result.host_text
+    assert "color:#d00000" in failure.result._repr_html_()
     assert HOSTILE not in str(failure)
 
     # Not a .pfx: the script refuses the path itself.
@@ -185,3 +189,9 @@ def test_script_failure_modes_carry_the_scripts_words(lab: Any, open_sessions: O
         s.run_script(script, certificateFile="C:\\Windows\\Temp\\psbridge-tests\\x.cer", password="x",
                      certificateType="S2STokenIssuer", serviceAccount=account)
     assert s.invoke("Get-Variable", Name="LASTEXITCODE", ValueOnly=True).output == [1]
+
+
+def test_snapin_loaded_by_a_script_is_not_an_error(lab: Any, open_sessions: Opener) -> None:
+    (s,) = open_sessions(lab, "CRM01")
+    s.invoke("Add-PSSnapin", Name="Microsoft.Crm.PowerShell")  # as the official scripts do
+    assert crm.list_organizations(s)

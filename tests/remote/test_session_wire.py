@@ -44,11 +44,13 @@ def test_statements_and_pipelines(session: Session) -> None:
         [
             Cmd("Set-Variable", Name="psbridgeA", Value="first"),
             Cmd("Get-Variable", Name="psbridgeA", ValueOnly=True),
-            Cmd("Get-ChildItem", Path="Cert:\\LocalMachine\\My") | Cmd("Select-Object", First=1),
+            Cmd("Add-PSSnapin", Name="Microsoft.Crm.PowerShell", ErrorAction="SilentlyContinue"),
+            Cmd("Get-CrmOrganization")
+            | Cmd("Select-Object", First=1)
+            | Cmd("Select-Object", ExpandProperty="UniqueName"),
         ]
     )
-    assert res.output[0] == "first"
-    assert len(res.output) <= 2
+    assert res.output == ["first", "contoso"]
 
 
 def test_objects_become_records_and_frames(session: Session) -> None:
@@ -69,10 +71,20 @@ def test_unknown_command_is_a_typed_failure_with_its_record(session: Session) ->
     assert "CommandNotFoundException" in err.fqid
     assert "Get-NoSuchThing" in err.message
     assert e.value.result.had_errors and e.value.result.state == "Failed"
+    assert err.terminating and err.target == "Get-NoSuchThing"
     res = session.invoke("Get-NoSuchThing", check=False)
     assert res.state == "Failed" and not res.ok
     # The pool survives a failed pipeline.
     assert session.invoke("Test-Path", Path=TOOLS).output == [True]
+
+
+def test_error_record_carries_its_position(session: Session) -> None:
+    session.invoke("Add-PSSnapin", Name="Microsoft.Crm.PowerShell", ErrorAction="SilentlyContinue")
+    res = session.invoke("Get-CrmOrganization", Name="nosuchorg", check=False)
+    err = res.errors[-1]
+    assert err.command == "Get-CrmOrganization" and err.target_name == "nosuchorg"
+    assert err.position.startswith("At line:1 char:1") and err.exception_type
+    assert "At line:1 char:1" in str(res)
 
 
 def test_non_terminating_error_keeps_output(session: Session) -> None:
