@@ -22,7 +22,7 @@ import tempfile
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +48,7 @@ def _nt_hash(password: str) -> str:
 class Account:
     domain: str  # NetBIOS domain, e.g. LAB
     user: str
-    password: str
+    password: str = field(repr=False)
 
     @property
     def canonical(self) -> str:
