@@ -182,9 +182,9 @@ cert"""),
     ("md", "## Before"),
     ("code", "before = steps.certificate_state(dep, cert.thumbprint, cert.subject)\nbefore"),
     ("md", "## Action"),
-    ("code", """changes = steps.install_certificate(dep, cert.pfx_file, pfx_password, cert.thumbprint, cert.subject,
-                                    plan=plan)
-changes or "already done: every server and CRM have this certificate\""""),
+    ("code", """action = steps.install_certificate(dep, cert.pfx_file, pfx_password, cert.thumbprint, cert.subject,
+                                   plan=plan)
+action"""),
     ("md", "## After"),
     ("code", """after = steps.certificate_state(dep, cert.thumbprint, cert.subject)
 if not plan:
@@ -193,7 +193,7 @@ after"""),
     ("code", "dep.journal()"),
     ("md", "## Facts for the next steps"),
     ("code", """record("installed_on", [s for s, ok in zip(dep.servers, after["present"]) if ok])
-record_changes(changes)"""),
+record_changes(action)"""),
 ])
 
 notebook("30-entra-app", ["customer", "organization", *CONNECTION, "admin_account", "app_name", "redirect_uri",
@@ -268,9 +268,9 @@ cert"""),
     ("md", "## Before"),
     ("code", "before = steps.s2s_state(dep, graph, cert.thumbprint, tenant_id)\nbefore"),
     ("md", "## Action"),
-    ("code", """changes = steps.configure_s2s(dep, before, cert.pfx_file, pfx_password, app_id, tenant_id, client_secret_ref,
-                              plan=plan)
-changes or "already done: CRM and Entra ID already trust this certificate\""""),
+    ("code", """action = steps.configure_s2s(dep, before, cert.pfx_file, pfx_password, app_id, tenant_id, client_secret_ref,
+                             plan=plan)
+action"""),
     ("md", "## After"),
     ("code", """after = steps.s2s_state(dep, graph, cert.thumbprint, tenant_id)
 if not plan:
@@ -279,7 +279,7 @@ after"""),
     ("code", "dep.journal()"),
     ("md", "## Facts for the next steps"),
     ("code", """record("s2s_configured", bool(after["ok"].all()))
-record_changes(changes)"""),
+record_changes(action)"""),
 ])
 
 notebook("50-tenant-id", ["customer", "organization", *CONNECTION, "organization_id", "tenant_id", "plan"], [
@@ -302,8 +302,8 @@ tenant_id = tenant_id or steps.discover_tenant_id(dep)"""),
     ("md", "## Before"),
     ("code", "before = steps.tenant_id_state(dep, tenant_id)\nbefore"),
     ("md", "## Action"),
-    ("code", """changes = steps.set_tenant_id(dep, tenant_id, plan=plan)
-changes or "already done: S2STenantId already holds the tenant id\""""),
+    ("code", """action = steps.set_tenant_id(dep, tenant_id, plan=plan)
+action"""),
     ("md", "## After"),
     ("code", """after = steps.tenant_id_state(dep, tenant_id)
 if not plan:
@@ -311,7 +311,7 @@ if not plan:
 after"""),
     ("md", "## Facts"),
     ("code", """record("s2s_tenant_id", after["now"].iloc[0])
-record_changes(changes)"""),
+record_changes(action)"""),
 ])
 
 notebook("90-summary", ["customer", "organization", *CONNECTION, "admin_account", "pfx_path", "pfx_password",

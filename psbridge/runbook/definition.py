@@ -71,6 +71,8 @@ class StepSpec(BaseModel):
     title: str = ""
     produces: list[str] = []
     consumes: list[str] = []
+    # A step that only reads (checks, summary): it never has anything to change.
+    read_only: bool = False
 
     @property
     def stem(self) -> str:

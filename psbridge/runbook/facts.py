@@ -81,9 +81,12 @@ def record(name: str, value: Any) -> Any:
     return plain
 
 
-def record_changes(changes: list[str]) -> list[str]:
-    """Record what this step changed (or in a plan, would change); ``[]`` means already done."""
-    return list(record(CHANGES, list(changes)))
+def record_changes(changes: Any) -> None:
+    """Record what this step changed (or in a plan, would change); ``[]`` means already done.
+
+    Takes a list of sentences or anything with a ``changes`` list (a step's Action).
+    """
+    record(CHANGES, list(getattr(changes, "changes", changes)))
 
 
 def read_facts(nb: Any) -> dict[str, Any]:

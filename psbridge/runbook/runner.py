@@ -128,6 +128,8 @@ class StepOutcome:
         if changes is None:
             return "done"
         if not changes:
+            if self.step.read_only:
+                return "checked (read-only step)"
             return "nothing to change" if plan else "already done: nothing changed"
         return ("would: " if plan else "") + "; ".join(changes)
 

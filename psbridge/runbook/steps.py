@@ -12,7 +12,7 @@ and the step says so. A notebook stays a few lines::
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path, PureWindowsPath
 from typing import Any
 
@@ -37,6 +37,41 @@ RENEW_BEFORE = dt.timedelta(days=30)
 
 class StepError(Exception):
     """A step cannot go on; the message says why and what to do."""
+
+
+@dataclass
+class Action:
+    """What a step did (or in a plan, would do), with what the servers answered."""
+
+    changes: list[str]
+    planned: bool = False
+    shown: list[Any] = field(default_factory=list)  # tables and script results, in order
+
+    def __bool__(self) -> bool:
+        return bool(self.changes)
+
+    def _repr_html_(self) -> str:
+        from html import escape
+
+        if not self.changes:
+            head = "<p><b>Already done:</b> nothing to change.</p>"
+        else:
+            verb = "Would change" if self.planned else "Changed"
+            items = "".join(f"<li>{escape(c)}</li>" for c in self.changes)
+            head = f"<p><b>{verb}:</b></p><ul>{items}</ul>"
+        parts = []
+        for item in self.shown:
+            if hasattr(item, "_repr_html_"):
+                parts.append(item._repr_html_())
+            elif hasattr(item, "to_html"):
+                parts.append(item.to_html(index=False))
+            else:
+                parts.append(f"<pre>{escape(str(item))}</pre>")
+        return head + "".join(parts)
+
+    def __repr__(self) -> str:
+        verb = "would" if self.planned else "did"
+        return f"Action({verb}: {'; '.join(self.changes) or 'nothing'})"
 
 
 def _get(obj: Any, name: str, default: Any = None) -> Any:
@@ -67,7 +102,9 @@ def preflight(dep: Deployment) -> pd.DataFrame:
         rows.append({"server": server, "check": check, "ok": ok, "detail": secrets.redact(detail)})
 
     for name in dict.fromkeys([dep.deployment_server, *dep.servers]):
-        session = dep.session(name)
+        # The snap-in is registered as the pool's initializer before it opens, so that the
+        # checks below and the CRM operations of later cells share one loaded snap-in.
+        session = use_crm_snapin(dep.session(name))
         try:
             session.open()
         except Exception as e:  # one unreachable server is a row, not the end of the report
@@ -153,7 +190,8 @@ def ensure_certificate(dep: Deployment, customer: str, pfx_path: str, pfx_passwo
         stored = [f"stored a new PFX password at {pfx_password}"]
     made = certs.generate_self_signed(dep.organization, password, days=days)
     made.write(path)
-    return CertificateChoice(made.info, path, [action.split(" (")[0], *stored])
+    done = action.split(" (")[0].replace("generate", "generated", 1)
+    return CertificateChoice(made.info, path, [done, *stored])
 
 
 # --- 20 install the certificate -------------------------------------------------------------
@@ -184,7 +222,7 @@ def certificate_state(dep: Deployment, thumbprint: str, subject: str = "") -> pd
 
 
 def install_certificate(dep: Deployment, pfx_file: str, pfx_password: str, thumbprint: str,
-                        subject: str = "", *, plan: bool = False) -> list[str]:
+                        subject: str = "", *, plan: bool = False) -> Action:
     """CertificateReconfiguration.ps1 on each async server lacking the certificate, ``-updateCrm`` once.
 
     In a plan, the state is read and the would-be actions listed; nothing is uploaded or run.
@@ -196,13 +234,13 @@ def install_certificate(dep: Deployment, pfx_file: str, pfx_password: str, thumb
                if not r.present and "LocalMachine" in str(r.where)]
     in_crm = bool(state["present"].iloc[-1])
     if not lacking and in_crm:
-        return []
+        return Action([], plan)
     if plan:
         todo = [f"install the certificate on {s}" for s in lacking]
         if not in_crm:
             todo.append(f"record it in the CRM configuration database (-updateCrm on "
                         f"{dep.deployment_server})")
-        return todo
+        return Action(todo, True)
     # The Deployment Tools server first: -updateCrm runs there, once.
     order = [s for s in dep.servers if s != dep.deployment_server]
     if dep.deployment_server in dep.servers or not in_crm:
@@ -211,7 +249,8 @@ def install_certificate(dep: Deployment, pfx_file: str, pfx_password: str, thumb
         [dep.session(s) for s in order], Path(pfx_file), pfx_password, dep.service_account,
         tools_folder=dep.tools_folder,
     )
-    return [f"{o.server}: {o.detail}" for o in report.servers if o.changed]
+    shown: list[Any] = [report.to_frame()] + [o.result for o in report.servers if o.result is not None]
+    return Action([f"{o.server}: {o.detail}" for o in report.servers if o.changed], False, shown)
 
 
 # --- 30 Entra ID ----------------------------------------------------------------------------
@@ -270,20 +309,20 @@ def s2s_state(dep: Deployment, graph: Any, thumbprint: str, tenant_id: str) -> p
 
 
 def configure_s2s(dep: Deployment, state: pd.DataFrame, pfx_file: str, pfx_password: str, app_id: str,
-                  tenant_id: str, client_secret_ref: str, *, plan: bool = False) -> list[str]:
+                  tenant_id: str, client_secret_ref: str, *, plan: bool = False) -> Action:
     """ConfigureCrmServerSideSync.ps1 on the deployment server, unless everything is already set."""
     if bool(state["ok"].all()):
-        return []
+        return Action([], plan)
     todo = [str(w) for w in state.loc[~state["ok"], "what"]]
     what = "run ConfigureCrmServerSideSync.ps1 on " + dep.deployment_server + " to set: " + "; ".join(todo)
     if plan:
-        return [what]
+        return Action([what], True)
     from psbridge.crm import configure_server_side_sync
 
-    configure_server_side_sync(dep.session(dep.deployment_server), Path(pfx_file), pfx_password,
+    done = configure_server_side_sync(dep.session(dep.deployment_server), Path(pfx_file), pfx_password,
                                dep.organization, tenant_id, app_id, client_secret_ref,
                                tools_folder=dep.tools_folder)
-    return [what.replace("run ", "ran ", 1)]
+    return Action([what.replace("run ", "ran ", 1)], False, [done.result])
 
 
 # --- 50 tenant id ---------------------------------------------------------------------------
@@ -298,17 +337,17 @@ def tenant_id_state(dep: Deployment, tenant_id: str) -> pd.DataFrame:
                           "ok": str(now or "").lower() == tenant_id.lower()}])
 
 
-def set_tenant_id(dep: Deployment, tenant_id: str, *, plan: bool = False) -> list[str]:
+def set_tenant_id(dep: Deployment, tenant_id: str, *, plan: bool = False) -> Action:
     from psbridge.crm.settings import set_tenant_id as crm_set_tenant_id
 
     state = tenant_id_state(dep, tenant_id)
     if bool(state["ok"].all()):
-        return []
+        return Action([], plan)
     what = f"set {dep.organization} {S2S_TENANT_ID} to {tenant_id}"
     if plan:
-        return [what]
+        return Action([what], True)
     crm_set_tenant_id(dep.session(dep.deployment_server), dep.organization, tenant_id)
-    return [what]
+    return Action([what])
 
 
 # --- shared between steps -------------------------------------------------------------------

@@ -73,7 +73,7 @@ def test_certificate_step_plans_generates_once_and_reuses(tmp_path: Path,
     assert not planned.path.exists() and not (tmp_path / "secrets").exists()
     made = steps.ensure_certificate(dep, "cust", "", ref, 365)
     assert made.path.exists() and made.info is not None
-    assert made.changes == ["generate a self-signed RSA 2048 certificate valid 365 days",
+    assert made.changes == ["generated a self-signed RSA 2048 certificate valid 365 days",
                             f"stored a new PFX password at {ref}"]
     again = steps.ensure_certificate(dep, "cust", "", ref, 365)
     assert again.changes == [] and again.info is not None and again.info.thumbprint == made.info.thumbprint
@@ -81,7 +81,7 @@ def test_certificate_step_plans_generates_once_and_reuses(tmp_path: Path,
     short = certs.generate_self_signed("contoso", resolve(ref), days=10)
     short.write(made.path)
     renewed = steps.ensure_certificate(dep, "cust", "", ref, 365)
-    assert renewed.changes == ["generate a self-signed RSA 2048 certificate valid 365 days"]
+    assert renewed.changes == ["generated a self-signed RSA 2048 certificate valid 365 days"]
     ref_cert = steps.certificate_for(dep, "cust", "", "", ref)
     assert ref_cert.exists and renewed.info is not None and ref_cert.thumbprint == renewed.info.thumbprint
     with pytest.raises(steps.StepError, match="run step 10 again"):
