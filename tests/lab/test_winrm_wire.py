@@ -461,3 +461,11 @@ def test_nothing_readable_crosses_plain_http(http_ep: Endpoint) -> None:
     assert b"multipart/encrypted" in wire
     for needle in (marker.encode(), marker.encode("utf-16-le"), b"Echo-Args", b"<s:Envelope", b"creationXml"):
         assert needle not in wire
+
+
+def test_a_long_lived_pool_keeps_no_finished_pipelines(http_ep: Endpoint) -> None:
+    with RunspacePool(wsman(http_ep)) as p:
+        for _ in range(30):
+            run(p, ("Count", {}))  # pypsrp's invoke() never sends Terminate
+        shell = http_ep._host.find(p.shell.id, "LAB\\crmadmin")
+        assert shell is not None and not shell.runs and not shell.pool.pipeline_table

@@ -426,8 +426,11 @@ class Shell:
                     size += len(queue[0])
                     chunks.append(queue.pop(0))
                 done = bool(run and run.finished.is_set() and not queue)
+                if done and run is not None:
+                    self.forget(run)  # the client has it all: nothing to keep (Terminate is then a no-op)
                 return chunks, done
             if run is not None and run.finished.is_set():
+                self.forget(run)
                 return [], True
             remaining = deadline - time.monotonic()
             if remaining <= 0:
