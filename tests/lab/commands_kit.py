@@ -147,3 +147,45 @@ def make_pfx(
         serialization.BestAvailableEncryption(password.encode()) if password else serialization.NoEncryption()
     )
     return pkcs12.serialize_key_and_certificates(b"s2s", key if with_key else None, cert, None, enc)
+
+
+def register_app(twin: Any, roles: tuple[str, ...] = ("Application.ReadWrite.All", "Organization.Read.All"),
+                 name: str = "psbridge S2S setup") -> tuple[str, str]:
+    """Arrange, in the twin's tenant, an app with a client secret and these Graph roles consented."""
+    import secrets as pysecrets
+    import uuid
+
+    from psbridge.lab.entra.directory import graph_time, now_utc
+
+    secret = pysecrets.token_urlsafe(24)
+    app_id, key_id = str(uuid.uuid4()), str(uuid.uuid4())
+    d = twin.directory
+    with d.change() as data:
+        start = now_utc()
+        data["applications"].append({
+            "id": str(uuid.uuid4()), "appId": app_id, "displayName": name, "signInAudience": "AzureADMyOrg",
+            "keyCredentials": [], "requiredResourceAccess": [], "identifierUris": [],
+            "passwordCredentials": [{"keyId": key_id, "displayName": "test", "hint": secret[:3],
+                                     "customKeyIdentifier": None, "startDateTime": graph_time(start),
+                                     "endDateTime": graph_time(start + dt.timedelta(days=30))}],
+        })
+        sp = {"id": str(uuid.uuid4()), "appId": app_id, "displayName": name, "accountEnabled": True,
+              "servicePrincipalType": "Application", "servicePrincipalNames": [app_id], "appRoles": [],
+              "keyCredentials": [], "passwordCredentials": [], "tags": []}
+        data["servicePrincipals"].append(sp)
+        d.add_password_hash(key_id, secret)
+        graph_app = "00000003-0000-0000-c000-000000000000"
+        graph = next(s for s in data["servicePrincipals"] if s["appId"] == graph_app)
+        for role in graph["appRoles"]:
+            if role["value"] in roles:
+                data["appRoleAssignments"].append({
+                    "id": pysecrets.token_urlsafe(32)[:43], "appRoleId": role["id"], "principalId": sp["id"],
+                    "resourceId": graph["id"], "principalType": "ServicePrincipal",
+                    "principalDisplayName": name, "resourceDisplayName": "Microsoft Graph",
+                    "createdDateTime": graph_time(start), "deletedDateTime": None})
+    return app_id, secret
+
+
+def crm_key_credentials(twin: Any) -> list[dict[str, Any]]:
+    sp = twin.directory.sp_by_app_id("00000007-0000-0000-c000-000000000000")
+    return list(sp["keyCredentials"])

@@ -1,0 +1,264 @@
+"""The two official scripts on a lab server, called through run_pipeline with a recording context.
+
+ConfigureCrmServerSideSync talks HTTPS to a real Entra/Graph twin on loopback.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from commands_kit import (
+    RECONFIGURE,
+    SYNC,
+    Recorder,
+    cmd,
+    crm_key_credentials,
+    make_pfx,
+    prop,
+    register_app,
+    run,
+    secure,
+)
+
+from psbridge.lab.ca import LabCA
+from psbridge.lab.entra import EntraTwin, start_twin
+from psbridge.lab.runspace import CloudEndpoints
+from psbridge.lab.world import World
+
+PFX = "C:\\Temp\\psbridge\\s2s.pfx"
+
+
+@pytest.fixture(scope="module")
+def pfx() -> bytes:
+    return make_pfx("pfx-pass", "CN=psbridge S2S contoso")
+
+
+@pytest.fixture(scope="module")
+def ca(tmp_path_factory: pytest.TempPathFactory) -> LabCA:
+    return LabCA.load_or_create(tmp_path_factory.mktemp("ca"))
+
+
+@pytest.fixture
+def twin(tmp_path: Path, ca: LabCA) -> Iterator[EntraTwin]:
+    t = start_twin(tmp_path / "entra", ca)
+    yield t
+    t.stop()
+
+
+@pytest.fixture
+def ctx(tmp_path: Path) -> Recorder:
+    World.seed(tmp_path / "lab", servers=2, orgs=2, legacy_servers=1)
+    c = Recorder(tmp_path / "lab")
+    run(c, cmd("Set-Variable", Name="LASTEXITCODE", Value=0))
+    return c
+
+
+def upload(ctx: Recorder, data: bytes, path: str = PFX) -> None:
+    """What the bridge does: folder, first chunk, further chunks, then the server's hash."""
+    run(ctx, cmd("New-Item", ItemType="Directory", Path=path.rsplit("\\", 1)[0], Force=True))
+    run(ctx, cmd("Set-Content", Path=path, Value=data[:700], Encoding="Byte"))
+    run(ctx, cmd("Add-Content", Path=path, Value=data[700:], Encoding="Byte"))
+    run(ctx, cmd("Get-FileHash", Path=path, Algorithm="SHA256"))
+    assert prop(ctx.output[0], "Hash") == hashlib.sha256(data).hexdigest().upper()
+
+
+def exit_code(ctx: Recorder) -> int:
+    return int(run(ctx, cmd("Get-Variable", Name="LASTEXITCODE", ValueOnly=True)).output[0])
+
+
+def reconfigure(ctx: Recorder, **overrides: object) -> list[str]:
+    params = {"certificateFile": PFX, "password": "pfx-pass", "certificateType": "S2STokenIssuer",
+              "serviceAccount": "LAB\\CRMAsyncService", "updateCrm": True,
+              "storeFindType": "FindBySubjectDistinguishedName", **overrides}
+    return run(ctx, cmd(RECONFIGURE, **params)).messages
+
+
+# --- file commands --------------------------------------------------------------------------------
+
+def test_upload_then_remove(ctx: Recorder, pfx: bytes) -> None:
+    upload(ctx, pfx)
+    assert run(ctx, cmd("Test-Path", Path=PFX, PathType="Leaf")).output == [True]
+    item = run(ctx, cmd("Get-Item", Path=PFX.upper())).output[0]
+    assert prop(item, "Length") == len(pfx) and prop(item, "Extension") == ".pfx"
+    assert prop(item, "FullName") == PFX  # the case it was created with
+    run(ctx, cmd("Remove-Item", Path=PFX, Force=True))
+    assert run(ctx, cmd("Test-Path", Path=PFX)).output == [False]
+    run(ctx, cmd("Remove-Item", Path=PFX, Force=True))
+    assert ctx.errors[0].message == f"Cannot find path '{PFX}' because it does not exist."
+    assert ctx.errors[0].fqid == "PathNotFound,Microsoft.PowerShell.Commands.RemoveItemCommand"
+
+
+def test_set_content_into_a_missing_folder_fails(ctx: Recorder) -> None:
+    run(ctx, cmd("Set-Content", Path="C:\\Nowhere\\x.pfx", Value=b"abc", Encoding="Byte"))
+    assert ctx.errors[0].message == "Could not find a part of the path 'C:\\Nowhere\\x.pfx'."
+
+
+# --- CertificateReconfiguration.ps1 ---------------------------------------------------------------
+
+def test_certificate_reconfiguration_installs_and_records(ctx: Recorder, pfx: bytes) -> None:
+    upload(ctx, pfx)
+    messages = reconfigure(ctx)
+    assert messages[-1] == "Process succeeded."
+    assert exit_code(ctx) == 0
+    world = World.load(ctx.state_dir)
+    [entry] = world.store("CRM01")
+    assert entry["subject"] == "CN=psbridge S2S contoso" and entry["has_private_key"]
+    assert entry["key_readers"] == ["LAB\\CRMAsyncService"]
+    [crm_cert] = world.crm_certificates()
+    assert crm_cert["certificate_type"] == "S2STokenIssuer" and crm_cert["thumbprint"] == entry["thumbprint"]
+    certs = run(ctx, cmd("Get-ChildItem", Path="Cert:\\LocalMachine\\My")).output
+    assert [prop(c, "Thumbprint") for c in certs] == [entry["thumbprint"]]
+    assert prop(certs[0], "HasPrivateKey") is True and prop(certs[0], "Subject") == "CN=psbridge S2S contoso"
+    run(ctx, cmd("Add-PSSnapin", Name="Microsoft.Crm.PowerShell", ErrorAction="SilentlyContinue"))
+    [record] = run(ctx, cmd("Get-CrmCertificate")).output
+    assert prop(record, "CertificateType") == "S2STokenIssuer" and prop(record, "Name") == entry["subject"]
+    # Running it again changes nothing.
+    assert reconfigure(ctx)[-1] == "Process succeeded."
+    again = World.load(ctx.state_dir)
+    assert again.store("CRM01") == world.store("CRM01")
+    assert again.crm_certificates() == world.crm_certificates()
+
+
+def test_wrong_password_fails_with_exit_code_1(ctx: Recorder, pfx: bytes) -> None:
+    upload(ctx, pfx)
+    messages = reconfigure(ctx, password="wrong")
+    assert messages[-1] == "Process Failed."
+    assert any("The specified network password is not correct." in m for m in messages)
+    assert ("Process Failed.", "Red") in ctx.host
+    assert exit_code(ctx) == 1
+    assert World.load(ctx.state_dir).store("CRM01") == []
+
+
+def test_duplicate_subject_means_private_key_not_found(ctx: Recorder, pfx: bytes) -> None:
+    upload(ctx, pfx)
+    assert reconfigure(ctx)[-1] == "Process succeeded."
+    upload(ctx, make_pfx("pfx-pass", "CN=psbridge S2S contoso"))  # another key, the same subject
+    messages = reconfigure(ctx)
+    assert "Private key not found" in messages and messages[-1] == "Process Failed."
+    assert exit_code(ctx) == 1
+
+
+def test_expired_certificate_and_wrong_paths_fail(ctx: Recorder) -> None:
+    old = make_pfx("pfx-pass", "CN=old", not_before=dt.datetime.now(dt.UTC) - dt.timedelta(days=30), days=2)
+    upload(ctx, old)
+    assert any("expired" in m for m in reconfigure(ctx))
+    assert exit_code(ctx) == 1
+    assert any("does not exist" in m for m in reconfigure(ctx, certificateFile="C:\\Temp\\none.pfx"))
+    upload(ctx, b"not a pfx", "C:\\Temp\\psbridge\\s2s.cer")
+    assert any(".pfx" in m for m in reconfigure(ctx, certificateFile="C:\\Temp\\psbridge\\s2s.cer"))
+
+
+def test_not_a_local_administrator(ctx: Recorder, pfx: bytes) -> None:
+    upload(ctx, pfx)
+    ctx.user = "LAB\\operator"
+    messages = reconfigure(ctx)
+    assert any("Access is denied." in m for m in messages) and messages[-1] == "Process Failed."
+
+
+# --- ConfigureCrmServerSideSync.ps1 ----------------------------------------------------------------
+
+def sync(ctx: Recorder, app: tuple[str, str], tenant: str, org: str = "contoso", pfx_path: str = PFX,
+         password: str = "pfx-pass") -> list[str]:
+    return run(ctx, cmd(SYNC, privateKeyPassword=secure(password), pfxFilePath=pfx_path, organizationName=org,
+                        microsoftEntraIdTenantIdOrDomainName=tenant, ClientID=app[0],
+                        ClientSecret=app[1])).messages
+
+
+def cloud(twin: EntraTwin) -> CloudEndpoints:
+    return CloudEndpoints(twin.login_url, twin.graph_url, str(twin.ca_bundle))
+
+
+def test_configure_server_side_sync_end_to_end(ctx: Recorder, twin: EntraTwin, pfx: bytes) -> None:
+    upload(ctx, pfx)
+    ctx.cloud = cloud(twin)
+    app = register_app(twin)
+    messages = sync(ctx, app, twin.tenant_domain)
+    assert messages[-1] == "Process succeeded.", messages
+    assert messages[0] == "Added CRM powershell Pssnapin."
+    assert "Done with setting up certificate information." in messages
+    assert f"S2S Exchange Online Tenant ID is populated in configDB:  {twin.tenant_id}" in messages
+    assert any(str(o).startswith("Adding new certificate principal credential") for o in ctx.output)
+    assert exit_code(ctx) == 0
+    [key] = crm_key_credentials(twin)
+    assert key["type"] == "AsymmetricX509Cert" and key["usage"] == "Verify"
+    assert key["displayName"] == "CN=psbridge S2S contoso"
+    world = World.load(ctx.state_dir)
+    assert world.org_setting("contoso", "S2STenantId") == twin.tenant_id
+    assert world.server_settings()["S2SDefaultAuthorizationServerPrincipalId"] == \
+        "00000001-0000-0000-c000-000000000000"
+    run(ctx, cmd("Get-CrmAdvancedSetting", ConfigurationEntityName="Organization", Setting="S2STenantId",
+                 Id=world.organization("contoso")["id"]))  # type: ignore[index]
+    assert ctx.output == [twin.tenant_id]
+
+
+def test_login_unreachable_fails_without_network(ctx: Recorder, pfx: bytes) -> None:
+    upload(ctx, pfx)
+    ctx.cloud = CloudEndpoints(None, None)
+    messages = sync(ctx, ("app", "secret"), "contoso.onmicrosoft.com")
+    assert messages == ["Added CRM powershell Pssnapin.",
+                        "Failure Details: The remote name could not be resolved: 'login.microsoftonline.com'",
+                        "The remote name could not be resolved: 'login.microsoftonline.com'",
+                        "Process Failed."]
+    assert exit_code(ctx) == 1
+    assert World.load(ctx.state_dir).org_setting("contoso", "S2STenantId") is None
+
+
+def test_graph_denies_an_app_without_consent(ctx: Recorder, twin: EntraTwin, pfx: bytes) -> None:
+    upload(ctx, pfx)
+    ctx.cloud = cloud(twin)
+    messages = sync(ctx, register_app(twin, roles=()), twin.tenant_id)
+    assert "The remote server returned an error: (403) Forbidden." in messages
+    assert any(m.startswith("Failure Details: ") and "Authorization_RequestDenied" in m for m in messages)
+    assert messages[-1] == "Process Failed." and exit_code(ctx) == 1
+    assert crm_key_credentials(twin) == []
+
+
+def test_wrong_client_secret(ctx: Recorder, twin: EntraTwin, pfx: bytes) -> None:
+    upload(ctx, pfx)
+    ctx.cloud = cloud(twin)
+    app_id, _ = register_app(twin)
+    messages = sync(ctx, (app_id, "not-the-secret"), twin.tenant_id)
+    assert "The remote server returned an error: (401) Unauthorized." in messages
+    assert any("AADSTS7000215" in m for m in messages)
+    assert "not-the-secret" not in " ".join(messages)
+
+
+def test_unknown_organization_and_wrong_pfx(ctx: Recorder, twin: EntraTwin, pfx: bytes) -> None:
+    upload(ctx, pfx)
+    ctx.cloud = cloud(twin)
+    app = register_app(twin)
+    messages = sync(ctx, app, twin.tenant_id, org="nosuchorg")
+    assert "The specified organization nosuchorg is not a valid CRM organization." in messages
+    assert exit_code(ctx) == 1
+    ctx.variables["LASTEXITCODE"] = 0
+    messages = sync(ctx, app, twin.tenant_id, password="wrong")
+    assert any("The specified network password is not correct." in m for m in messages)
+    messages = sync(ctx, app, twin.tenant_id, pfx_path="C:\\Temp\\missing.pfx")
+    assert ("The specified value of the pfxFilePath parameter isn't valid. Please enter the correct path of "
+            "the Personal Information Exchange file.") in messages
+    upload(ctx, pfx, "C:\\Temp\\psbridge\\s2s.p12")
+    messages = sync(ctx, app, twin.tenant_id, pfx_path="C:\\Temp\\psbridge\\s2s.p12")
+    assert ("The specified value of the pfxFilePath parameter isn't valid. Please enter the path of the .pfx "
+            "file.") in messages
+
+
+def test_expired_certificate_is_refused_before_graph_changes(ctx: Recorder, twin: EntraTwin) -> None:
+    old = make_pfx("pfx-pass", "CN=old", not_before=dt.datetime.now(dt.UTC) - dt.timedelta(days=30), days=2)
+    upload(ctx, old)
+    ctx.cloud = cloud(twin)
+    messages = sync(ctx, register_app(twin), twin.tenant_id)
+    assert any("has already expired on" in m for m in messages) and messages[-1] == "Process Failed."
+    assert crm_key_credentials(twin) == []
+
+
+def test_legacy_script_cannot_sign_in(ctx: Recorder, pfx: bytes) -> None:
+    ctx.server = "CRM02"
+    upload(ctx, pfx)
+    messages = run(ctx, cmd(SYNC, privateKeyPassword=secure("pfx-pass"), pfxFilePath=PFX,
+                            organizationName="contoso")).messages
+    assert any("MSOnline" in m for m in messages) and messages[-1] == "Process Failed."
+    assert exit_code(ctx) == 1
