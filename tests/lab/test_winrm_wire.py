@@ -469,3 +469,19 @@ def test_a_long_lived_pool_keeps_no_finished_pipelines(http_ep: Endpoint) -> Non
             run(p, ("Count", {}))  # pypsrp's invoke() never sends Terminate
         shell = http_ep._host.find(p.shell.id, "LAB\\crmadmin")
         assert shell is not None and not shell.runs and not shell.pool.pipeline_table
+
+
+def test_a_lab_defect_fails_the_pipeline_without_quoting_values(state: Path) -> None:
+    def broken(ctx: Any, statements: Sequence[Sequence[Invocation]], pipeline_input: Any) -> None:
+        raise RuntimeError(f"bad value {statements[0][0].parameters[0][1]}")
+
+    ep = start_endpoint(EndpointSpec("CRM01", "http", ACCOUNTS, state), runner=broken)
+    try:
+        with RunspacePool(wsman(ep)) as p:
+            ps = run(p, ("Anything", {"Password": "Do-not-show-1"}))
+            assert ps.state == PSInvocationState.FAILED
+            [err] = ps.streams.error
+            assert "RuntimeError" in str(err) and "Do-not-show-1" not in str(err)
+            assert err.fq_error == "PSBridgeLabInternalError"
+    finally:
+        ep.stop()

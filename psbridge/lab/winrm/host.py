@@ -235,7 +235,8 @@ class PipelineRun:
         except Exception as e:  # a lab defect must end the pipeline, not hang the client
             log.exception("lab command failed unexpectedly")
             failure = to_psrp_error(ErrorRecord(
-                message=f"The psbridge lab could not run this pipeline: {type(e).__name__}: {e}",
+                # Only the type: an exception's text might quote a parameter value.
+                message=f"The psbridge lab could not run this pipeline ({type(e).__name__}); see its log.",
                 category="NotSpecified", fqid="PSBridgeLabInternalError",
             ))
         with shell.cond:
