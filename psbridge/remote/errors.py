@@ -88,24 +88,34 @@ class ScriptFailed(CommandError):
     """A script reported failure the way scripts do: ``exit N`` and/or "Process Failed.".
 
     The pipeline itself completed; ``exit_code`` is ``$LASTEXITCODE`` and ``messages`` are the
-    script's own words (Write-Host and output text, in order), which ``reason`` condenses.
+    script's own words (Write-Host and output text), which ``reason`` condenses.
     """
 
     def __init__(self, result: Result, script: str) -> None:
         self.script = script
         self.exit_code = result.exit_code
         self.messages = [redact(m) for m in result.messages()]
-        self.reason = _reason(self.messages)
+        self.reason = redact(_reason(result))
         code = f"exit code {self.exit_code}" if self.exit_code is not None else "no exit code"
         super().__init__(f"{script} failed on {result.server} ({code}): {self.reason}", result)
 
 
-def _reason(messages: list[str]) -> str:
-    """The script's last words before it gave up, without the generic trailer."""
-    useful = [m.strip() for m in messages if m.strip() and m.strip() != "Process Failed."]
-    if not useful:
-        return "the script gave no reason"
-    return useful[-1] if len(useful) == 1 else " / ".join(useful[-2:])
+_FAILED = "Process Failed."
+
+
+def _reason(result: Result) -> str:
+    """The script's own explanation: what it wrote in red, else its errors, else its last words."""
+    red = [m.text.strip() for m in result.information
+           if m.foreground in ("Red", "DarkRed") and m.text.strip() not in ("", _FAILED)]
+    if red:
+        # Scripts often print the same failure twice ("Failure Details: X", then "X").
+        distinct = [t for t in red if not any(t != o and t in o for o in red)]
+        return " / ".join(dict.fromkeys(distinct[-2:]))
+    if result.errors:
+        return result.errors[-1].message
+    said = [m.text.strip() for m in result.information if m.text.strip() not in ("", _FAILED)]
+    said += [o.strip() for o in result.output if isinstance(o, str) and o.strip() not in ("", _FAILED)]
+    return said[-1] if said else "the script gave no reason"
 
 
 class TransferError(BridgeError):

@@ -4,13 +4,24 @@ needs), hostile text, and the lab's description as a dict."""
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from pathlib import Path
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
+from psbridge.cloud import (
+    CloudSettings,
+    GraphClient,
+    ensure_app,
+    ensure_client_secret,
+    ensure_required_access,
+    grant_admin_consent,
+    sign_in_device_code,
+)
 from psbridge.remote.profile import _lab_data
 
 # Characters that would break any PowerShell built from text: they must arrive as they are.
@@ -56,3 +67,17 @@ def make_pfx(
     )
     path.write_bytes(data)
     return path
+
+
+def entra_app(lab: Any, tmp_path: Path, *, consent: bool = True) -> tuple[str, str, str]:
+    """An app registration with a client secret in the lab store: (tenant id, app id, secret ref)."""
+    settings = CloudSettings.from_lab(lab.twin.describe())
+    admin = sign_in_device_code(settings, lab.twin.tenant_domain, on_code=lambda c: None, cache_dir=tmp_path)
+    graph = GraphClient(settings, admin)
+    app = ensure_app(graph, f"psbridge test {uuid.uuid4().hex[:6]}", "https://localhost/psbridge")
+    ref = f"lab:tests/client-secret-{app.app_id}"
+    ensure_client_secret(graph, app, ref)
+    ensure_required_access(graph, app)
+    if consent:
+        grant_admin_consent(graph, app)
+    return lab.twin.tenant_id, app.app_id, ref

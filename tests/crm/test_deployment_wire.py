@@ -6,42 +6,18 @@ checks idempotence and the refusals that depend on what the earlier steps instal
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from crmkit import HOSTILE, lab_dict
+from crmkit import HOSTILE, entra_app, lab_dict
 
 from psbridge import crm
-from psbridge.cloud import (
-    CloudSettings,
-    GraphClient,
-    ensure_app,
-    ensure_client_secret,
-    ensure_required_access,
-    grant_admin_consent,
-    sign_in_device_code,
-)
 from psbridge.remote import ScriptFailed, Session, ValidationError
 
 Opener = Callable[..., list[Session]]
 PfxMaker = Callable[..., tuple[Path, str]]
-
-
-def entra_app(lab: Any, tmp_path: Path, *, consent: bool = True) -> tuple[str, str, str]:
-    """An app registration with a client secret in the lab store: (tenant id, app id, secret ref)."""
-    settings = CloudSettings.from_lab(lab.twin.describe())
-    admin = sign_in_device_code(settings, lab.twin.tenant_domain, on_code=lambda c: None, cache_dir=tmp_path)
-    graph = GraphClient(settings, admin)
-    app = ensure_app(graph, f"psbridge test {uuid.uuid4().hex[:6]}", "https://localhost/psbridge")
-    ref = f"lab:tests/client-secret-{app.app_id}"
-    ensure_client_secret(graph, app, ref)
-    ensure_required_access(graph, app)
-    if consent:
-        grant_admin_consent(graph, app)
-    return lab.twin.tenant_id, app.app_id, ref
 
 
 def test_procedure_on_two_servers(
