@@ -102,7 +102,7 @@ def test_missing_script_is_a_clear_failure(lab: Any, open_sessions: Opener) -> N
         crm.script_parameters(s, "C:\\Program Files\\Elsewhere\\ConfigureCrmServerSideSync.ps1")
 
 
-def test_advanced_setting_round_trip_with_hostile_value(fresh_lab: Any, open_sessions: Opener) -> None:
+def test_tenant_id_is_set_read_back_and_left_alone_when_equal(fresh_lab: Any, open_sessions: Opener) -> None:
     (s,) = open_sessions(fresh_lab, "CRM01")
     org = crm.list_organizations(s)[0]
     assert crm.get_advanced_setting(s, "Organization", crm.S2S_TENANT_ID, org.id) in (None, "")
@@ -195,3 +195,20 @@ def test_snapin_loaded_by_a_script_is_not_an_error(lab: Any, open_sessions: Open
     (s,) = open_sessions(lab, "CRM01")
     s.invoke("Add-PSSnapin", Name="Microsoft.Crm.PowerShell")  # as the official scripts do
     assert crm.list_organizations(s)
+
+
+def test_hostile_values_reach_the_server_verbatim(fresh_lab: Any, open_sessions: Opener) -> None:
+    """Quotes, ;, $(), backticks, newlines and non-ASCII arrive as data, never as code."""
+    (s,) = open_sessions(fresh_lab, "CRM01")
+    hostile = HOSTILE + "\r\nline two; $(Get-Date) `$env:PATH \"q\" 'q' ü中😀"
+    org = crm.list_organizations(s)[0]
+    crm.set_advanced_setting(s, "Organization", crm.S2S_TENANT_ID, hostile, org.id)
+    assert crm.get_advanced_setting(s, "Organization", crm.S2S_TENANT_ID, org.id) == hostile
+    # A script path under a hostile folder: the server names exactly that path.
+    folder = "C:\\Program Files\\$(Get-Date); `n 'x' ü中"
+    with pytest.raises(ScriptNotFound) as e:
+        crm.script_parameters(s, crm.script_path(crm.CONFIGURE_SERVER_SIDE_SYNC, folder))
+    assert f"{folder}\\ConfigureCrmServerSideSync.ps1" in str(e.value)
+    # An organization name the bridge would refuse, sent raw: the server's message repeats it.
+    res = s.invoke("Get-CrmOrganization", Name=hostile, check=False)
+    assert res.errors and hostile in res.errors[-1].message
