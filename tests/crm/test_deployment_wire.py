@@ -72,6 +72,8 @@ def test_procedure_on_two_servers(
     assert configured.result.exit_code == 0
     assert any("Process succeeded." in m for m in configured.result.messages())
     assert configured.facts()["thumbprint"] == done.thumbprint
+    principal = crm.get_advanced_setting(s1, "ServerSettings", "S2SDefaultAuthorizationServerPrincipalId")
+    assert str(principal) == "00000001-0000-0000-c000-000000000000"
 
     # Step 5: already done by the script; setting it again changes nothing.
     assert crm.set_tenant_id(s1, org, tenant_id) is False
