@@ -171,6 +171,12 @@ def read_faults(state_dir: Path, server: str) -> Faults:
     return _from_entry(entry) if isinstance(entry, dict) else Faults()
 
 
+def all_faults(state_dir: Path) -> dict[str, Faults]:
+    """Every server's faults (for ``psbridge lab status``); servers without faults are absent."""
+    return {server: _from_entry(entry) for server, entry in sorted(_load(state_dir).items())
+            if isinstance(entry, dict)}
+
+
 class DropCounter:
     """Counts one server's answered requests against ``drop_after``.
 

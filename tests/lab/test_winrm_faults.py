@@ -15,7 +15,7 @@ from pypsrp.exceptions import AuthenticationError
 from pypsrp.powershell import PowerShell, RunspacePool
 from pypsrp.wsman import WSMan
 
-from psbridge.lab.faults import Faults, clear_faults, read_faults, set_faults
+from psbridge.lab.faults import Faults, all_faults, clear_faults, read_faults, set_faults
 from psbridge.lab.winrm import Endpoint, EndpointSpec, start_endpoint
 from psbridge.lab.world import World
 
@@ -74,6 +74,7 @@ def test_knobs_merge_clear_and_validate(tmp_path: Path) -> None:
     assert read_faults(tmp_path, "CRM02") == Faults()
     assert set_faults(tmp_path, "CRM01", delay=None).delay == 0.0
     set_faults(tmp_path, "CRM02", deny_auth=True)
+    assert sorted(all_faults(tmp_path)) == ["CRM01", "CRM02"]
     clear_faults(tmp_path, "CRM01")
     assert not read_faults(tmp_path, "CRM01").any and read_faults(tmp_path, "CRM02").deny_auth
     clear_faults(tmp_path)
