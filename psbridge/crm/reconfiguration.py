@@ -68,6 +68,21 @@ class CertificateInstallation:
             ]
         )
 
+    def __str__(self) -> str:
+        lines = [
+            f"{self.certificate_type} {self.subject} ({self.thumbprint}), "
+            f"valid until {self.not_after:%Y-%m-%d}"
+        ]
+        for o in self.servers:
+            lines.append(f"  {o.server}: {'changed' if o.changed else 'unchanged'}, {o.detail}")
+        return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        import html
+
+        head = html.escape(str(self).splitlines()[0])
+        return f"<b>{head}</b>" + self.to_frame().to_html(index=False, escape=True)
+
     def facts(self) -> dict[str, str]:
         return {
             "thumbprint": self.thumbprint, "subject": self.subject, "not_after": self.not_after.isoformat(),

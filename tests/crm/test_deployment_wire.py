@@ -44,6 +44,7 @@ def test_procedure_on_two_servers(
     recorded = crm.crm_certificates(s1, "S2STokenIssuer")
     assert [c.thumbprint for c in recorded] == [done.thumbprint]
     assert done.changed and done.to_frame().shape[0] == 2
+    assert "CRM02: changed" in str(done) and "<table" in done._repr_html_()
 
     # Rerun: nothing changes and the record says so.
     again = crm.certificate_reconfiguration([s1, s2], path, ref, account)
