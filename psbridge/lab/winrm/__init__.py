@@ -59,7 +59,7 @@ class Endpoint:
         self._httpd = httpd
         self._host = host
         self._directory = directory
-        self._thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.2},
+        self._thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05},
                                         name=f"lab-winrm-{spec.server}-{spec.scheme}", daemon=True)
         self._stopped = False
 
