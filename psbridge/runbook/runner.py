@@ -197,10 +197,10 @@ def new_run_id(now: dt.datetime | None = None) -> str:
 
 
 def latest_facts(records_root: Path, customer: str, org: str, before: int, book: Runbook
-                 ) -> tuple[dict[str, Any], dict[str, str]]:
-    """Facts of the steps before index ``before``, each from the latest applied record where
-    that step completed; and which run each step's facts came from."""
-    facts: dict[str, Any] = {}
+                 ) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
+    """Facts of each step before index ``before``, from the latest applied record where that
+    step completed (or was itself carried, with its facts); and the run each came from."""
+    facts: dict[str, dict[str, Any]] = {}
     origin: dict[str, str] = {}
     wanted = {s.id for s in book.steps[:before]}
     for rec in reversed(list(evidence.records_of(records_root, customer, org))):
@@ -214,8 +214,7 @@ def latest_facts(records_root: Path, customer: str, org: str, before: int, book:
             sid = step.get("id")
             if sid in wanted and sid not in origin and step.get("status") in (SUCCEEDED, CARRIED):
                 origin[sid] = step.get("carried_from") or manifest["run_id"]
-                for k, v in (step.get("facts") or {}).items():
-                    facts.setdefault(k, v)
+                facts[sid] = dict(step.get("facts") or {})
         if wanted <= set(origin):
             break
     return facts, origin
@@ -282,7 +281,8 @@ class Runner:
         outcomes = [StepOutcome(s) for s in book.steps]
         known: dict[str, Any] = {k: v for k, v in self.params.items() if k in book.facts}
         if first > 0:
-            carried, origin = latest_facts(self.records_root, self.customer, self.org, first, book)
+            by_step, origin = latest_facts(self.records_root, self.customer, self.org, first, book)
+            carried = {k: v for f in by_step.values() for k, v in f.items() if k in book.facts}
             missing = [s.id for s in book.steps[:first] if s.id not in origin]
             needed = {f for s in book.steps[first:last + 1] for f in s.consumes}
             lacking = sorted(f for f in needed if f not in carried and f not in known
@@ -300,6 +300,8 @@ class Runner:
                 if s.id in origin:
                     outcomes[i].status = CARRIED
                     outcomes[i].carried_from = origin[s.id]
+                    # Kept in this record too, so a resume of this run finds them.
+                    outcomes[i].facts = {k: v for k, v in by_step[s.id].items() if k != factmod.CHANGES}
         started = dt.datetime.now(dt.UTC)
         self._remember_secrets(self.params)
         self._log(f"run {run_id} of runbook {book.name} for {self.customer}/{self.org}, mode {self.mode}")

@@ -96,11 +96,16 @@ def test_failure_stops_names_step_and_resume_carries_facts(book: definition.Runb
         assert "canary-tiny-token-9" not in p.read_text(encoding="utf-8")
     assert evidence.read_manifest(result.record_dir)["failure"].startswith("step use failed: RuntimeError")
 
+    # A resume that fails again keeps the carried facts in its own record.
+    again = Runner(book, failing, records_root=tmp_path).run(start="use")
+    assert [s.status for s in again.steps] == ["carried", "failed", "not run"]
+    assert evidence.read_manifest(again.record_dir)["steps"][0]["facts"] == {"number": 10}
+
     fixed = validate(book, {"customer": "c", "org": "o"})
     resumed = Runner(book, fixed, records_root=tmp_path).run(start="use")
     assert resumed.ok
     assert [s.status for s in resumed.steps] == ["carried", "succeeded", "succeeded"]
-    assert resumed.steps[0].carried_from == result.run_id
+    assert resumed.steps[0].carried_from == result.run_id  # where the facts were made
     assert resumed.facts["final"] == 21
     only = Runner(book, fixed, records_root=tmp_path).run(only="end")
     assert [s.status for s in only.steps] == ["carried", "carried", "succeeded"]
