@@ -142,7 +142,7 @@ class WinRMHandler(BaseHTTPRequestHandler):
             self._send(404)
             return
 
-        final_token: bytes | None = None
+        final_token: tuple[str, bytes] | None = None
         header = self.headers.get("Authorization")
         if header:
             if faults.deny_auth:
@@ -166,7 +166,7 @@ class WinRMHandler(BaseHTTPRequestHandler):
                     return
                 self.account = self.acceptor.account
                 if out:
-                    final_token = out
+                    final_token = (label, out)
             elif scheme == "basic" and self.server.scheme == "https":
                 try:
                     user, password = auth.decode_basic(credentials)
@@ -186,7 +186,8 @@ class WinRMHandler(BaseHTTPRequestHandler):
         assert self.account is not None
         extra: list[tuple[str, str]] = []
         if final_token:
-            extra.append(("WWW-Authenticate", f"Negotiate {base64.b64encode(final_token).decode()}"))
+            label, token = final_token
+            extra.append(("WWW-Authenticate", f"{label} {base64.b64encode(token).decode()}"))
 
         content_type = self.headers.get("Content-Type", "")
         sealed = auth.is_sealed(content_type)
