@@ -367,6 +367,8 @@ def build(stem: str) -> nbformat.NotebookNode:
         else:
             cell = nbformat.v4.new_code_cell(text)
         nb.cells.append(cell)
+    nb.cells.append(nbformat.v4.new_code_cell(
+        "dep.close()  # ends the PowerShell sessions (WinRM shells) this step opened on the servers"))
     # Stable ids keep the stored notebooks byte-identical from one generation to the next.
     for i, cell in enumerate(nb.cells):
         cell["id"] = f"{stem}-{i:02d}"

@@ -13,6 +13,7 @@ With ``lab`` set, servers, accounts, the service account and the cloud come from
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 from dataclasses import dataclass, field
@@ -134,9 +135,13 @@ class Deployment:
                 raise DeploymentError("name the Entra ID tenant: tenant: contoso.onmicrosoft.com")
         if not service:
             raise DeploymentError("name the CRM Asynchronous Processing Service account: service_account")
-        return cls(organization=organization, servers=wanted, deployment_server=dep_server,
-                   tools_folder=PureWindowsPath(folder), service_account=service, profiles=profiles,
-                   cloud=settings, tenant=tenant, lab=lab_data, lab_state=state)
+        dep = cls(organization=organization, servers=wanted, deployment_server=dep_server,
+                  tools_folder=PureWindowsPath(folder), service_account=service, profiles=profiles,
+                  cloud=settings, tenant=tenant, lab=lab_data, lab_state=state)
+        # A notebook that stops at a failing cell never reaches its closing cell: the runspace
+        # pools (WinRM shells, counted per user on the server) are closed when the kernel ends.
+        atexit.register(dep.close)
+        return dep
 
     def script(self, name: str) -> PureWindowsPath:
         return self.tools_folder / name
