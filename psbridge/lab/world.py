@@ -18,11 +18,13 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pandas as pd
+
+T = TypeVar("T")
 
 WORLD_FILE = "world.json"
 FORMAT = 1
@@ -94,6 +96,16 @@ def tools_script_text(script: str, generation: str) -> str:
         f"# {script} - Microsoft Dynamics CRM {build} ({generation} script generation)\r\n"
         "# psbridge lab: the behaviour of this script is emulated by psbridge.lab.commands.scripts\r\n"
     )
+
+
+def _retrying(action: Callable[[], T], attempts: int = 50) -> T:
+    """Windows refuses to replace (or open) a file another thread is reading for a moment: retry."""
+    for _ in range(attempts - 1):
+        try:
+            return action()
+        except PermissionError:
+            time.sleep(0.01)
+    return action()
 
 
 # --- locking -----------------------------------------------------------------------------------
@@ -168,7 +180,7 @@ class World:
     def load(cls, state_dir: Path) -> World:
         path = Path(state_dir) / WORLD_FILE
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
+            data = json.loads(_retrying(lambda: path.read_text(encoding="utf-8")))
         except FileNotFoundError:
             raise WorldError(f"no lab world at {path}: seed it first") from None
         except json.JSONDecodeError as e:
@@ -183,7 +195,7 @@ class World:
     def _write(self) -> None:
         tmp = self.path.with_name(f"{WORLD_FILE}.{os.getpid()}.{threading.get_ident()}.tmp")
         tmp.write_text(json.dumps(self.data, indent=1), encoding="utf-8")
-        os.replace(tmp, self.path)
+        _retrying(lambda: os.replace(tmp, self.path))
 
     @contextlib.contextmanager
     def change(self) -> Iterator[dict[str, Any]]:

@@ -38,6 +38,7 @@ class Recorder:
     host: list[tuple[str, str | None]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     stopping: bool = False
+    stop_when: str | None = None  # the client stops the pipeline once this host line is written
 
     def write_output(self, value: Any) -> None:
         self.output.append(value)
@@ -65,6 +66,8 @@ class Recorder:
         no_newline: bool = False,
     ) -> None:
         self.host.append((text, foreground))
+        if self.stop_when is not None and text == self.stop_when:
+            self.stopping = True
 
     def write_progress(
         self, activity: str, status: str, percent_complete: int = -1, activity_id: int = 0

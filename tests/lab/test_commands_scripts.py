@@ -262,3 +262,18 @@ def test_legacy_script_cannot_sign_in(ctx: Recorder, pfx: bytes) -> None:
                             organizationName="contoso")).messages
     assert any("MSOnline" in m for m in messages) and messages[-1] == "Process Failed."
     assert exit_code(ctx) == 1
+
+
+def test_a_stop_ends_the_script_without_its_catch(ctx: Recorder, twin: EntraTwin, pfx: bytes) -> None:
+    upload(ctx, pfx)
+    ctx.cloud = cloud(twin)
+    ctx.stop_when = "Done with setting up certificate information."
+    messages = sync(ctx, register_app(twin), twin.tenant_id)
+    assert messages[-1] == "Done with setting up certificate information."  # nothing after the stop
+    assert exit_code_unchanged(ctx)
+    assert crm_key_credentials(twin) == []
+
+
+def exit_code_unchanged(ctx: Recorder) -> bool:
+    ctx.stopping = False
+    return exit_code(ctx) == 0

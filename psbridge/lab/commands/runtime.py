@@ -26,6 +26,10 @@ SNAPINS = "\x00snapins"
 CRM_SNAPIN = "Microsoft.Crm.PowerShell"
 
 
+class PipelineStopped(Exception):
+    """The client stopped the pipeline: no script ``catch`` sees it, the pipeline just ends."""
+
+
 class Call:
     """One command being run: its bound parameters, its input, and where it writes."""
 
@@ -172,12 +176,15 @@ def run_pipeline(
     """Run a PSRP pipeline's statements; raises :class:`TerminatingError` when it fails."""
     world = World.load(ctx.state_dir)
     first = True
-    for statement in statements:
-        objects: list[Any] | None = list(pipeline_input) if first and pipeline_input else None
-        first = False
-        for invocation in statement:
-            if ctx.is_stopping():
-                return
-            objects = invoke(ctx, invocation, objects, world)
-        for obj in objects or []:
-            ctx.write_output(for_wire(obj))
+    try:
+        for statement in statements:
+            objects: list[Any] | None = list(pipeline_input) if first and pipeline_input else None
+            first = False
+            for invocation in statement:
+                if ctx.is_stopping():
+                    return
+                objects = invoke(ctx, invocation, objects, world)
+            for obj in objects or []:
+                ctx.write_output(for_wire(obj))
+    except PipelineStopped:
+        return

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, NoReturn
 
-from psbridge.lab.commands.runtime import CRM_SNAPIN, Call
+from psbridge.lab.commands.runtime import CRM_SNAPIN, Call, PipelineStopped
 from psbridge.lab.runspace import ScriptExit, TerminatingError
 
 PROCESS_FAILED = "Process Failed."
@@ -52,5 +52,6 @@ def run_cmdlet(call: Call, name: str, *params: tuple[str | None, Any]) -> list[A
 
 
 def stopping(call: Call) -> None:
+    """Between steps: a stop from the client ends the script where it is (no catch runs)."""
     if call.ctx.is_stopping():
-        raise Thrown("The pipeline has been stopped.")
+        raise PipelineStopped()
