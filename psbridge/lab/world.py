@@ -117,6 +117,7 @@ def _retrying(action: Callable[[], T], attempts: int = 50) -> T:
 
 _process_locks: dict[str, threading.RLock] = {}
 _process_locks_guard = threading.Lock()
+_shared: dict[str, World] = {}
 
 
 def _thread_lock(path: Path) -> threading.RLock:
@@ -196,6 +197,23 @@ class World:
         if data.get("format") != FORMAT:
             raise WorldError(f"{path} has world format {data.get('format')}, this psbridge reads {FORMAT}")
         return cls(Path(state_dir), data, seen)
+
+    @classmethod
+    def shared(cls, state_dir: Path) -> World:
+        """One World a state directory in this process, re-read only when the file changed.
+
+        Safe to share between threads: a change builds a new document and swaps it in, so a
+        reader keeps a consistent (if older) one.
+        """
+        key = str(Path(state_dir).resolve())
+        with _process_locks_guard:
+            world = _shared.get(key)
+        if world is None:
+            world = cls.load(state_dir)
+            with _process_locks_guard:
+                world = _shared.setdefault(key, world)
+        world.reload()
+        return world
 
     def reload(self) -> None:
         """Read the world again if the file changed since this object last read or wrote it."""

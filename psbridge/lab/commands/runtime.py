@@ -174,7 +174,7 @@ def run_pipeline(
     pipeline_input: Sequence[Any] | None = None,
 ) -> None:
     """Run a PSRP pipeline's statements; raises :class:`TerminatingError` when it fails."""
-    world = World.load(ctx.state_dir)
+    world = World.shared(ctx.state_dir)
     first = True
     try:
         for statement in statements:
