@@ -72,12 +72,9 @@ def verify(record_dir: Path) -> int:
 @contextlib.contextmanager
 def _lab(state: Path) -> Iterator[Any]:
     """The lab for the demo: started here for the run, and stopped after."""
-    try:
-        from psbridge.lab.orchestrator import Lab
-    except ImportError as e:
-        raise RuntimeError(f"the embedded lab is not available in this installation ({e})") from None
-    lab = Lab(state)
-    lab.start()
+    from psbridge.runbook import demolab
+
+    lab = demolab.start(state)
     try:
         yield lab
     finally:
@@ -113,8 +110,10 @@ def demo(state: Path | None, records: Path, organization: str) -> int:
     os.environ.setdefault("PSBRIDGE_TOKEN_CACHE", str(state / "msal"))
     console.print(f"Starting the lab in {escape(str(state))} ...")
     try:
-        with _lab(state) as lab:
-            servers = ", ".join(s.name for s in lab.config.servers)
+        with _lab(state):
+            from psbridge.runbook.deployment import lab_description
+
+            servers = ", ".join(s["name"] for s in lab_description(str(state))[1].get("servers", []))
             console.print(f"Lab up: CRM servers {servers}; Entra ID and Graph twin. "
                           f"Running the runbook for organization {organization}:")
             result = run_demo(state, records.resolve(), organization, console)

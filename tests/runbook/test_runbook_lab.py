@@ -1,0 +1,228 @@
+"""The whole runbook against the lab, over the wire: plan, demo run, canary, re-run, plain papermill,
+a failing step and its resume, verify.
+
+One lab for this module (its own state directory), used in order: the plan runs on the untouched
+world, then the full run, then everything that needs a completed run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import secrets as pysecrets
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from psbridge import evidence
+from psbridge import secrets as sec
+from psbridge.cli import app
+from psbridge.runbook import definition, steps
+from psbridge.runbook.cli_support import demo_parameters
+from psbridge.runbook.deployment import Deployment
+from psbridge.runbook.runner import Runner, RunResult
+
+ROOT = Path(__file__).resolve().parents[2]
+BOOK = definition.load(ROOT / "runbooks" / "exchange-online-s2s.yaml")
+ORG = "contoso"
+
+
+@pytest.fixture(scope="module")
+def lab_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    from psbridge.runbook import demolab
+
+    root = tmp_path_factory.mktemp("runbook-lab")
+    state = root / "lab"
+    saved = {k: os.environ.get(k) for k in ("PSBRIDGE_LAB_STATE", "PSBRIDGE_TOKEN_CACHE")}
+    os.environ["PSBRIDGE_LAB_STATE"] = str(state)
+    os.environ["PSBRIDGE_TOKEN_CACHE"] = str(root / "msal")
+    lab = demolab.start(state)
+    try:
+        yield {"lab": lab, "state": state, "records": root / "records", "root": root, "runs": {}}
+    finally:
+        lab.stop()
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def world(state: Path) -> dict[str, str]:
+    """A fingerprint of everything the lab keeps on disk (servers, CRM, directory, secret store).
+
+    A sign-in's refresh token is the one thing a read-only run leaves in the directory, as any
+    sign-in does; it is not configuration, so it is left out.
+    """
+    out = {}
+    for p in sorted(state.rglob("*")):
+        if not p.is_file() or p.suffix in (".log", ".pid", ".tmp", ".lock") or p.name == "lab.json":
+            continue
+        data = p.read_bytes()
+        if p.name == "entra.json":
+            directory = json.loads(data)
+            directory.pop("refreshTokens", None)
+            data = json.dumps(directory, sort_keys=True).encode()
+        out[p.relative_to(state).as_posix()] = hashlib.sha256(data).hexdigest()
+    return out
+
+
+def params(env: dict[str, Any]) -> dict[str, Any]:
+    return demo_parameters(BOOK, env["state"], ORG)
+
+
+def run(env: dict[str, Any], mode: str = "apply", **kw: Any) -> RunResult:
+    return Runner(BOOK, params(env), records_root=env["records"], mode=mode).run(**kw)
+
+
+def test_plan_says_what_would_change_and_changes_nothing(lab_env: dict[str, Any]) -> None:
+    before = world(lab_env["state"])
+    result = run(lab_env, mode="plan")
+    assert result.ok, result.table().to_string()
+    planned = {s.step.id: s.changes for s in result.steps}
+    assert planned["certificate"] and planned["certificate"][0].startswith("generate a self-signed")
+    assert any("install the certificate on" in c for c in planned["install-certificate"] or [])
+    assert planned["entra-app"] and "create app registration" in planned["entra-app"][0]
+    assert planned["configure-s2s"] and "ConfigureCrmServerSideSync.ps1" in planned["configure-s2s"][0]
+    assert world(lab_env["state"]) == before
+    assert evidence.read_manifest(result.record_dir)["mode"] == "plan"
+
+
+def test_demo_run_reaches_a_verified_record_and_no_secret_is_written(
+        lab_env: dict[str, Any], capfd: pytest.CaptureFixture[str]) -> None:
+    p = params(lab_env)
+    canary = f"canary-pfx-{pysecrets.token_hex(8)}"
+    sec.store(p["pfx_password"], canary)
+    result = Runner(BOOK, p, records_root=lab_env["records"]).run()
+    lab_env["runs"]["first"] = result
+    assert result.ok, result.table().to_string()
+    assert evidence.verify(result.record_dir) == []
+    facts = result.facts
+    assert len(facts["thumbprint"]) == 40 and facts["s2s_configured"] is True
+    assert facts["client_secret_ref"] == p["client_secret"]
+    assert facts["s2s_tenant_id"] == facts["tenant_id"]
+    names = sorted(x.name for x in result.record_dir.iterdir())
+    assert names == sorted(["manifest.json", "run.log"] + [f"{s.stem}.{ext}" for s in BOOK.steps
+                                                           for ext in ("ipynb", "html")])
+    # The world, read again over the wire: every server holds the certificate, CRM trusts it.
+    with Deployment.from_params(ORG, lab=str(lab_env["state"])) as dep:
+        assert bool(steps.certificate_state(dep, facts["thumbprint"])["present"].all())
+        assert facts["installed_on"] == dep.servers and len(dep.servers) >= 2
+
+    # Canary: the PFX password, the client secret the twin issued, the lab admin's password.
+    values = [canary, sec.resolve(p["client_secret"]).reveal(), sec.resolve("lab:accounts/crmadmin").reveal()]
+    assert all(len(v) >= 8 for v in values)
+    out, err = capfd.readouterr()
+    haystacks = {"stdout": out.encode(), "stderr": err.encode()}
+    for f in lab_env["records"].rglob("*"):
+        if f.is_file():
+            haystacks[str(f)] = f.read_bytes()
+    for where, data in haystacks.items():
+        for v in values:
+            assert v.encode() not in data, f"a secret value is in {where}"
+    manifest = evidence.read_manifest(result.record_dir)
+    assert manifest["parameters"]["pfx_password"] == p["pfx_password"]
+    assert set(manifest["secret_parameters"]) == {"winrm_password", "pfx_password", "client_secret"}
+
+
+def test_second_run_changes_nothing_and_says_so(lab_env: dict[str, Any]) -> None:
+    assert "first" in lab_env["runs"], "needs the demo run"
+    before = world(lab_env["state"])
+    result = run(lab_env)
+    assert result.ok, result.table().to_string()
+    for s in result.steps:
+        assert s.changes == [], (s.step.id, s.changes)
+        said = "checked (read-only step)" if s.step.read_only else "already done: nothing changed"
+        assert s.summary() == said
+    assert world(lab_env["state"]) == before
+    assert result.facts["thumbprint"] == lab_env["runs"]["first"].facts["thumbprint"]
+
+
+def test_a_step_runs_from_plain_papermill_with_a_params_file(lab_env: dict[str, Any]) -> None:
+    assert "first" in lab_env["runs"], "needs the demo run"
+    params_file = lab_env["root"] / "params.yaml"
+    params_file.write_text(yaml.safe_dump(params(lab_env)), encoding="utf-8")
+    out = lab_env["root"] / "50-tenant-id.out.ipynb"
+    done = subprocess.run(
+        [sys.executable, "-m", "papermill", str(ROOT / "notebooks" / "50-tenant-id.ipynb"), str(out),
+         "-f", str(params_file), "--no-progress-bar"],
+        capture_output=True, text=True, timeout=240, env=dict(os.environ), cwd=lab_env["root"],
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    import nbformat
+
+    from psbridge.runbook.facts import read_facts
+
+    got = read_facts(nbformat.read(out, as_version=4))
+    assert got["changes"] == []
+    assert got["s2s_tenant_id"] == lab_env["runs"]["first"].facts["tenant_id"]
+
+
+def test_wrong_pfx_password_stops_the_run_with_a_record_then_resume(lab_env: dict[str, Any]) -> None:
+    assert "first" in lab_env["runs"], "needs the demo run"
+    p = params(lab_env)
+    right = sec.resolve(p["pfx_password"])
+    before = world(lab_env["state"])
+    sec.store(p["pfx_password"], "not-the-pfx-password")
+    try:
+        failed = run(lab_env, start="install-certificate")
+    finally:
+        sec.store(p["pfx_password"], right)
+    assert not failed.ok
+    assert failed.failed_step is not None and failed.failed_step.step.id == "install-certificate"
+    assert "wrong password" in (failed.failed_step.error or "")
+    assert [s.status for s in failed.steps] == ["carried", "carried", "failed"] + ["not run"] * 4
+    manifest = evidence.read_manifest(failed.record_dir)
+    assert manifest["status"] == "failed"
+    assert manifest["failure"].startswith("step install-certificate failed")
+    assert evidence.verify(failed.record_dir) == []
+    assert (failed.record_dir / "20-install-certificate.html").exists()
+    assert not (failed.record_dir / "30-entra-app.ipynb").exists()
+    after = world(lab_env["state"])
+    assert {k: v for k, v in after.items() if k != "secrets.json"} == \
+        {k: v for k, v in before.items() if k != "secrets.json"}
+
+    resumed = run(lab_env, start="install-certificate")
+    assert resumed.ok, resumed.table().to_string()
+    assert [s.status for s in resumed.steps][:2] == ["carried", "carried"]
+    assert resumed.steps[0].carried_from is not None
+    assert all(s.changes == [] for s in resumed.steps[2:])
+
+
+def test_verify_command_catches_one_changed_byte(lab_env: dict[str, Any]) -> None:
+    first = lab_env["runs"].get("first")
+    assert first is not None, "needs the demo run"
+    cli = CliRunner()
+    ok = cli.invoke(app, ["verify", str(first.record_dir)])
+    assert ok.exit_code == 0, ok.output
+    assert "intact" in ok.output
+    target = first.record_dir / "40-configure-s2s.ipynb"
+    data = bytearray(target.read_bytes())
+    i = data.index(b"ConfigureCrmServerSideSync")
+    data[i] ^= 0x20
+    target.write_bytes(bytes(data))
+    bad = cli.invoke(app, ["verify", str(first.record_dir)])
+    assert bad.exit_code == 1
+    assert "changed: 40-configure-s2s.ipynb" in bad.output
+
+
+def test_parameter_file_errors_are_all_listed_before_anything_runs(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    given = {"customer": "x", "organisation": "contoso", "pfx_password": "Secr3t!",
+             "client_secret": "env:ONLY_READABLE", "certificate_days": 0}
+    bad.write_text(json.dumps(given), encoding="utf-8")
+    result = CliRunner().invoke(app, ["run", str(bad), "--records", str(tmp_path / "none")])
+    assert result.exit_code == 2
+    for part in ("organisation: unknown parameter (did you mean organization?)", "organization: required",
+                 "pfx_password: not a secret reference", "client_secret: a step writes this secret",
+                 "certificate_days: 0 is below the minimum 1"):
+        assert part in " ".join(result.output.split()), result.output
+    assert "Secr3t!" not in result.output
+    assert not (tmp_path / "none").exists()
