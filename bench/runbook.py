@@ -68,7 +68,7 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=2)
     ap.add_argument("--organization", default="contoso")
     args = ap.parse_args()
-    from psbridge.lab.orchestrator import Lab
+    from psbridge.runbook import demolab
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
@@ -76,8 +76,7 @@ def main() -> None:
         os.environ["PSBRIDGE_LAB_STATE"] = str(state)
         os.environ["PSBRIDGE_TOKEN_CACHE"] = str(root / "msal")
         t0 = time.perf_counter()
-        lab = Lab(state)
-        lab.start()
+        lab = demolab.start(state)
         print(f"lab start: {time.perf_counter() - t0:.2f} s")
         try:
             rows = []
