@@ -170,3 +170,11 @@ def test_scripts_are_found_only_by_full_path(ctx: Recorder) -> None:
     assert fails(ctx, cmd(SYNC)).fqid == "CommandNotFoundException"
     run(ctx, cmd("Get-Command", Name=SYNC))
     assert ctx.errors[0].fqid == "CommandNotFoundException,Microsoft.PowerShell.Commands.GetCommandCommand"
+
+
+def test_local_administrators(ctx: Recorder) -> None:
+    names = [prop(m, "Name") for m in run(ctx, cmd("Get-LocalGroupMember", Group="Administrators")).output]
+    assert names == ["CRM01\\Administrator", "LAB\\Domain Admins", "LAB\\crmadmin"]
+    assert "LAB\\operator" not in names
+    run(ctx, cmd("Get-LocalGroupMember", "Remote Desktop Users"))
+    assert ctx.errors[0].message == "Group Remote Desktop Users was not found."
