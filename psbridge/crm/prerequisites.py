@@ -121,13 +121,19 @@ def _local_admin(session: Session) -> Check:
     if result.state == "Failed" or result.errors:
         why = result.errors[-1].message if result.errors else "could not list Administrators"
         return Check(name, None, why)
-    members = [str(m.get_ci("Name") or "") for m in result.output if hasattr(m, "get_ci")]
-    if any(_same_account(m, user) for m in members):
+    members = [m for m in result.output if hasattr(m, "get_ci")]
+    names = [str(m.get_ci("Name") or "") for m in members]
+    if any(_same_account(n, user) for n in names):
         return Check(name, True, f"{session.profile.user} is a member of Administrators")
-    groups = [m for m in members if m and not _same_account(m, user)]
-    return Check(
-        name, False, f"{session.profile.user} is not a direct member of Administrators ({', '.join(groups)})"
-    )
+    groups = [str(m.get_ci("Name")) for m in members if str(m.get_ci("ObjectClass") or "").lower() == "group"]
+    if groups:
+        # Membership through a domain group cannot be read from here: say so rather than guess.
+        return Check(
+            name, None,
+            f"{session.profile.user} is not a direct member of Administrators; it may be one through "
+            f"{', '.join(groups)}",
+        )
+    return Check(name, False, f"{session.profile.user} is not a member of Administrators")
 
 
 def _same_account(member: str, user: str) -> bool:

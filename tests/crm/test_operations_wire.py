@@ -36,6 +36,7 @@ def test_prerequisites_pass_for_the_deployment_administrator(lab: Any, open_sess
     names = [c.name for c in report.checks]
     assert "CRM PowerShell snap-in" in names and "CRM deployment administrator" in names
     assert sum(1 for c in report.checks if c.name.endswith("present") and c.ok) == 2
+    assert [c.ok for c in report.checks if c.name == "local administrator"] == [True]
     assert "Prerequisites on CRM01" in str(report) and "<table>" in report._repr_html_()
     assert list(report.to_frame().columns) == ["check", "ok", "detail"]
 
@@ -46,6 +47,8 @@ def test_prerequisites_fail_for_an_operator(lab: Any, open_sessions: Opener) -> 
     assert not report.passed
     failed = {c.name for c in report.failures}
     assert "CRM deployment administrator" in failed
+    (local,) = [c for c in report.checks if c.name == "local administrator"]
+    assert local.ok is None and "Domain Admins" in local.detail  # could be, through a group
     with pytest.raises(crm.PrerequisiteFailed, match="not ready"):
         report.raise_for_failures()
 
