@@ -1,0 +1,169 @@
+"""``lab.json``: what a running lab offers, so tools, tests and the demo connect without guessing.
+
+The orchestrator writes it (atomically) into the state directory when the lab is serving and
+marks it ``ready: false`` when the lab stops. The account passwords are written as values:
+they are lab secrets, random per state directory, and also kept in the lab secret store
+(``password_ref``) for code that takes secret references.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from psbridge.secrets import Secret
+
+LAB_JSON = "lab.json"
+VERSION = 1
+
+
+class LabConfigError(Exception):
+    """No lab description, or one that does not describe what was asked for."""
+
+
+class LabEndpoint(BaseModel):
+    """One WinRM listener of a lab server."""
+
+    model_config = ConfigDict(extra="allow")
+
+    scheme: Literal["http", "https"]
+    host: str = "127.0.0.1"
+    port: int
+    path: str = "/wsman"
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{self.scheme}://{host}:{self.port}{self.path}"
+
+
+class LabAccount(BaseModel):
+    """A lab Windows account. ``password`` is a lab secret: kept out of ``repr``."""
+
+    model_config = ConfigDict(extra="allow")
+
+    name: str
+    user: str
+    password: str = Field(default="", repr=False)
+    password_ref: str
+    roles: list[str] = Field(default_factory=list)
+
+    def secret(self) -> Secret:
+        return Secret(self.password, self.password_ref)
+
+
+class LabServer(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    name: str
+    roles: list[str] = Field(default_factory=list)
+    script_generation: str = "current"  # "current" or "legacy" (no -ClientID/-ClientSecret)
+    endpoints: list[LabEndpoint] = Field(default_factory=list)
+
+    def endpoint(self, scheme: str = "http") -> LabEndpoint:
+        for e in self.endpoints:
+            if e.scheme == scheme.lower():
+                return e
+        raise LabConfigError(f"lab server {self.name} has no {scheme} endpoint")
+
+
+class LabOrganization(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    name: str
+    friendly_name: str = ""
+    id: str
+
+
+class LabConfig(BaseModel):
+    """The content of ``<state>/lab.json``."""
+
+    model_config = ConfigDict(extra="allow")
+
+    version: int = VERSION
+    state_dir: str
+    ready: bool = False
+    pid: int | None = None
+    ca_bundle: str
+    domain: str = "LAB"
+    accounts: list[LabAccount] = Field(default_factory=list)
+    service_account: str
+    tools_folder: str
+    servers: list[LabServer] = Field(default_factory=list)
+    organizations: list[LabOrganization] = Field(default_factory=list)
+    entra: dict[str, Any] | None = None
+
+    # --- files -----------------------------------------------------------------------------
+
+    @staticmethod
+    def path_for(path_or_state_dir: Path | str) -> Path:
+        p = Path(path_or_state_dir).expanduser()
+        return p if p.suffix.lower() == ".json" else p / LAB_JSON
+
+    @classmethod
+    def load(cls, path_or_state_dir: Path | str) -> LabConfig:
+        path = cls.path_for(path_or_state_dir)
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise LabConfigError(
+                f"no lab description at {path}: start the lab with 'psbridge lab up'"
+            ) from None
+        except json.JSONDecodeError as e:
+            raise LabConfigError(f"{path} is not a lab description: {e.msg}") from None
+        if not isinstance(data, dict):
+            raise LabConfigError(f"{path} is not a lab description")
+        if data.get("version", VERSION) != VERSION:
+            raise LabConfigError(f"{path} has version {data.get('version')}, this psbridge reads {VERSION}")
+        return cls.model_validate(data)
+
+    def save(self, path: Path | None = None) -> Path:
+        """Write atomically: a reader in another process sees the old file or the new one."""
+        target = path or self.path_for(self.state_dir)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f"{target.name}.{uuid.uuid4().hex}.tmp")
+        # Owner-only: the file carries the lab accounts' passwords.
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(json.dumps(self.model_dump(mode="json"), indent=2))
+        os.replace(tmp, target)
+        return target
+
+    # --- look-ups --------------------------------------------------------------------------
+
+    def server(self, name: str) -> LabServer:
+        for s in self.servers:
+            if s.name.lower() == name.lower():
+                return s
+        known = ", ".join(s.name for s in self.servers) or "none"
+        raise LabConfigError(f"the lab has no server {name!r} (servers: {known})")
+
+    def endpoint(self, server: str, scheme: str = "http") -> LabEndpoint:
+        return self.server(server).endpoint(scheme)
+
+    def account(self, name: str) -> LabAccount:
+        wanted = name.lower()
+        for a in self.accounts:
+            if wanted in (a.name.lower(), a.user.lower()):
+                return a
+        known = ", ".join(a.name for a in self.accounts) or "none"
+        raise LabConfigError(f"the lab has no account {name!r} (accounts: {known})")
+
+    def organization(self, name_or_id: str) -> LabOrganization:
+        wanted = name_or_id.lower()
+        for o in self.organizations:
+            if wanted in (o.name.lower(), o.id.lower()):
+                return o
+        known = ", ".join(o.name for o in self.organizations) or "none"
+        raise LabConfigError(f"the lab has no organization {name_or_id!r} (organizations: {known})")
+
+    def __repr__(self) -> str:
+        servers = [s.name for s in self.servers]
+        orgs = [o.name for o in self.organizations]
+        return (f"LabConfig(state_dir={self.state_dir!r}, ready={self.ready}, pid={self.pid}, "
+                f"servers={servers}, organizations={orgs})")

@@ -1,0 +1,267 @@
+"""The lab as one thing to start and stop: world, CA, Entra twin, one WinRM server per CRM server.
+
+``Lab(state_dir).start()`` serves on loopback in this process (daemon threads, free ports) and
+writes ``lab.json``; ``stop()`` ends every listener and marks ``lab.json`` not ready. Everything
+the lab knows lives under the state directory (world, CA, twin, passwords, faults), so a
+restart — or another process pointed at the same directory — finds the same deployment::
+
+    with Lab(tmp, servers=2, orgs=2) as lab:
+        lab.config.endpoint("CRM01", "http").url
+        lab.set_faults("CRM01", drop_after=3)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets as pysecrets
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Literal
+
+from psbridge import secrets
+from psbridge.lab import faults
+from psbridge.lab.ca import LabCA
+from psbridge.lab.config import (
+    LAB_JSON,
+    LabAccount,
+    LabConfig,
+    LabConfigError,
+    LabEndpoint,
+    LabOrganization,
+    LabServer,
+)
+from psbridge.lab.runspace import CloudEndpoints
+
+DOMAIN = "LAB"
+SERVICE_ACCOUNT = "LAB\\CRMAsyncService"
+TOOLS_FOLDER = "C:\\Program Files\\Microsoft Dynamics CRM\\Tools"
+SCHEMES: tuple[Literal["http", "https"], ...] = ("http", "https")
+# name -> roles; the world grants them (local administrator, CRM deployment administrator).
+ACCOUNT_ROLES: dict[str, list[str]] = {
+    "crmadmin": ["LocalAdministrator", "DeploymentAdministrator"],
+    "operator": [],
+}
+
+
+class LabError(Exception):
+    """The lab cannot start, or was asked about something it does not have."""
+
+
+_ENV_LOCK = threading.RLock()
+
+
+@contextlib.contextmanager
+def lab_secret_store(state_dir: Path) -> Iterator[None]:
+    """Make ``lab:`` references resolve against ``state_dir`` for the duration of the block.
+
+    The lab secret store follows ``PSBRIDGE_LAB_STATE``; a lab started for another directory
+    than the current one must still keep its passwords in its own store.
+    """
+    with _ENV_LOCK:
+        before = os.environ.get("PSBRIDGE_LAB_STATE")
+        os.environ["PSBRIDGE_LAB_STATE"] = str(state_dir)
+        try:
+            yield
+        finally:
+            if before is None:
+                os.environ.pop("PSBRIDGE_LAB_STATE", None)
+            else:
+                os.environ["PSBRIDGE_LAB_STATE"] = before
+
+
+def account_passwords(state_dir: Path) -> dict[str, str]:
+    """Each lab account's password: made once per state directory, then read back."""
+    out: dict[str, str] = {}
+    with lab_secret_store(state_dir):
+        for name in ACCOUNT_ROLES:
+            ref = f"lab:accounts/{name}"
+            try:
+                out[name] = secrets.resolve(ref).reveal()
+            except secrets.SecretError:
+                out[name] = pysecrets.token_urlsafe(18)
+                secrets.store(ref, out[name])
+    secrets.remember(out.values())
+    return out
+
+
+def _transport() -> tuple[Any, Any]:
+    """The WinRM transport and the lab commands, or a clear error naming what is missing."""
+    try:
+        import psbridge.lab.commands  # noqa: F401 - the endpoints run these
+        from psbridge.lab.winrm import EndpointSpec, start_endpoint
+    except ImportError as e:  # pragma: no cover - only in a partial installation
+        raise LabError(f"the lab cannot start: {e.name or e} is not installed") from e
+    return EndpointSpec, start_endpoint
+
+
+class Lab:
+    """A simulated CRM deployment and its cloud, serving on loopback from this process."""
+
+    def __init__(self, state_dir: Path | str | None = None, servers: int = 2, orgs: int = 2,
+                 legacy_servers: int = 0, cloud: bool = True, host: str = "127.0.0.1") -> None:
+        self.state_dir = Path(state_dir if state_dir is not None else secrets.lab_state_dir()).expanduser()
+        self.servers = servers
+        self.orgs = orgs
+        self.legacy_servers = legacy_servers
+        self.cloud = cloud
+        self.host = host
+        self.twin: Any = None
+        self._endpoints: dict[tuple[str, str], Any] = {}
+        # Ports of the previous run, tried first on restart so clients' URLs stay true.
+        self._ports: dict[tuple[str, str], int] = {}
+        self._config: LabConfig | None = None
+        self._lock = threading.RLock()
+
+    # --- lifecycle -------------------------------------------------------------------------
+
+    @property
+    def running(self) -> bool:
+        return bool(self._endpoints)
+
+    @property
+    def config(self) -> LabConfig:
+        if self._config is None:
+            raise LabError("the lab has not been started")
+        return self._config
+
+    @property
+    def lab_json(self) -> Path:
+        return self.state_dir / LAB_JSON
+
+    def start(self) -> Lab:
+        """Serve; returns once every listener accepts connections and lab.json says ready."""
+        with self._lock:
+            if self.running:
+                return self
+            endpoint_spec, start_endpoint = _transport()
+            from psbridge.lab.world import World
+
+            self.state_dir.mkdir(parents=True, exist_ok=True)
+            world = World.seed(self.state_dir, self.servers, self.orgs, self.legacy_servers)
+            ca = LabCA.load_or_create(self.state_dir)
+            passwords = account_passwords(self.state_dir)
+            try:
+                cloud = self._start_twin(ca)
+                accounts = {f"{DOMAIN}\\{name}": pw for name, pw in passwords.items()}
+                servers = []
+                for name in world.server_names():
+                    endpoints = []
+                    for scheme in SCHEMES:
+                        tls = ca.server_certificate(name.lower()) if scheme == "https" else None
+                        ep = self._listen(endpoint_spec, start_endpoint, name, scheme, accounts, cloud, tls)
+                        endpoints.append(LabEndpoint(scheme=scheme, host=self.host, port=ep.port))
+                    servers.append(LabServer(name=name, roles=world.server_roles(name),
+                                             script_generation=world.server_generation(name),
+                                             endpoints=endpoints))
+            except BaseException:
+                self._stop_parts()
+                raise
+            self._config = LabConfig(
+                state_dir=str(self.state_dir),
+                ready=True,
+                pid=os.getpid(),
+                ca_bundle=str(ca.bundle_path),
+                domain=DOMAIN,
+                accounts=[
+                    LabAccount(name=name, user=f"{DOMAIN}\\{name}", password=passwords[name],
+                               password_ref=f"lab:accounts/{name}", roles=roles)
+                    for name, roles in ACCOUNT_ROLES.items()
+                ],
+                service_account=SERVICE_ACCOUNT,
+                tools_folder=TOOLS_FOLDER,
+                servers=servers,
+                organizations=[
+                    LabOrganization(name=o["name"], friendly_name=o.get("friendly_name", ""), id=o["id"])
+                    for o in world.organizations()
+                ],
+                entra=self.twin.describe() if self.twin is not None else None,
+            )
+            self._config.save(self.lab_json)
+            return self
+
+    def _start_twin(self, ca: LabCA) -> CloudEndpoints:
+        if not self.cloud:
+            # The servers' scripts then fail as a server without internet access does.
+            return CloudEndpoints(login=None, graph=None)
+        from psbridge.lab.entra import start_twin
+
+        self.twin = start_twin(self.state_dir / "entra", ca, host=self.host)
+        d = self.twin.describe()
+        return CloudEndpoints(login=d["login_url"], graph=d["graph_url"], ca_bundle=d["ca_bundle"])
+
+    def _listen(self, endpoint_spec: Any, start_endpoint: Any, server: str, scheme: str,
+                accounts: dict[str, str], cloud: CloudEndpoints, tls: tuple[Path, Path] | None) -> Any:
+        key = (server, scheme)
+        ports = [p for p in (self._ports.get(key), 0) if p is not None]
+        for i, port in enumerate(ports):
+            spec = endpoint_spec(server=server, scheme=scheme, accounts=accounts, state_dir=self.state_dir,
+                                 cloud=cloud, host=self.host, port=port, tls=tls)
+            try:
+                ep = start_endpoint(spec)
+            except OSError:
+                if i == len(ports) - 1:
+                    raise
+                continue  # the old port was taken meanwhile: any free one will do
+            self._endpoints[key] = ep
+            self._ports[key] = ep.port
+            return ep
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _stop_parts(self) -> None:
+        for ep in self._endpoints.values():
+            ep.stop()
+        self._endpoints.clear()
+        if self.twin is not None:
+            self.twin.stop()
+            self.twin = None
+
+    def stop(self) -> None:
+        """Stop every listener and mark lab.json not ready; the state stays on disk."""
+        with self._lock:
+            was_running = self.running
+            self._stop_parts()
+            if was_running and self._config is not None:
+                self._config = self._config.model_copy(update={"ready": False})
+                with contextlib.suppress(OSError):
+                    self._config.save(self.lab_json)
+
+    def restart(self) -> Lab:
+        """Stop and start on the same state; the same ports when they are still free."""
+        with self._lock:
+            self.stop()
+            return self.start()
+
+    def __enter__(self) -> Lab:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # --- faults ----------------------------------------------------------------------------
+
+    def _server_name(self, server: str) -> str:
+        try:
+            return self.config.server(server).name
+        except LabConfigError as e:
+            raise LabError(str(e)) from None
+
+    def set_faults(self, server: str, **knobs: Any) -> faults.Faults:
+        """Faults for one server (``drop_after``, ``delay``, ``fail_commands``, ``deny_auth``)."""
+        return faults.set_faults(self.state_dir, self._server_name(server), **knobs)
+
+    def clear_faults(self, server: str | None = None) -> None:
+        faults.clear_faults(self.state_dir, self._server_name(server) if server else None)
+
+    # --- conveniences ----------------------------------------------------------------------
+
+    def url(self, server: str = "CRM01", scheme: str = "http") -> str:
+        return self.config.endpoint(server, scheme).url
+
+    def password(self, account: str = "crmadmin") -> secrets.Secret:
+        return self.config.account(account).secret()
+
+    def __repr__(self) -> str:
+        state = "running" if self.running else "stopped"
+        return f"<Lab {self.state_dir} {state}>"
