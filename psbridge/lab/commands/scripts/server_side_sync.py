@@ -187,9 +187,10 @@ def _run(call: Call) -> None:
     for cred in credentials:
         end = cred.get("endDateTime")
         if end and _graph_time(end) < now:
+            # PS 5.1's ConvertFrom-Json keeps a date as the string Graph sent: shown as it came.
             call.write(
                 f"Certificate '{cred.get('displayName')}', with thumbprint "
-                f"'{cred.get('customKeyIdentifier')}' has expired on {_invariant(_graph_time(end))}. "
+                f"'{cred.get('customKeyIdentifier')}' has expired on {end}. "
                 "Removing the certificate principal from "
                 f"CRM app with id '{CRM_APP_ID}'."
             )
