@@ -71,3 +71,22 @@ def test_concurrent_changes_are_all_kept(tmp_path: Path) -> None:
     assert [loaded.org_setting(o["name"], "S2STenantId") for o in w.organizations()] == \
         [f"tenant-{i}" for i in range(24)]
     assert not (tmp_path / "world.json.lock").exists()
+
+
+@pytest.mark.parametrize("path", ["\\\\fileserver\\share\\x.pfx", "\\\\?\\C:\\x.pfx", "C:\\a\\b:c.pfx"])
+def test_paths_outside_the_server_disks_are_refused(tmp_path: Path, path: str) -> None:
+    World.seed(tmp_path, servers=1, orgs=1)
+    ctx = Recorder(tmp_path)
+    run(ctx, cmd("Set-Content", Path=path, Value=b"x", Encoding="Byte"))
+    assert ctx.errors and ctx.errors[0].exception_type == "System.NotSupportedException"
+    assert run(ctx, cmd("Test-Path", Path=path)).output == [False]
+    assert sorted(p.name for p in tmp_path.rglob("*.pfx")) == []
+
+
+def test_dot_dot_stays_on_the_server(tmp_path: Path) -> None:
+    World.seed(tmp_path, servers=1, orgs=1)
+    ctx = Recorder(tmp_path)
+    run(ctx, cmd("New-Item", ItemType="Directory", Path="C:\\Temp", Force=True),
+        cmd("Set-Content", Path="C:\\Temp\\..\\..\\..\\..\\escape.txt", Value="x"))
+    assert (tmp_path / "servers" / "CRM01" / "files" / "C" / "escape.txt").is_file()
+    assert not (tmp_path.parent / "escape.txt").exists()

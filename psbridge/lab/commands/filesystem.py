@@ -21,6 +21,10 @@ class PathFormatError(ValueError):
 def windows_path(text: str) -> PureWindowsPath:
     """An absolute, normalised server path; relative paths are taken from the session's home."""
     p = PureWindowsPath(text.strip().replace("/", "\\"))
+    if p.drive and not (len(p.drive) == 2 and p.drive[0].isalpha() and p.drive[1] == ":"):
+        # A UNC share or device path is not on this server's disks (and must never leave the
+        # lab's state directory on the machine running the lab).
+        raise PathFormatError(text)
     if not p.drive:
         p = PureWindowsPath("C:\\Users\\Default\\Documents") / p
     if not p.root:
