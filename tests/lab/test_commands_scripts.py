@@ -42,11 +42,22 @@ def ca(tmp_path_factory: pytest.TempPathFactory) -> LabCA:
     return LabCA.load_or_create(tmp_path_factory.mktemp("ca"))
 
 
-@pytest.fixture
-def twin(tmp_path: Path, ca: LabCA) -> Iterator[EntraTwin]:
-    t = start_twin(tmp_path / "entra", ca)
+@pytest.fixture(scope="module")
+def module_twin(tmp_path_factory: pytest.TempPathFactory, ca: LabCA) -> Iterator[EntraTwin]:
+    t = start_twin(tmp_path_factory.mktemp("entra"), ca)
     yield t
     t.stop()
+
+
+@pytest.fixture
+def twin(module_twin: EntraTwin) -> EntraTwin:
+    """The module's twin with the Dynamics CRM service principal as a fresh tenant has it."""
+    with module_twin.directory.change() as data:
+        crm_app = "00000007-0000-0000-c000-000000000000"
+        crm = next(s for s in data["servicePrincipals"] if s["appId"] == crm_app)
+        crm["keyCredentials"] = []
+    module_twin.reset_knobs()
+    return module_twin
 
 
 @pytest.fixture
