@@ -364,3 +364,22 @@ def test_expired_key_credentials_are_dropped_and_a_rerun_adds_the_key_again(
     assert sync(ctx, app, twin.tenant_id)[-1] == "Process succeeded."
     keys = crm_key_credentials(twin)
     assert len(keys) == 2 and keys[0]["customKeyIdentifier"] == keys[1]["customKeyIdentifier"]
+
+
+def test_remove_crm_certificate_by_pipeline_and_by_id(ctx: Recorder, pfx: bytes) -> None:
+    upload(ctx, pfx)
+    assert reconfigure(ctx)[-1] == "Process succeeded."
+    assert reconfigure(ctx, certificateType="AlternativeS2STokenIssuer")[-1] == "Process succeeded."
+    run(ctx, cmd("Add-PSSnapin", Name="Microsoft.Crm.PowerShell", ErrorAction="SilentlyContinue"))
+    certs = run(ctx, cmd("Get-CrmCertificate")).output
+    types = sorted(prop(c, "CertificateType") for c in certs)
+    assert types == ["AlternativeS2STokenIssuer", "S2STokenIssuer"]
+    alternative = next(c for c in certs if prop(c, "CertificateType") == "AlternativeS2STokenIssuer")
+    run(ctx, [cmd("Get-CrmCertificate", Id=prop(alternative, "Id")), cmd("Remove-CrmCertificate")])
+    left = World.load(ctx.state_dir).crm_certificates()
+    assert [c["certificate_type"] for c in left] == ["S2STokenIssuer"]
+    remaining = World.load(ctx.state_dir).crm_certificates()[0]["id"]
+    run(ctx, cmd("Remove-CrmCertificate", Id=remaining))
+    assert World.load(ctx.state_dir).crm_certificates() == []
+    run(ctx, cmd("Remove-CrmCertificate", Id=remaining))
+    assert ctx.errors[0].message == f"Certificate with Id = {remaining} does not exist."
