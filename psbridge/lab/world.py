@@ -354,6 +354,11 @@ class World:
             [
                 {"entity": "ServerSettings", "setting": k, "value": v}
                 for k, v in sorted(self.data["deployment"]["server_settings"].items())
+            ]
+            + [
+                {"entity": f"Organization ({o['name']})", "setting": k, "value": v}
+                for o in self.data["organizations"]
+                for k, v in sorted(o["settings"].items())
             ],
             columns=["entity", "setting", "value"],
         )
