@@ -383,3 +383,23 @@ def test_remove_crm_certificate_by_pipeline_and_by_id(ctx: Recorder, pfx: bytes)
     assert World.load(ctx.state_dir).crm_certificates() == []
     run(ctx, cmd("Remove-CrmCertificate", Id=remaining))
     assert ctx.errors[0].message == f"Certificate with Id = {remaining} does not exist."
+
+
+def test_certificate_drive_paths(ctx: Recorder, pfx: bytes) -> None:
+    upload(ctx, pfx)
+    assert reconfigure(ctx)[-1] == "Process succeeded."
+    thumb = World.load(ctx.state_dir).store("CRM01")[0]["thumbprint"]
+    path = f"Cert:\\LocalMachine\\My\\{thumb.lower()}"
+    assert run(ctx, cmd("Test-Path", Path=path)).output == [True]
+    assert run(ctx, cmd("Test-Path", Path="cert:\\localmachine\\my", PathType="Container")).output == [True]
+    item = run(ctx, cmd("Get-Item", Path=path)).output[0]
+    assert prop(item, "PSChildName") == thumb and prop(item, "NotAfter") > dt.datetime.now(dt.UTC)
+    assert run(ctx, cmd("Get-ChildItem", Path="Cert:\\CurrentUser\\My")).output == []
+    run(ctx, cmd("Get-ChildItem", Path="Cert:\\LocalMachine\\Nope"))
+    assert ctx.errors[0].fqid == "PathNotFound,Microsoft.PowerShell.Commands.GetChildItemCommand"
+    ctx.user = "LAB\\operator"
+    run(ctx, cmd("Remove-Item", Path=path, DeleteKey=True))
+    assert ctx.errors[0].message == "Access is denied."
+    ctx.user = "LAB\\crmadmin"
+    run(ctx, cmd("Remove-Item", Path=path, DeleteKey=True))
+    assert World.load(ctx.state_dir).store("CRM01") == []
