@@ -48,8 +48,13 @@ def _ipc_dir() -> Path:
     return _ipc
 
 
-def kernel_manager_class(env: Mapping[str, str] | None = None) -> type[AsyncKernelManager]:
-    """An ``AsyncKernelManager`` subclass that starts ``sys.executable`` with ``env`` added."""
+def kernel_manager_class(env: Mapping[str, str] | None = None,
+                         stderr_log: Path | None = None) -> type[AsyncKernelManager]:
+    """An ``AsyncKernelManager`` subclass that starts ``sys.executable`` with ``env`` added.
+
+    With ``stderr_log``, what kernels write to their standard error (start-up warnings, the
+    complaint of an idle kernel interrupted before shutdown) goes to that file, not the terminal.
+    """
     spec = kernel_spec(env)
 
     class InterpreterKernelManager(AsyncKernelManager):
@@ -65,9 +70,23 @@ def kernel_manager_class(env: Mapping[str, str] | None = None) -> type[AsyncKern
         def kernel_spec(self) -> KernelSpec:
             return spec
 
+        async def _async_launch_kernel(self, kernel_cmd: list[str], **kw: Any) -> None:
+            if stderr_log is None:
+                await super()._async_launch_kernel(kernel_cmd, **kw)
+                return
+            # The documented place to launch kernels differently; Popen keeps its own handle.
+            with open(stderr_log, "ab") as err:
+                kw.setdefault("stderr", err)
+                await super()._async_launch_kernel(kernel_cmd, **kw)
+
     return InterpreterKernelManager
 
 
-def engine_kwargs(env: Mapping[str, str] | None = None) -> dict[str, Any]:
+def engine_kwargs(env: Mapping[str, str] | None = None, stderr_log: Path | None = None) -> dict[str, Any]:
     """What :func:`papermill.execute_notebook` passes on to nbclient to use that kernel."""
-    return {"kernel_manager_class": kernel_manager_class(env)}
+    return {"kernel_manager_class": kernel_manager_class(env, stderr_log)}
+
+
+def new_stderr_log() -> Path:
+    """A fresh file for one run's kernel messages, in this process's private folder."""
+    return _ipc_dir() / f"stderr-{uuid.uuid4().hex[:12]}.log"

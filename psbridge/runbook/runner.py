@@ -41,7 +41,7 @@ import pandas as pd
 from psbridge import __version__, evidence
 from psbridge.runbook import facts as factmod
 from psbridge.runbook.definition import MODE_PARAMETER, Runbook, StepSpec
-from psbridge.runbook.kernel import KERNEL_NAME, engine_kwargs
+from psbridge.runbook.kernel import KERNEL_NAME, engine_kwargs, new_stderr_log
 from psbridge.secrets import SecretError, SecretRef, is_reference, redact, resolve
 
 log = logging.getLogger("psbridge.runbook")
@@ -253,6 +253,7 @@ class Runner:
         self.org = str(params.get(org_key) or "organization")
         self._log_lines: list[str] = []
         self._interrupted = False
+        self._kernel_log = new_stderr_log()
 
     # The value of each secret reference the run can read is remembered, so the scrubber
     # masks it wherever a notebook might have shown it.
@@ -317,6 +318,12 @@ class Runner:
             known.update({k: v for k, v in outcome.facts.items() if k in book.facts})
         ended = dt.datetime.now(dt.UTC)
         writer.write_text("run.log", "\n".join(self._log_lines) + "\n")
+        if self._kernel_log.exists():
+            said = self._kernel_log.read_text(encoding="utf-8", errors="replace")
+            self._kernel_log.unlink()
+            if said.strip():
+                # What the kernels wrote to standard error, kept with the record (scrubbed).
+                writer.write_text("kernels.log", said)
         manifest = writer.write_manifest({
             "run_id": run_id,
             "runbook": {"name": book.name, "title": book.title, "version": book.version,
@@ -365,7 +372,7 @@ class Runner:
                 str(path), target, parameters=parameters,
                 kernel_name=KERNEL_NAME, progress_bar=False, log_output=False,
                 start_timeout=self.start_timeout, execution_timeout=self.cell_timeout,
-                cwd=str(self.book.notebook_dir), **engine_kwargs(self.env),
+                cwd=str(self.book.notebook_dir), **engine_kwargs(self.env, self._kernel_log),
             )
         except PapermillExecutionError as e:
             outcome.error = redact(f"{e.ename}: {e.evalue}".strip())
