@@ -403,3 +403,17 @@ def test_certificate_drive_paths(ctx: Recorder, pfx: bytes) -> None:
     ctx.user = "LAB\\crmadmin"
     run(ctx, cmd("Remove-Item", Path=path, DeleteKey=True))
     assert World.load(ctx.state_dir).store("CRM01") == []
+
+
+def test_graph_throttling_is_not_retried_by_the_script(ctx: Recorder, twin: EntraTwin, pfx: bytes) -> None:
+    upload(ctx, pfx)
+    ctx.cloud = cloud(twin)
+    app = register_app(twin)
+    twin.set_knobs(throttle=1, retry_after=1)
+    messages = sync(ctx, app, twin.tenant_id)
+    assert "The remote server returned an error: (429) Too Many Requests." in messages
+    assert messages[-1] == "Process Failed." and exit_code(ctx) == 1
+    ctx.variables["LASTEXITCODE"] = 0
+    ctx.cloud = CloudEndpoints(twin.login_url, None, str(twin.ca_bundle))  # Graph unreachable
+    messages = sync(ctx, app, twin.tenant_id)
+    assert "The remote name could not be resolved: 'graph.microsoft.com'" in messages
