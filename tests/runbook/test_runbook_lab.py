@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import secrets as pysecrets
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -35,11 +36,16 @@ ORG = "contoso"
 
 
 @pytest.fixture(scope="module")
-def lab_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+def lab_env(lab_keys: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """A lab of this module's own (it changes the world), keys copied from the session's."""
     from psbridge.runbook import demolab
 
     root = tmp_path_factory.mktemp("runbook-lab")
     state = root / "lab"
+    for key in lab_keys.rglob("*.pem"):
+        target = state / key.relative_to(lab_keys)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(key, target)
     saved = {k: os.environ.get(k) for k in ("PSBRIDGE_LAB_STATE", "PSBRIDGE_TOKEN_CACHE")}
     os.environ["PSBRIDGE_LAB_STATE"] = str(state)
     os.environ["PSBRIDGE_TOKEN_CACHE"] = str(root / "msal")
