@@ -178,3 +178,11 @@ def test_local_administrators(ctx: Recorder) -> None:
     assert "LAB\\operator" not in names
     run(ctx, cmd("Get-LocalGroupMember", "Remote Desktop Users"))
     assert ctx.errors[0].message == "Group Remote Desktop Users was not found."
+
+
+def test_automatic_variables(ctx: Recorder) -> None:
+    [table] = run(ctx, cmd("Get-Variable", Name="PSVersionTable", ValueOnly=True)).output
+    assert str(table["PSVersion"]) == "5.1.17763.6414" and table["PSEdition"] == "Desktop"
+    assert run(ctx, cmd("Get-Variable", "ErrorActionPreference", ValueOnly=True)).output == ["Continue"]
+    run(ctx, cmd("Set-Variable", "ErrorActionPreference", "Stop"))
+    assert run(ctx, cmd("Get-Variable", "ErrorActionPreference", ValueOnly=True)).output == ["Stop"]

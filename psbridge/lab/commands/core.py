@@ -158,8 +158,35 @@ def _variable(name: str, value: Any) -> Any:
     )
 
 
+def _automatic() -> dict[str, Any]:
+    """Automatic variables every Windows PowerShell 5.1 session on the server has."""
+    table = pst.PSDict({
+        "PSVersion": pst.PSVersion("5.1.17763.6414"),
+        "PSEdition": "Desktop",
+        "PSCompatibleVersions": [
+            pst.PSVersion(v) for v in ("1.0", "2.0", "3.0", "4.0", "5.0", "5.1.17763.6414")
+        ],
+        "BuildVersion": pst.PSVersion("10.0.17763.6414"),
+        "CLRVersion": pst.PSVersion("4.0.30319.42000"),
+        "WSManStackVersion": pst.PSVersion("3.0"),
+        "PSRemotingProtocolVersion": pst.PSVersion("2.3"),
+        "SerializationVersion": pst.PSVersion("1.1.0.1"),
+    })
+    return {
+        "ErrorActionPreference": "Continue",
+        "PSHOME": "C:\\Windows\\System32\\WindowsPowerShell\\v1.0",
+        "PSCulture": "en-US",
+        "PSUICulture": "en-US",
+        "PSVersionTable": table,
+    }
+
+
 def _visible(variables: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in variables.items() if not k.startswith("\x00")}
+    """The session's variables: automatic ones, then what was set (which wins)."""
+    own = {k: v for k, v in variables.items() if not k.startswith("\x00")}
+    merged = {k: v for k, v in _automatic().items() if k.lower() not in {o.lower() for o in own}}
+    merged.update(own)
+    return merged
 
 
 def _lookup(variables: dict[str, Any], name: str) -> tuple[str, Any] | None:
