@@ -417,3 +417,14 @@ def test_graph_throttling_is_not_retried_by_the_script(ctx: Recorder, twin: Entr
     ctx.cloud = CloudEndpoints(twin.login_url, None, str(twin.ca_bundle))  # Graph unreachable
     messages = sync(ctx, app, twin.tenant_id)
     assert "The remote name could not be resolved: 'graph.microsoft.com'" in messages
+
+
+def test_items_from_the_pipeline_bind_by_their_path(ctx: Recorder, pfx: bytes) -> None:
+    upload(ctx, pfx)
+    assert reconfigure(ctx)[-1] == "Process succeeded."
+    run(ctx, [cmd("Get-ChildItem", Path="Cert:\\LocalMachine\\My"), cmd("Remove-Item")])
+    assert ctx.errors == [] and World.load(ctx.state_dir).store("CRM01") == []
+    run(ctx, [cmd("Get-ChildItem", Path="C:\\Temp\\psbridge"), cmd("Get-FileHash")])
+    assert [prop(h, "Path") for h in ctx.output] == [PFX]
+    run(ctx, [cmd("Get-Item", Path=PFX), cmd("Remove-Item")])
+    assert run(ctx, cmd("Test-Path", Path=PFX)).output == [False]

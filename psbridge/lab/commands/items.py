@@ -18,7 +18,7 @@ import psrpcore.types as pst
 from psbridge.lab.commands import errors
 from psbridge.lab.commands.certstore import PfxError, certificate_object, open_pfx
 from psbridge.lab.commands.filesystem import PathFormatError, ServerFiles, windows_path
-from psbridge.lab.commands.objects import array, custom_object, new_object, to_string
+from psbridge.lab.commands.objects import array, custom_object, get_property, new_object, to_string
 from psbridge.lab.commands.registry import (
     OBJECT,
     OBJECTS,
@@ -215,7 +215,9 @@ def _expand(files: ServerFiles, path: PureWindowsPath) -> list[PureWindowsPath]:
 def _paths(call: Call) -> list[str]:
     value = call.get("Path") if call.has("Path") else call.get("LiteralPath")
     if value is None and call.input:
-        value = [to_string(i) for i in call.input]
+        # By property name first: an item from Get-ChildItem/Get-Item binds its PSPath to -LiteralPath.
+        value = [str(get_property(i, "PSPath", None) or get_property(i, "FullName", None) or to_string(i))
+                 if not isinstance(i, str) else i for i in call.input]
     return list(value or [])
 
 
