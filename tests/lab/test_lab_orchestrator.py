@@ -84,10 +84,12 @@ def test_readme_snippet_lists_the_organizations(lab: Lab) -> None:
     from psbridge.lab.config import LabConfig
     from psbridge.secrets import lab_state_dir
 
-    printed = []
-    print = printed.append
+    printed: list[tuple[Any, ...]] = []
 
-    lab = LabConfig.load(lab_state_dir())
+    def print(*values: Any) -> None:  # what the snippet prints, captured
+        printed.append(values)
+
+    lab = LabConfig.load(lab_state_dir())  # the lab `psbridge lab up` started (or its --state DIR)
     ep, admin = lab.endpoint("CRM01", "http"), lab.account("crmadmin")
     wsman = WSMan(ep.host, port=ep.port, path="wsman", ssl=False, auth="ntlm", encryption="always",
                   username=admin.user, password=admin.password)
@@ -96,9 +98,10 @@ def test_readme_snippet_lists_the_organizations(lab: Lab) -> None:
         ps.add_cmdlet("Add-PSSnapin").add_parameter("Name", "Microsoft.Crm.PowerShell").add_statement()
         ps.add_cmdlet("Get-CrmOrganization")
         for org in ps.invoke():
-            print(org.adapted_properties["UniqueName"])
+            print(org.adapted_properties["UniqueName"], org.adapted_properties["Id"])
 
-    assert printed == ["contoso", "fabrikam"]
+    assert [(name, str(org_id)) for name, org_id in printed] == [(o.name, o.id) for o in lab.organizations]
+    assert [name for name, _ in printed] == ["contoso", "fabrikam"]
 
 
 def test_every_endpoint_serves_over_the_wire(lab: Lab) -> None:
