@@ -14,9 +14,6 @@ from crmkit import HOSTILE, make_pfx
 from psbridge.remote import ConnectionProfile, Session
 from psbridge.secrets import store
 
-if not (Path(__file__).parents[1] / "conftest.py").exists():
-    from minilab import fresh_lab, lab, lab_factory  # noqa: F401 - fixtures until the shared ones exist
-
 
 @pytest.fixture
 def open_sessions() -> Iterator[Callable[..., list[Session]]]:

@@ -23,8 +23,5 @@ def session(profile: ConnectionProfile) -> Iterator[Session]:
         yield s
 
 
-
 # The CRM tests' helpers (PFX files, hostile text) serve the bridge's tests too.
 sys.path.insert(0, str(Path(__file__).parents[1] / "crm"))
-if not (Path(__file__).parents[1] / "conftest.py").exists():
-    from minilab import fresh_lab, lab, lab_factory  # noqa: F401 - fixtures until the shared ones exist
