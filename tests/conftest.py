@@ -28,6 +28,23 @@ from psbridge.lab.orchestrator import Lab
 _KEY_SERVERS = 4  # server certificates made once for the session: crm01..crm04
 
 
+@pytest.fixture(autouse=True)
+def _redactor_per_test() -> Iterator[None]:
+    """Values a test revealed are forgotten by the redactor after it.
+
+    ``psbridge.secrets.redact`` remembers every revealed value for the whole process; in one
+    pytest process a password a test used ("pfx-pass") would otherwise be masked inside
+    another test's unrelated text (a reference such as ``lab:demo/contoso/pfx-password``).
+    """
+    from psbridge import secrets
+
+    with secrets._seen_lock:
+        before = set(secrets._seen)
+    yield
+    with secrets._seen_lock:
+        secrets._seen.intersection_update(before)
+
+
 @pytest.fixture(scope="session")
 def lab_keys(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A state directory holding only keys, copied into every lab the fixtures start."""
