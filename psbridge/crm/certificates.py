@@ -80,9 +80,43 @@ class CrmCertificate:
         )
 
 
-def normalize_subject(subject: str) -> str:
-    """Windows writes ``CN=a, O=b``; compare without case and spacing differences."""
-    return re.sub(r"\s*,\s*", ",", subject.strip()).lower()
+def normalize_subject(subject: str) -> tuple[tuple[str, str], ...]:
+    """A distinguished name as comparable data: (attribute, value) pairs, without case.
+
+    Windows prints ``CN="a, b", O=c`` (quotes around special characters); RFC 4514 writes
+    ``CN=a\\, b,O=c``. Both, and any spacing after commas, compare equal here.
+    """
+    parts: list[tuple[str, str]] = []
+    key, value, i, quoted = "", "", 0, False
+    text = subject.strip()
+    in_value = False
+    while i <= len(text):
+        c = text[i] if i < len(text) else ","
+        if not in_value:
+            if c == "=":
+                in_value = True
+            elif c != "," or key.strip():
+                key += c
+        elif quoted:
+            if c == '"' and text[i + 1:i + 2] == '"':
+                value += '"'
+                i += 1
+            elif c == '"':
+                quoted = False
+            else:
+                value += c
+        elif c == "\\" and i + 1 < len(text):
+            value += text[i + 1]
+            i += 1
+        elif c == '"' and not value.strip():
+            quoted = True
+        elif c in ",+":
+            parts.append((key.strip().upper(), value.strip().lower()))
+            key, value, in_value = "", "", False
+        else:
+            value += c
+        i += 1
+    return tuple(parts)
 
 
 def store_certificates(

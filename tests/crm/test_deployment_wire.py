@@ -6,6 +6,7 @@ checks idempotence and the refusals that depend on what the earlier steps instal
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ import pytest
 from crmkit import HOSTILE, entra_app, lab_dict
 
 from psbridge import crm
+from psbridge.crm.certificates import normalize_subject
 from psbridge.remote import ScriptFailed, Session, ValidationError
 
 Opener = Callable[..., list[Session]]
@@ -28,7 +30,8 @@ def test_procedure_on_two_servers(
     account = info.get("service_account", "LAB\\crmasync")
     org = info["organizations"][0]["name"]
     s1, s2 = open_sessions(lab, "CRM01", "CRM02")
-    path, ref = pfx()
+    # A comma in the subject: Windows quotes it, RFC 4514 escapes it; both must match.
+    path, ref = pfx(subject=f"crm-s2s, {uuid.uuid4().hex[:8]}.lab.local")
 
     # Step 2: on both servers, -updateCrm once; the PFX password (hostile characters) must open the PFX.
     hostile_folder = "C:\\Windows\\Temp\\psbridge $(x);`'ü"
@@ -38,7 +41,8 @@ def test_procedure_on_two_servers(
     assert [o.update_crm for o in done.servers] == [True, False]
     for s in (s1, s2):
         here = crm.store_certificates(s, thumbprint=done.thumbprint)
-        assert len(here) == 1 and here[0].has_private_key and here[0].subject == done.subject
+        assert len(here) == 1 and here[0].has_private_key
+        assert normalize_subject(here[0].subject) == normalize_subject(done.subject)
         assert s.invoke("Test-Path", Path=f"{hostile_folder}\\{done.thumbprint}.pfx").output == [False]
         assert any(e.event == "remove" for e in s.journal)
     recorded = crm.crm_certificates(s1, "S2STokenIssuer")
@@ -52,7 +56,7 @@ def test_procedure_on_two_servers(
     assert all("already" in o.detail for o in again.servers)
 
     # Another certificate with the same subject would break the script: refused before upload.
-    twin_path, twin_ref = pfx(subject=done.subject.removeprefix("CN="), fresh_key=True)
+    twin_path, twin_ref = pfx(subject=normalize_subject(done.subject)[0][1], fresh_key=True)
     with pytest.raises(ValidationError, match="Private key not found"):
         crm.certificate_reconfiguration([s1, s2], twin_path, twin_ref, account)
 

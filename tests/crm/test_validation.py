@@ -122,3 +122,12 @@ def test_secrets_are_references(monkeypatch: pytest.MonkeyPatch) -> None:
     assert "s3cret-value" not in str(e.value)
     with pytest.raises(ValidationError, match=r"client_secret: .*PSB_TEST_MISSING"):
         secret("env:PSB_TEST_MISSING", "client_secret")
+
+
+def test_subjects_compare_as_distinguished_names() -> None:
+    from psbridge.crm.certificates import normalize_subject as n
+
+    windows, rfc4514 = n('CN="crm-s2s, test", O=Contoso'), n("CN=crm-s2s\\, test,O=Contoso")
+    assert windows == rfc4514 == n("cn=CRM-S2S\\, Test ,  o=contoso")
+    assert n('CN="say ""hi"""') == (("CN", 'say "hi"'),)
+    assert n("CN=a") != n("CN=b") and n("CN=a, O=b") != n("CN=a")
