@@ -115,21 +115,23 @@ def store_for(location: str | Path) -> RecordStore:
 # --- scrubbing ------------------------------------------------------------------------------
 
 
-def _scrub_value(value: Any) -> Any:
+def _scrub_value(value: Any, keep: frozenset[str] = frozenset()) -> Any:
     if isinstance(value, str):
-        return redact(value)
+        # A secret *reference* of this run is kept whole, even when a short secret value seen
+        # elsewhere happens to be part of its name: the record must say where secrets live.
+        return value if value in keep else redact(value)
     if isinstance(value, list):
-        return [_scrub_value(v) for v in value]
+        return [_scrub_value(v, keep) for v in value]
     if isinstance(value, dict):
-        return {k: _scrub_value(v) for k, v in value.items()}
+        return {k: _scrub_value(v, keep) for k, v in value.items()}
     return value
 
 
-def scrub(nb: Any) -> Any:
+def scrub(nb: Any, keep: frozenset[str] = frozenset()) -> Any:
     """The notebook with every known secret value masked in every string (sources and outputs)."""
     # Through the on-disk JSON form, so that multi-line text split into lists is scrubbed too,
     # then read back (which joins the lines again, as nbconvert expects).
-    return nbformat.reads(json.dumps(_scrub_value(json.loads(nbformat.writes(nb)))), as_version=4)
+    return nbformat.reads(json.dumps(_scrub_value(json.loads(nbformat.writes(nb)), keep)), as_version=4)
 
 
 # --- writing --------------------------------------------------------------------------------
@@ -184,16 +186,17 @@ class RecordWriter:
     def write_text(self, name: str, text: str) -> str:
         return self.write(name, redact(text).encode("utf-8"))
 
-    def write_notebook(self, stem: str, nb: Any, *, html: bool = True) -> Any:
+    def write_notebook(self, stem: str, nb: Any, *, html: bool = True,
+                       keep: frozenset[str] = frozenset()) -> Any:
         """Scrub, then write ``<stem>.ipynb`` and (by default) ``<stem>.html``; the scrubbed notebook."""
-        clean = scrub(nb)
+        clean = scrub(nb, keep)
         self.write(f"{stem}.ipynb", nbformat.writes(clean).encode("utf-8"))
         if html:
             self.write(f"{stem}.html", notebook_html(clean).encode("utf-8"))
         return clean
 
-    def write_manifest(self, manifest: dict[str, Any]) -> dict[str, Any]:
-        body = _scrub_value(dict(manifest))
+    def write_manifest(self, manifest: dict[str, Any], keep: frozenset[str] = frozenset()) -> dict[str, Any]:
+        body = _scrub_value(dict(manifest), keep)
         body["format"] = FORMAT
         body["files"] = dict(sorted(self.written.items()))
         body["self_sha256"] = sha256(_canonical(body))

@@ -254,6 +254,7 @@ class Runner:
         self._log_lines: list[str] = []
         self._interrupted = False
         self._kernel_log = new_stderr_log()
+        self._keep: set[str] = self._references(self.params)
 
     # The value of each secret reference the run can read is remembered, so the scrubber
     # masks it wherever a notebook might have shown it.
@@ -264,6 +265,15 @@ class Runner:
                 # Not written yet (a step creates it) or unreadable: nothing to mask.
                 with contextlib.suppress(SecretError):
                     resolve(str(value))
+
+    def _references(self, values: dict[str, Any]) -> set[str]:
+        """The secret references among parameters or facts (kept whole in the record)."""
+        out = set()
+        for name, value in values.items():
+            spec = self.book.parameters.get(name) or self.book.facts.get(name)
+            if spec is not None and spec.type == "secret" and isinstance(value, str) and _is_ref(value):
+                out.add(value)
+        return out
 
     def _log(self, text: str) -> None:
         line = f"{dt.datetime.now(dt.UTC).isoformat(timespec='milliseconds')} {redact(text)}"
@@ -344,7 +354,7 @@ class Runner:
             "secret_parameters": [n for n in book.secret_parameters if n in self.params],
             "range": {"from": book.steps[first].id, "to": book.steps[last].id},
             "steps": [o.as_dict() for o in outcomes],
-        })
+        }, keep=frozenset(self._keep))
         if self._interrupted:
             raise KeyboardInterrupt(f"run stopped; record at {record_dir}")
         return RunResult(book, run_id, record_dir, self.mode, outcomes, manifest)
@@ -389,10 +399,12 @@ class Runner:
         if nb is not None:
             outcome.timings.update(_cell_timings(nb))
             # A secret this step created (client secret, PFX password) is known now.
-            self._remember_secrets(factmod.read_facts(nb))
-            self._remember_secrets(self.params)
-            nb = writer.write_notebook(step.stem, nb, html=self.html)
+            # Facts come from the notebook as executed: record() already refused secret values.
             recorded = factmod.read_facts(nb)
+            self._remember_secrets(recorded)
+            self._remember_secrets(self.params)
+            self._keep |= self._references(recorded)
+            nb = writer.write_notebook(step.stem, nb, html=self.html, keep=frozenset(self._keep))
             problems = self._check_facts(step, recorded)
             keep = set(self.book.facts) | {factmod.CHANGES}
             outcome.facts = {k: v for k, v in recorded.items() if k in keep}
@@ -416,9 +428,9 @@ class Runner:
             spec = self.book.facts.get(name)
             if spec is None:
                 continue
-            if factmod.contains_mask(value):
-                problems.append(f"the fact {name!r} held a secret value and was masked")
-            elif spec.type == "secret" and value is not None and not _is_ref(value):
+            # Secret values were refused by record() in the kernel, which knows what it revealed;
+            # this process's own list of values is no judge of a fact (the record is scrubbed).
+            if spec.type == "secret" and value is not None and not _is_ref(value):
                 problems.append(f"the fact {name!r} must be a secret reference")
             elif value is not None and not _type_ok(spec.type, value):
                 problems.append(f"the fact {name!r} should be {spec.type}, got {type(value).__name__}")

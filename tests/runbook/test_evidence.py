@@ -62,3 +62,12 @@ def test_store_registry_by_scheme(tmp_path: Path) -> None:
         assert "s3://" in str(e)
     else:
         raise AssertionError("an unknown scheme must be refused")
+
+
+def test_a_reference_is_kept_whole_when_a_short_secret_is_part_of_its_name(tmp_path: Path) -> None:
+    remember(["qzx7"])  # a short secret value that happens to be inside a reference's name
+    w = evidence.RecordWriter.at(tmp_path / "rec")
+    body = w.write_manifest({"parameters": {"pfx_password": "lab:x/pfx-qzx7", "note": "a qzx7"}},
+                            keep=frozenset({"lab:x/pfx-qzx7"}))
+    assert body["parameters"] == {"pfx_password": "lab:x/pfx-qzx7", "note": f"a {MASK}"}
+    assert evidence.verify(tmp_path / "rec") == []
