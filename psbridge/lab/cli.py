@@ -74,7 +74,10 @@ def up(
     foreground: Annotated[bool, typer.Option("--foreground", help="serve here until Ctrl-C")] = False,
     timeout: Annotated[float, typer.Option("--timeout", help="seconds to wait until it is ready")] = 60.0,
 ) -> None:
-    """Start the lab on loopback (in the background unless --foreground) and write lab.json."""
+    """Start the lab on loopback (in the background unless --foreground) and write lab.json.
+
+    A state directory keeps its world: --servers/--orgs/--legacy-servers shape a new one only.
+    """
     from psbridge.lab import background
     from psbridge.lab.orchestrator import Lab, LabError
 
@@ -104,6 +107,10 @@ def up(
         err.print(f"cannot start the lab: {e}")
         raise typer.Exit(1) from None
     _print_endpoints(config)
+    legacy = sum(s.script_generation == "legacy" for s in config.servers)
+    if (len(config.servers), len(config.organizations), legacy) != (servers, orgs, legacy_servers):
+        console.print(f"note: {where} already held a world, kept as it is: {len(config.servers)} servers "
+                      f"({legacy} legacy), {len(config.organizations)} organizations", soft_wrap=True)
 
 
 @app.command()

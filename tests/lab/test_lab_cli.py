@@ -139,6 +139,7 @@ def test_down_then_up_keeps_world_and_passwords(state: Path) -> None:
     assert "no lab is running" in in_process(state, "down")[1]
     up = psbridge_lab(state, "up")
     assert up.returncode == 0, up.stdout + up.stderr
+    assert "already held a world, kept as it is: 2 servers (1 legacy), 2 organizations" in up.stdout
     after = LabConfig.load(state)
     assert after.ready and after.pid != before.pid
     assert [a.password for a in after.accounts] == [a.password for a in before.accounts]
