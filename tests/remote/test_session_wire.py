@@ -18,6 +18,7 @@ from psbridge.remote import (
     Result,
     SecureString,
     Session,
+    TransferError,
 )
 from psbridge.secrets import Secret
 
@@ -246,3 +247,41 @@ def test_ctrl_c_stops_the_remote_pipeline(profile: ConnectionProfile) -> None:
         s.on_running = None
         assert any(j.event == "stop" and "Ctrl-C" in j.detail for j in s.journal)
         assert s.invoke("Test-Path", Path=TOOLS).output == [True]
+
+
+def test_upload_chunks_fill_the_pools_envelope(session: Session, tmp_path: Any) -> None:
+    import math
+    import os
+
+    from psbridge.remote.transfer import chunk_size_for
+
+    local = tmp_path / "big.bin"
+    local.write_bytes(os.urandom(700_000))
+    chunk = chunk_size_for(session.max_payload_size)
+    receipt = session.upload(local, "C:\\Windows\\Temp\\psbridge-tests\\big.bin")
+    try:
+        assert receipt.chunks == math.ceil(700_000 / chunk) > 1
+        assert receipt.sha256 == hashlib.sha256(local.read_bytes()).hexdigest().upper()
+    finally:
+        from psbridge.remote import remove
+
+        remove(session, receipt.path)
+
+
+@pytest.mark.parametrize("failing", ["Add-Content", "Get-FileHash"])
+def test_a_failed_upload_leaves_nothing_behind(lab: Any, profile: ConnectionProfile, failing: str) -> None:
+    target = "C:\\Windows\\Temp\\psbridge-tests\\partial.pfx"
+    lab.set_faults("CRM01", fail_commands={failing: "The disk is full."})
+    with Session(profile) as s:
+        with pytest.raises(TransferError):
+            s.upload(b"x" * 30_000, target, chunk_size=10_000)
+        assert s.invoke("Test-Path", LiteralPath=target).output == [False]
+        assert any(e.event == "remove" for e in s.journal)
+
+
+def test_uploaded_file_is_removed_even_when_the_work_fails(session: Session) -> None:
+    target = "C:\\Windows\\Temp\\psbridge-tests\\secret.pfx"
+    with pytest.raises(RuntimeError), session.uploaded(b"private key", target):
+        assert session.invoke("Test-Path", LiteralPath=target).output == [True]
+        raise RuntimeError("the script failed")
+    assert session.invoke("Test-Path", LiteralPath=target).output == [False]
