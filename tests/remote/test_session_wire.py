@@ -285,3 +285,9 @@ def test_uploaded_file_is_removed_even_when_the_work_fails(session: Session) -> 
         assert session.invoke("Test-Path", LiteralPath=target).output == [True]
         raise RuntimeError("the script failed")
     assert session.invoke("Test-Path", LiteralPath=target).output == [False]
+
+
+def test_denied_sign_in_is_authentication_failed(lab: Any, profile: ConnectionProfile) -> None:
+    lab.set_faults("CRM01", deny_auth=True)
+    with pytest.raises(AuthenticationFailed, match="refused the credentials of LAB\\\\crmadmin"):
+        Session(profile).open()
