@@ -195,6 +195,9 @@ class ConnectionProfile(BaseModel):
     ) -> ConnectionProfile:
         """A profile for one of the embedded lab's servers, from ``lab.json`` or its config."""
         data = _lab_data(lab)
+        if data.get("ready") is False:
+            where = data.get("state_dir", lab)
+            raise ProfileError(f"the lab in {where} is not running: start it with psbridge lab up")
         servers = {s["name"].lower(): s for s in data.get("servers", [])}
         entry = servers.get(server.lower())
         if entry is None:

@@ -105,5 +105,7 @@ def test_from_lab_json(tmp_path: Path) -> None:
         ConnectionProfile.from_lab(lab, server="CRM09")
     with pytest.raises(ProfileError, match="no account"):
         ConnectionProfile.from_lab(lab, account="nobody")
+    with pytest.raises(ProfileError, match="not running"):
+        ConnectionProfile.from_lab({**lab, "ready": False, "state_dir": str(tmp_path)})
     with pytest.raises(ProfileError, match="no lab description"):
         ConnectionProfile.from_lab(tmp_path / "missing")
