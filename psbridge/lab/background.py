@@ -54,7 +54,17 @@ def pid_alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
-    return True
+    return not _zombie(pid)
+
+
+def _zombie(pid: int) -> bool:
+    """An exited process that its parent (init, for a detached lab) has not reaped yet."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text(encoding="ascii", errors="replace")
+    except OSError:
+        return False  # no /proc (macOS): os.kill is all there is
+    # "pid (comm) state ...": comm may hold spaces and parentheses, the state follows the last ")".
+    return stat.rpartition(")")[2].split()[:1] in (["Z"], ["X"])
 
 
 def described(state_dir: Path) -> LabConfig | None:
