@@ -12,7 +12,8 @@ from rich.table import Table
 from psbridge.lab.config import LabConfig
 from psbridge.secrets import lab_state_dir
 
-app = typer.Typer(no_args_is_help=True)
+# Locals in a traceback may hold the lab's passwords: never show them.
+app = typer.Typer(no_args_is_help=True, pretty_exceptions_show_locals=False)
 console = Console()
 err = Console(stderr=True)
 
@@ -80,6 +81,7 @@ def up(
     """
     from psbridge.lab import background
     from psbridge.lab.orchestrator import Lab, LabError
+    from psbridge.lab.world import WorldError
 
     where = _state(state)
     if legacy_servers > servers:
@@ -103,7 +105,7 @@ def up(
             console.print("lab stopped")
             return
         config = background.spawn(where, _shape_args(servers, orgs, legacy_servers, no_cloud, host), timeout)
-    except (LabError, ValueError) as e:
+    except (LabError, WorldError, OSError, ValueError) as e:
         err.print(f"cannot start the lab: {e}")
         raise typer.Exit(1) from None
     _print_endpoints(config)
@@ -192,7 +194,7 @@ def fault(
     try:
         names = World.load(where).server_names()
     except WorldError as e:
-        err.print(str(e))
+        err.print(f"{e} (start it with 'psbridge lab up')")
         raise typer.Exit(1) from None
     name = next((n for n in names if n.lower() == server.lower()), None)
     if name is None:
@@ -245,12 +247,13 @@ def serve(
 
     from psbridge.lab import background
     from psbridge.lab.orchestrator import Lab, LabError
+    from psbridge.lab.world import WorldError
 
     where = _state(state)
     os.environ["PSBRIDGE_LAB_STATE"] = str(where)
     lab = Lab(where, servers=servers, orgs=orgs, legacy_servers=legacy_servers, cloud=not no_cloud, host=host)
     try:
         background.serve(lab, on_ready=lambda c: print(f"lab ready (pid {c.pid})", flush=True))
-    except LabError as e:
+    except (LabError, WorldError, OSError, ValueError) as e:
         err.print(str(e))
         raise typer.Exit(1) from None
