@@ -34,15 +34,12 @@ from psbridge.lab.config import (
 )
 from psbridge.lab.runspace import CloudEndpoints
 
-DOMAIN = "LAB"
-SERVICE_ACCOUNT = "LAB\\CRMAsyncService"
-TOOLS_FOLDER = "C:\\Program Files\\Microsoft Dynamics CRM\\Tools"
 SCHEMES: tuple[Literal["http", "https"], ...] = ("http", "https")
-# name -> roles; the world grants them (local administrator, CRM deployment administrator).
-ACCOUNT_ROLES: dict[str, list[str]] = {
-    "crmadmin": ["LocalAdministrator", "DeploymentAdministrator"],
-    "operator": [],
-}
+
+
+def _roles(rights: dict[str, bool]) -> list[str]:
+    return [role for role, key in (("LocalAdministrator", "local_admin"),
+                                   ("DeploymentAdministrator", "deployment_admin")) if rights.get(key)]
 
 
 class LabError(Exception):
@@ -71,11 +68,11 @@ def lab_secret_store(state_dir: Path) -> Iterator[None]:
                 os.environ["PSBRIDGE_LAB_STATE"] = before
 
 
-def account_passwords(state_dir: Path) -> dict[str, str]:
+def account_passwords(state_dir: Path, names: list[str]) -> dict[str, str]:
     """Each lab account's password: made once per state directory, then read back."""
     out: dict[str, str] = {}
     with lab_secret_store(state_dir):
-        for name in ACCOUNT_ROLES:
+        for name in names:
             ref = f"lab:accounts/{name}"
             try:
                 out[name] = secrets.resolve(ref).reveal()
@@ -136,15 +133,18 @@ class Lab:
             if self.running:
                 return self
             endpoint_spec, start_endpoint = _transport()
-            from psbridge.lab.world import World
+            from psbridge.lab.world import SERVICE_ACCOUNTS, TOOLS_FOLDER, World
 
             self.state_dir.mkdir(parents=True, exist_ok=True)
             world = World.seed(self.state_dir, self.servers, self.orgs, self.legacy_servers)
             ca = LabCA.load_or_create(self.state_dir)
-            passwords = account_passwords(self.state_dir)
+            # The world's Windows accounts (DOMAIN\name -> their rights) sign in with these passwords.
+            users: dict[str, dict[str, bool]] = world.data["accounts"]
+            names = {user.partition("\\")[2]: user for user in users}
+            passwords = account_passwords(self.state_dir, list(names))
             try:
                 cloud = self._start_twin(ca)
-                accounts = {f"{DOMAIN}\\{name}": pw for name, pw in passwords.items()}
+                accounts = {names[name]: pw for name, pw in passwords.items()}
                 servers = []
                 for name in world.server_names():
                     endpoints = []
@@ -163,13 +163,13 @@ class Lab:
                 ready=True,
                 pid=os.getpid(),
                 ca_bundle=str(ca.bundle_path),
-                domain=DOMAIN,
+                domain=world.data["domain"],
                 accounts=[
-                    LabAccount(name=name, user=f"{DOMAIN}\\{name}", password=passwords[name],
-                               password_ref=f"lab:accounts/{name}", roles=roles)
-                    for name, roles in ACCOUNT_ROLES.items()
+                    LabAccount(name=name, user=user, password=passwords[name],
+                               password_ref=f"lab:accounts/{name}", roles=_roles(users[user]))
+                    for name, user in names.items()
                 ],
-                service_account=SERVICE_ACCOUNT,
+                service_account=SERVICE_ACCOUNTS[0],  # the CRM Asynchronous Processing Service's
                 tools_folder=TOOLS_FOLDER,
                 servers=servers,
                 organizations=[

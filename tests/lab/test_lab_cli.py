@@ -21,18 +21,22 @@ from psbridge.lab.config import LabConfig
 
 TENANT = "5e0c8a7b-3d2f-4b1a-8e9c-7a6b5c4d3e2f"
 TIMEOUT = 120
+OUTPUTS: list[str] = []  # everything the commands printed, for the canary at the end
 
 
 def psbridge_lab(state: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k != "PSBRIDGE_LAB_STATE"}
     env["COLUMNS"] = "200"
-    return subprocess.run([sys.executable, "-m", "psbridge.lab", *args, "--state", str(state)],
+    done = subprocess.run([sys.executable, "-m", "psbridge.lab", *args, "--state", str(state)],
                           capture_output=True, text=True, timeout=TIMEOUT, env=env, check=False)
+    OUTPUTS.extend((done.stdout, done.stderr))
+    return done
 
 
 def in_process(state: Path, *args: str) -> tuple[int, str]:
     """The same commands in this process, talking to the lab serving in the background."""
     result = CliRunner().invoke(app, [*args, "--state", str(state)], env={"COLUMNS": "200"})
+    OUTPUTS.append(result.output)
     return result.exit_code, result.output
 
 
@@ -154,3 +158,12 @@ def test_down_then_up_keeps_world_and_passwords(state: Path) -> None:
 def test_status_of_a_state_dir_without_a_lab(tmp_path: Path) -> None:
     code, out = in_process(tmp_path, "status")
     assert code == 1 and "psbridge lab up" in out
+
+
+def test_no_password_in_anything_the_commands_printed_or_logged(state: Path) -> None:
+    passwords = [a.password for a in LabConfig.load(state).accounts]
+    assert passwords and all(len(p) >= 16 for p in passwords)
+    assert OUTPUTS and any("lab:accounts/crmadmin" in out for out in OUTPUTS)
+    for text in [*OUTPUTS, (state / "lab.log").read_text(encoding="utf-8")]:
+        for password in passwords:
+            assert password not in text
