@@ -13,6 +13,7 @@ restart — or another process pointed at the same directory — finds the same 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import secrets as pysecrets
 import threading
@@ -33,6 +34,7 @@ from psbridge.lab.config import (
     LabServer,
 )
 from psbridge.lab.runspace import CloudEndpoints
+from psbridge.lab.winrm import Endpoint, EndpointSpec, start_endpoint
 
 SCHEMES: tuple[Literal["http", "https"], ...] = ("http", "https")
 
@@ -83,16 +85,6 @@ def account_passwords(state_dir: Path, names: list[str]) -> dict[str, str]:
     return out
 
 
-def _transport() -> tuple[Any, Any]:
-    """The WinRM transport and the lab commands, or a clear error naming what is missing."""
-    try:
-        import psbridge.lab.commands  # noqa: F401 - the endpoints run these
-        from psbridge.lab.winrm import EndpointSpec, start_endpoint
-    except ImportError as e:  # pragma: no cover - only in a partial installation
-        raise LabError(f"the lab cannot start: {e.name or e} is not installed") from e
-    return EndpointSpec, start_endpoint
-
-
 class Lab:
     """A simulated CRM deployment and its cloud, serving on loopback from this process."""
 
@@ -105,7 +97,7 @@ class Lab:
         self.cloud = cloud
         self.host = host
         self.twin: Any = None
-        self._endpoints: dict[tuple[str, str], Any] = {}
+        self._endpoints: dict[tuple[str, str], Endpoint] = {}
         # Ports of the previous run, tried first on restart so clients' URLs stay true.
         self._ports: dict[tuple[str, str], int] = {}
         self._config: LabConfig | None = None
@@ -132,7 +124,6 @@ class Lab:
         with self._lock:
             if self.running:
                 return self
-            endpoint_spec, start_endpoint = _transport()
             from psbridge.lab.world import SERVICE_ACCOUNTS, TOOLS_FOLDER, World
 
             self.state_dir.mkdir(parents=True, exist_ok=True)
@@ -150,7 +141,9 @@ class Lab:
                     endpoints = []
                     for scheme in SCHEMES:
                         tls = ca.server_certificate(name.lower()) if scheme == "https" else None
-                        ep = self._listen(endpoint_spec, start_endpoint, name, scheme, accounts, cloud, tls)
+                        ep = self._listen(EndpointSpec(server=name, scheme=scheme, accounts=accounts,
+                                                       state_dir=self.state_dir, cloud=cloud, host=self.host,
+                                                       tls=tls))
                         endpoints.append(LabEndpoint(scheme=scheme, host=self.host, port=ep.port))
                     servers.append(LabServer(name=name, roles=world.server_roles(name),
                                              script_generation=world.server_generation(name),
@@ -191,23 +184,17 @@ class Lab:
         d = self.twin.describe()
         return CloudEndpoints(login=d["login_url"], graph=d["graph_url"], ca_bundle=d["ca_bundle"])
 
-    def _listen(self, endpoint_spec: Any, start_endpoint: Any, server: str, scheme: str,
-                accounts: dict[str, str], cloud: CloudEndpoints, tls: tuple[Path, Path] | None) -> Any:
-        key = (server, scheme)
-        ports = [p for p in (self._ports.get(key), 0) if p is not None]
-        for i, port in enumerate(ports):
-            spec = endpoint_spec(server=server, scheme=scheme, accounts=accounts, state_dir=self.state_dir,
-                                 cloud=cloud, host=self.host, port=port, tls=tls)
-            try:
-                ep = start_endpoint(spec)
-            except OSError:
-                if i == len(ports) - 1:
-                    raise
-                continue  # the old port was taken meanwhile: any free one will do
-            self._endpoints[key] = ep
-            self._ports[key] = ep.port
-            return ep
-        raise AssertionError("unreachable")  # pragma: no cover
+    def _listen(self, spec: EndpointSpec) -> Endpoint:
+        key = (spec.server, spec.scheme)
+        ep = None
+        if key in self._ports:
+            with contextlib.suppress(OSError):  # taken meanwhile: any free port will do
+                ep = start_endpoint(dataclasses.replace(spec, port=self._ports[key]))
+        if ep is None:
+            ep = start_endpoint(spec)
+        self._endpoints[key] = ep
+        self._ports[key] = ep.port
+        return ep
 
     def _stop_parts(self) -> None:
         for ep in self._endpoints.values():
