@@ -24,6 +24,7 @@ from psbridge.lab.orchestrator import Lab, LabError
 
 STOP_FILE = "lab.stop"
 LOG_FILE = "lab.log"
+LOCK_FILE = "lab.lock"  # the pid of the process serving this state directory
 _POLL = 0.1  # seconds between looks at lab.json / the process while waiting (each wait is bounded)
 
 
@@ -93,9 +94,7 @@ def _mark_stopped(state_dir: Path) -> None:
 
 def serve(lab: Lab, on_ready: Callable[[LabConfig], None] | None = None) -> None:
     """Start ``lab`` and serve until a signal or a stop request; then stop it cleanly."""
-    other = running(lab.state_dir)
-    if other is not None and other.pid != os.getpid():
-        raise LabError(f"a lab is already running for {lab.state_dir} (pid {other.pid})")
+    claim = _claim(lab.state_dir)
     stop_file = lab.state_dir / STOP_FILE
     stop_file.unlink(missing_ok=True)
     stop = threading.Event()
@@ -104,11 +103,11 @@ def serve(lab: Lab, on_ready: Callable[[LabConfig], None] | None = None) -> None
         stop.set()
 
     previous = {}
-    for name in ("SIGTERM", "SIGINT", "SIGBREAK"):
-        sig = getattr(signal, name, None)
-        if sig is not None:
-            previous[sig] = signal.signal(sig, on_signal)
     try:
+        for name in ("SIGTERM", "SIGINT", "SIGBREAK"):
+            sig = getattr(signal, name, None)
+            if sig is not None:
+                previous[sig] = signal.signal(sig, on_signal)
         lab.start()
         if on_ready is not None:
             on_ready(lab.config)
@@ -119,8 +118,31 @@ def serve(lab: Lab, on_ready: Callable[[LabConfig], None] | None = None) -> None
     finally:
         lab.stop()
         stop_file.unlink(missing_ok=True)
+        claim.unlink(missing_ok=True)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def _claim(state_dir: Path) -> Path:
+    """Become the one process serving ``state_dir`` (two at once would overwrite lab.json)."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    lock = state_dir / LOCK_FILE
+    for _ in range(2):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            try:
+                holder = int(lock.read_text(encoding="ascii").strip() or 0)
+            except (OSError, ValueError):
+                holder = 0
+            if holder and pid_alive(holder):
+                raise LabError(f"a lab is already running for {state_dir} (pid {holder})") from None
+            lock.unlink(missing_ok=True)  # left by a process that is gone
+            continue
+        with os.fdopen(fd, "w", encoding="ascii") as f:
+            f.write(str(os.getpid()))
+        return lock
+    raise LabError(f"cannot claim {lock}: another process keeps creating it")
 
 
 # --- the controlling side -----------------------------------------------------------------

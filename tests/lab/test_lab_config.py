@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -60,7 +61,9 @@ def test_load_says_what_is_wrong(tmp_path: Path) -> None:
 
 
 def cli(*args: str) -> tuple[int, str]:
-    result = CliRunner().invoke(app, list(args), env={"COLUMNS": "200"})
+    # `serve` points PSBRIDGE_LAB_STATE at its state dir: the runner puts the old value back.
+    env = {"COLUMNS": "200", "PSBRIDGE_LAB_STATE": os.environ.get("PSBRIDGE_LAB_STATE")}
+    result = CliRunner().invoke(app, list(args), env=env)
     return result.exit_code, result.output
 
 
@@ -83,3 +86,10 @@ def test_down_and_fault_without_a_lab(tmp_path: Path) -> None:
     assert code == 0 and "no lab is running" in out
     code, out = cli("fault", "CRM01", "--state", str(tmp_path), "--deny-auth")
     assert code == 1 and "no lab world at" in out and "psbridge lab up" in out
+
+
+def test_a_second_lab_process_for_the_same_state_dir_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "lab.lock").write_text(str(os.getpid()), encoding="ascii")  # a live process holds it
+    code, out = cli("serve", "--state", str(tmp_path))
+    assert code == 1 and f"already running for {tmp_path.resolve()} (pid {os.getpid()})" in out
+    assert not (tmp_path / "lab.json").exists()
