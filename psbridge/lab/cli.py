@@ -40,14 +40,18 @@ def _shape_args(servers: int, orgs: int, legacy_servers: int, no_cloud: bool, ho
     return [*args, "--no-cloud"] if no_cloud else args
 
 
-def _print_endpoints(config: LabConfig) -> None:
-    console.print(f"lab {config.state_dir} (pid {config.pid})")
+def _print_servers(config: LabConfig) -> None:
     # Plain lines, never cut: the URLs are what a reader copies.
     for s in config.servers:
         line = f"{s.name}  ({s.script_generation} scripts)  {', '.join(s.roles)}"
         console.print(line, soft_wrap=True, markup=False)
         for e in s.endpoints:
             console.print(f"    {e.url}", soft_wrap=True)
+
+
+def _print_endpoints(config: LabConfig) -> None:
+    console.print(f"lab {config.state_dir} (pid {config.pid})")
+    _print_servers(config)
     accounts = Table(title="accounts (passwords in lab.json and the lab secret store)")
     for col in ("user", "password", "roles"):
         accounts.add_column(col, overflow="fold")
@@ -159,6 +163,8 @@ def status(state: StateOpt = None) -> None:
         raise typer.Exit(1) from None
     live = background.running(where)
     console.print(f"lab {where}: " + (f"running (pid {live.pid})" if live else "not running"))
+    if live:
+        _print_servers(live)
     for name, frame in world.status_tables().items():
         console.print(_table(name, frame))
     for name, frame in entra_tables(where / "entra").items():

@@ -122,6 +122,7 @@ def test_status_prints_the_world_as_tables(state: Path) -> None:
     assert out.returncode == 0, out.stderr
     pid = LabConfig.load(state).pid
     assert f"running (pid {pid})" in out.stdout
+    assert LabConfig.load(state).endpoint("CRM02", "https").url in out.stdout
     for title in ("servers", "organizations", "configuration-database", "certificate-stores",
                   "crm-certificates", "entra app registrations", "faults"):
         assert title in out.stdout
