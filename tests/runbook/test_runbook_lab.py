@@ -233,3 +233,32 @@ def test_parameter_file_errors_are_all_listed_before_anything_runs(tmp_path: Pat
         assert part in " ".join(result.output.split()), result.output
     assert "Secr3t!" not in result.output
     assert not (tmp_path / "none").exists()
+
+
+def test_a_server_refusing_a_change_stops_the_step_with_its_words_then_drift_is_repaired(
+        lab_env: dict[str, Any]) -> None:
+    """Someone changed S2STenantId by hand; CRM01 refuses the fix once (fault), then takes it."""
+    first = lab_env["runs"].get("first")
+    assert first is not None, "needs the demo run"
+    from psbridge.crm import get_organization, set_advanced_setting
+
+    lab = lab_env["lab"]
+    with Deployment.from_params(ORG, lab=str(lab_env["state"])) as dep:
+        session = dep.session(dep.deployment_server)
+        org = get_organization(session, ORG)
+        drifted = "00000000-0000-0000-0000-0000000000aa"
+        set_advanced_setting(session, "Organization", "S2STenantId", drifted, org.id)
+    refusal = "The configuration database is read-only."
+    lab.set_faults("CRM01", fail_commands={"set-crmadvancedsetting": refusal})
+    try:
+        failed = run(lab_env, only="tenant-id")
+    finally:
+        lab.clear_faults("CRM01")
+    assert not failed.ok and failed.failed_step is not None and failed.failed_step.step.id == "tenant-id"
+    assert refusal in (failed.failed_step.error or "")
+    assert evidence.verify(failed.record_dir) == []
+
+    repaired = run(lab_env, only="tenant-id")
+    assert repaired.ok, repaired.table().to_string()
+    assert repaired.steps[5].changes == [f"set {ORG} S2STenantId to {first.facts['tenant_id']}"]
+    assert repaired.facts["s2s_tenant_id"] == first.facts["tenant_id"]
