@@ -17,6 +17,7 @@ import dataclasses
 import os
 import secrets as pysecrets
 import threading
+import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
@@ -37,6 +38,13 @@ from psbridge.lab.runspace import CloudEndpoints
 from psbridge.lab.winrm import Endpoint, EndpointSpec, start_endpoint
 
 SCHEMES: tuple[Literal["http", "https"], ...] = ("http", "https")
+
+
+def _port(url: str) -> int:
+    try:
+        return urllib.parse.urlsplit(url).port or 0
+    except ValueError:
+        return 0
 
 
 def _roles(rights: dict[str, bool]) -> list[str]:
@@ -98,7 +106,8 @@ class Lab:
         self.host = host
         self.twin: Any = None
         self._endpoints: dict[tuple[str, str], Endpoint] = {}
-        # Ports of the previous run, tried first on restart so clients' URLs stay true.
+        # Ports of the previous run (this object's, else lab.json's), tried first so that
+        # clients' URLs, and the twin's token issuer, stay true across a restart.
         self._ports: dict[tuple[str, str], int] = {}
         self._config: LabConfig | None = None
         self._lock = threading.RLock()
@@ -127,6 +136,8 @@ class Lab:
             from psbridge.lab.world import SERVICE_ACCOUNTS, TOOLS_FOLDER, World
 
             self.state_dir.mkdir(parents=True, exist_ok=True)
+            if not self._ports:
+                self._ports = self._previous_ports()
             world = World.seed(self.state_dir, self.servers, self.orgs, self.legacy_servers)
             ca = LabCA.load_or_create(self.state_dir)
             # The world's Windows accounts (DOMAIN\name -> their rights) sign in with these passwords.
@@ -180,9 +191,29 @@ class Lab:
             return CloudEndpoints(login=None, graph=None)
         from psbridge.lab.entra import start_twin
 
-        self.twin = start_twin(self.state_dir / "entra", ca, host=self.host)
+        twin_dir = self.state_dir / "entra"
+        previous = (self._ports.get(("entra", "login"), 0), self._ports.get(("entra", "graph"), 0))
+        try:
+            self.twin = start_twin(twin_dir, ca, host=self.host, ports=previous)
+        except OSError:  # a previous port is taken meanwhile
+            self.twin = start_twin(twin_dir, ca, host=self.host)
         d = self.twin.describe()
+        self._ports[("entra", "login")] = _port(d["login_url"])
+        self._ports[("entra", "graph")] = _port(d["graph_url"])
         return CloudEndpoints(login=d["login_url"], graph=d["graph_url"], ca_bundle=d["ca_bundle"])
+
+    def _previous_ports(self) -> dict[tuple[str, str], int]:
+        try:
+            previous = LabConfig.load(self.lab_json)
+        except (LabConfigError, ValueError):
+            return {}
+        ports: dict[tuple[str, str], int] = {
+            (s.name, e.scheme): e.port for s in previous.servers for e in s.endpoints if e.host == self.host
+        }
+        if previous.entra:
+            ports[("entra", "login")] = _port(previous.entra.get("login_url", ""))
+            ports[("entra", "graph")] = _port(previous.entra.get("graph_url", ""))
+        return {k: v for k, v in ports.items() if v}
 
     def _listen(self, spec: EndpointSpec) -> Endpoint:
         key = (spec.server, spec.scheme)

@@ -147,6 +147,10 @@ def test_down_then_up_keeps_world_and_passwords(state: Path) -> None:
     assert "already held a world, kept as it is: 2 servers (1 legacy), 2 organizations" in up.stdout
     after = LabConfig.load(state)
     assert after.ready and after.pid != before.pid
+    # A new process, the same URLs: the ports of the last run are taken again when free.
+    urls = [[e.url for s in c.servers for e in s.endpoints] for c in (before, after)]
+    assert urls[0] == urls[1]
+    assert after.entra == before.entra
     assert [a.password for a in after.accounts] == [a.password for a in before.accounts]
     # The world's generations, not the (default) flags of the second `up`.
     assert [s.script_generation for s in after.servers] == ["current", "legacy"]

@@ -137,6 +137,7 @@ def test_restart_keeps_world_passwords_and_ports(fresh_lab: Lab) -> None:
         [(e.scheme, e.port) for s in before.servers for e in s.endpoints]
     assert after.entra is not None and before.entra is not None
     assert after.entra["tenant_id"] == before.entra["tenant_id"]
+    assert after.entra == before.entra  # the twin's URLs too
     with RunspacePool(wsman(fresh_lab, "CRM02")) as pool:
         assert TENANT in str(tenant_setting(pool, org_id))
     assert World.load(fresh_lab.state_dir).org_setting("contoso", "S2STenantId") == TENANT

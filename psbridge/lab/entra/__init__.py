@@ -93,8 +93,13 @@ class EntraTwin:
         self._servers.clear()
 
 
-def start_twin(state_dir: Path, ca: LabCA, host: str = "127.0.0.1") -> EntraTwin:
-    """Start the authority and Graph on free ports of ``host``; the state persists in ``state_dir``."""
+def start_twin(state_dir: Path, ca: LabCA, host: str = "127.0.0.1",
+               ports: tuple[int, int] = (0, 0)) -> EntraTwin:
+    """Start the authority and Graph on ``host``; the state persists in ``state_dir``.
+
+    ``ports`` are the (authority, Graph) ports, 0 for a free one: a restarted lab passes its
+    previous ones so that URLs, token issuers and clients' token caches stay valid.
+    """
     state_dir = Path(state_dir)
     state_dir.mkdir(parents=True, exist_ok=True)
     directory = Directory.load_or_seed(state_dir)
@@ -102,8 +107,12 @@ def start_twin(state_dir: Path, ca: LabCA, host: str = "127.0.0.1") -> EntraTwin
     cert = ca.server_certificate("entra")
     # Bind both listeners first: the endpoints need each other's URLs.
     holder: dict[str, Any] = {}
-    login = TwinServer(lambda req: holder["authority"].handle(req), host, cert)
-    graph_server = TwinServer(lambda req: holder["graph"].handle(req), host, cert)
+    login = TwinServer(lambda req: holder["authority"].handle(req), host, cert, ports[0])
+    try:
+        graph_server = TwinServer(lambda req: holder["graph"].handle(req), host, cert, ports[1])
+    except BaseException:
+        login.httpd.server_close()
+        raise
     issuer = TokenIssuer.load_or_create(state_dir, login.url, directory.tenant_id, clock=knobs.now)
     holder["authority"] = Authority(directory, issuer, knobs, login.url, graph_server.url)
     holder["graph"] = Graph(directory, issuer, knobs, graph_server.url)

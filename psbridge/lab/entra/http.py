@@ -62,11 +62,11 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 class TwinServer:
-    """One HTTPS listener on a free port, served from a daemon thread."""
+    """One HTTPS listener (on ``port``, or a free one for 0), served from a daemon thread."""
 
-    def __init__(self, endpoint: Endpoint, host: str, cert: tuple[Path, Path]) -> None:
+    def __init__(self, endpoint: Endpoint, host: str, cert: tuple[Path, Path], port: int = 0) -> None:
         handler = type("Handler", (_Handler,), {"endpoint": staticmethod(endpoint)})
-        self.httpd = ThreadingHTTPServer((host, 0), handler)
+        self.httpd = ThreadingHTTPServer((host, port), handler)
         self.httpd.daemon_threads = True
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.load_cert_chain(str(cert[0]), str(cert[1]))
