@@ -20,7 +20,7 @@ import threading
 import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from psbridge import secrets
 from psbridge.lab import faults
@@ -36,6 +36,9 @@ from psbridge.lab.config import (
 )
 from psbridge.lab.runspace import CloudEndpoints
 from psbridge.lab.winrm import Endpoint, EndpointSpec, start_endpoint
+
+if TYPE_CHECKING:
+    from psbridge.lab.entra import EntraTwin
 
 SCHEMES: tuple[Literal["http", "https"], ...] = ("http", "https")
 
@@ -104,7 +107,7 @@ class Lab:
         self.legacy_servers = legacy_servers
         self.cloud = cloud
         self.host = host
-        self.twin: Any = None
+        self.twin: EntraTwin | None = None
         self._endpoints: dict[tuple[str, str], Endpoint] = {}
         # Ports of the previous run (this object's, else lab.json's), tried first so that
         # clients' URLs, and the twin's token issuer, stay true across a restart.
@@ -228,12 +231,17 @@ class Lab:
         return ep
 
     def _stop_parts(self) -> None:
-        for ep in self._endpoints.values():
-            ep.stop()
-        self._endpoints.clear()
+        parts: list[Endpoint | EntraTwin] = [*self._endpoints.values()]
         if self.twin is not None:
-            self.twin.stop()
-            self.twin = None
+            parts.append(self.twin)
+        # Each listener takes up to one poll interval to notice: stop them all at once.
+        stoppers = [threading.Thread(target=part.stop, name=f"lab-stop-{i}") for i, part in enumerate(parts)]
+        for t in stoppers:
+            t.start()
+        for t in stoppers:
+            t.join()
+        self._endpoints.clear()
+        self.twin = None
 
     def stop(self) -> None:
         """Stop every listener and mark lab.json not ready; the state stays on disk."""
