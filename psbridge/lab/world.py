@@ -20,9 +20,10 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-import pandas as pd
+if TYPE_CHECKING:  # pandas costs ~0.8 s to import; only `lab status` needs it
+    import pandas as pd
 
 T = TypeVar("T")
 
@@ -239,7 +240,11 @@ class World:
         If the block raises, nothing is written and the in-memory state is the one on disk.
         """
         with _thread_lock(self.path), _file_lock(self.state_dir / (WORLD_FILE + ".lock")):
-            self.reload()
+            # Always read under the lock: another process's replace can leave (mtime, size,
+            # inode) equal to what we saw (coarse mtime, reused inode), and a skipped re-read
+            # would silently drop that writer's change.
+            fresh = World.load(self.state_dir)
+            self.data, self._seen = fresh.data, fresh._seen
             working = json.loads(json.dumps(self.data))  # a deep copy, faster than copy.deepcopy
             yield working
             self.data = working
@@ -334,6 +339,8 @@ class World:
 
     def status_tables(self) -> dict[str, pd.DataFrame]:
         """What ``psbridge lab status`` shows: one table a concern (as it is on disk now)."""
+        import pandas as pd
+
         if self.path.exists():
             self.reload()
         orgs = pd.DataFrame(
