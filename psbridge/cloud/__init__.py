@@ -13,13 +13,14 @@ The whole step, as a notebook runs it::
     tenant_id = tenant_id_from_graph(graph)
     # ... ConfigureCrmServerSideSync on the CRM server, then:
     crm = read_crm_service_principal(graph)
+    setup_access(graph, app)                             # what teardown would remove (read-only)
     teardown(graph, app, secret.secret_ref)
 
 Every operation is idempotent (find, then create or update) and returns a model with a
 readable repr and an HTML view. No secret value is logged, raised or returned.
 """
 
-from psbridge.cloud.apps import ensure_app, ensure_client_secret, find_app, remove_client_secrets
+from psbridge.cloud.apps import ensure_app, ensure_client_secret, find_app, get_app, remove_client_secrets
 from psbridge.cloud.consent import (
     STEP3_PERMISSIONS,
     ensure_required_access,
@@ -47,7 +48,7 @@ from psbridge.cloud.signin import (
     sign_in_client_secret,
     sign_in_device_code,
 )
-from psbridge.cloud.teardown import teardown
+from psbridge.cloud.teardown import setup_access, teardown
 from psbridge.cloud.tenant import TenantLookupError, tenant_id_from_discovery, tenant_id_from_graph
 
 __all__ = [
@@ -71,12 +72,14 @@ __all__ = [
     "ensure_client_secret",
     "ensure_required_access",
     "find_app",
+    "get_app",
     "grant_admin_consent",
     "odata_quote",
     "read_crm_service_principal",
     "remove_client_secrets",
     "resolve_permissions",
     "revoke_admin_consent",
+    "setup_access",
     "sign_in_certificate",
     "sign_in_client_secret",
     "sign_in_device_code",

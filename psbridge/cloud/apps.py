@@ -50,6 +50,27 @@ def find_app(graph: GraphClient, display_name: str) -> dict[str, Any] | None:
     return found[0] if found else None
 
 
+def get_app(graph: GraphClient, display_name: str) -> AppRegistration | None:
+    """The app registration named ``display_name`` with its service principal; None when either is missing.
+
+    Read-only: for the steps that only need the app if it is there (a teardown, a re-run).
+    """
+    app = find_app(graph, display_name)
+    if app is None:
+        return None
+    sps = graph.get_all("/servicePrincipals", {"$filter": f"appId eq {odata_quote(app['appId'])}"})
+    if not sps:
+        return None
+    return AppRegistration(
+        display_name=app["displayName"],
+        app_id=app["appId"],
+        object_id=app["id"],
+        service_principal_id=sps[0]["id"],
+        sign_in_audience=app.get("signInAudience", SINGLE_TENANT),
+        redirect_uris=list((app.get("web") or {}).get("redirectUris") or []),
+    )
+
+
 def ensure_app(graph: GraphClient, display_name: str, redirect_uri: str, *,
                sign_in_audience: str = SINGLE_TENANT) -> AppRegistration:
     """The app registration named ``display_name`` and its service principal, as wanted."""

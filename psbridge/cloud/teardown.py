@@ -16,12 +16,38 @@ import logging
 
 from psbridge import secrets
 from psbridge.cloud.apps import DEFAULT_SECRET_NAME, remove_client_secrets
-from psbridge.cloud.consent import revoke_admin_consent
-from psbridge.cloud.graph import GraphClient
+from psbridge.cloud.consent import resource_service_principal, revoke_admin_consent
+from psbridge.cloud.graph import GraphClient, odata_quote
 from psbridge.cloud.models import AppRegistration, TeardownReport
 from psbridge.secrets import SecretError, SecretRef
 
 log = logging.getLogger("psbridge.cloud.teardown")
+
+
+def setup_access(graph: GraphClient, app: AppRegistration, *,
+                 secret_display_name: str = DEFAULT_SECRET_NAME) -> list[str]:
+    """What of the setup is still there, read-only: one sentence a kind (empty: nothing left).
+
+    What :func:`teardown` would remove, for a plan.
+    """
+    current = graph.get(f"/applications/{app.object_id}", {"$select": "id,passwordCredentials"})
+    left = [f"client secret {c['keyId']}" for c in current.get("passwordCredentials", [])
+            if c.get("displayName") == secret_display_name]
+    resource = resource_service_principal(graph)
+    names = {r["id"]: r["value"] for r in resource.get("appRoles", [])}
+    roles = [names.get(a["appRoleId"], a["appRoleId"])
+             for a in graph.get_all(f"/servicePrincipals/{app.service_principal_id}/appRoleAssignments")
+             if a["resourceId"] == resource["id"]]
+    if roles:
+        left.append("admin consent to " + ", ".join(sorted(roles)))
+    grants = graph.get_all("/oauth2PermissionGrants", {
+        "$filter": f"clientId eq {odata_quote(app.service_principal_id)} and resourceId eq "
+                   f"{odata_quote(resource['id'])}",
+    })
+    scopes = sorted({s for g in grants for s in g.get("scope", "").split()})
+    if grants:
+        left.append("delegated consent to " + (", ".join(scopes) or "no scopes"))
+    return left
 
 
 def teardown(graph: GraphClient, app: AppRegistration, secret_ref: str | SecretRef | None = None, *,

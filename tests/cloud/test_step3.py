@@ -25,8 +25,10 @@ from psbridge.cloud import (
     ensure_app,
     ensure_client_secret,
     ensure_required_access,
+    get_app,
     grant_admin_consent,
     read_crm_service_principal,
+    setup_access,
     sign_in_client_secret,
     sign_in_device_code,
     teardown,
@@ -127,6 +129,14 @@ def test_step3_from_an_empty_tenant_then_again_changes_nothing(fresh_twin: Entra
     assert consent2.created == [] and sorted(consent2.already) == sorted(consent.created)
     assert _world(twin) == before
 
+    # What a teardown would remove, read without changing anything.
+    assert get_app(graph, APP_NAME) == app.model_copy(update={"changes": []})
+    assert get_app(graph, "no such app") is None
+    assert setup_access(graph, app) == [
+        f"client secret {secret.key_id}", "admin consent to Application.ReadWrite.All, Organization.Read.All",
+        "delegated consent to User.Read"]
+    assert _world(twin) == before
+
     # Teardown: no secret, no consent; and again, nothing to do.
     report = teardown(graph, app, ref)
     assert report.secrets_removed == [secret.key_id] and report.secret_ref_deleted == ref
@@ -141,6 +151,7 @@ def test_step3_from_an_empty_tenant_then_again_changes_nothing(fresh_twin: Entra
     with pytest.raises(SignInError, match="AADSTS7000215"):
         sign_in_client_secret(settings, tenant_id, app.app_id, secrets.Secret("x" * 40))
     assert not teardown(graph, app, ref).changed
+    assert setup_access(graph, app) == []
 
     # The secret's value never reached a log line, the output, or a returned model.
     captured = capsys.readouterr()
@@ -267,3 +278,32 @@ def test_parallel_step3_runs_for_many_orgs(fresh_twin: EntraTwin, tmp_path: Path
     assert sorted(a["appId"] for a in world["applications"]) == sorted(app_ids)
     assert len(world["appRoleAssignments"]) == 16 and len(world["oauth2PermissionGrants"]) == 8
     assert len(world["passwordHashes"]) == 8
+
+
+def test_runbook_teardown_step_plans_keeps_or_removes(fresh_twin: EntraTwin, tmp_path: Path) -> None:
+    """Step 4's teardown as the runbook calls it: plan reads only, teardown=False keeps, then removes."""
+    from psbridge.runbook.steps import KEPT, remove_setup_access, setup_access_left
+
+    _settings, _admin_signin, graph = _admin(fresh_twin, tmp_path / "cache")
+    ref = f"file:{tmp_path / 'store' / 'setup-secret'}"
+    # Nothing made yet: the plan says step 3's additions will be removed again.
+    planned = remove_setup_access(graph, APP_NAME, ref, teardown=True, configured=False, plan=True)
+    assert planned.changes == [f"remove from {APP_NAME!r}: the client secret and consent step 3 adds"]
+    _app, secret, _access, _consent = _step3(graph, ref)
+    before = _world(fresh_twin)
+    planned = remove_setup_access(graph, APP_NAME, ref, teardown=True, configured=True, plan=True)
+    assert planned.planned and planned.changes == [
+        f"remove from {APP_NAME!r}: client secret {secret.key_id}; "
+        "admin consent to Application.ReadWrite.All, Organization.Read.All; delegated consent to User.Read"]
+    kept = remove_setup_access(graph, APP_NAME, ref, teardown=False, configured=True)
+    assert kept.changes == [] and kept.shown == [KEPT]
+    assert _world(fresh_twin) == before and len(setup_access_left(graph, APP_NAME)) == 3
+
+    done = remove_setup_access(graph, APP_NAME, ref, teardown=True, configured=True)
+    assert done.changes == [f"removed client secret {secret.key_id}",
+                            f"deleted the stored client secret at {ref}",
+                            "revoked admin consent: Application.ReadWrite.All, Organization.Read.All",
+                            "revoked the delegated permission grant (1)"]
+    assert setup_access_left(graph, APP_NAME) == []
+    assert remove_setup_access(graph, APP_NAME, ref, teardown=True, configured=True).changes == []
+    assert remove_setup_access(graph, "no such app", ref, teardown=True, configured=True).changes == []
