@@ -26,13 +26,14 @@ def run(
     params_file: Annotated[Path, typer.Argument(metavar="PARAMS.yaml", help="the customer's parameter file")],
     start: Annotated[str | None, typer.Option("--from", help="resume at this step (id or number)")] = None,
     only: Annotated[str | None, typer.Option("--only", help="run this one step")] = None,
+    until: Annotated[str | None, typer.Option("--to", help="stop after this step (id or number)")] = None,
     runbook: RunbookOpt = None,
     records: RecordsOpt = Path("records"),
 ) -> None:
     """Run the runbook for one organization; each executed step is kept in the record."""
     from psbridge.runbook import cli_support
 
-    raise typer.Exit(cli_support.run(params_file, runbook, records, start=start, only=only))
+    raise typer.Exit(cli_support.run(params_file, runbook, records, start=start, only=only, until=until))
 
 
 @app.command()

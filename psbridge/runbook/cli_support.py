@@ -29,24 +29,27 @@ def _book(path: Path | None) -> definition.Runbook:
 
 
 def run(params_file: Path, runbook: Path | None, records: Path, *, mode: str = "apply",
-        start: str | None = None, only: str | None = None) -> int:
+        start: str | None = None, only: str | None = None, until: str | None = None) -> int:
     console = _console()
     try:
         book = _book(runbook)
         params = validate(book, load_params(params_file), where=str(params_file))
-        if start and only:
-            raise definition.DefinitionError("give --from or --only, not both")
-        for ref in (start, only):
+        if only and (start or until):
+            raise definition.DefinitionError("give --only alone, or --from and/or --to")
+        for ref in (start, only, until):
             if ref:
                 book.step(ref)
+        if start and until and book.index(until) < book.index(start):
+            raise definition.DefinitionError(f"--to {until} comes before --from {start}")
     except (definition.DefinitionError, ParamsError) as e:
         console.print(f"[red]{escape(str(e))}[/]")
         return 2
     verb = "Planning" if mode == "plan" else "Running"
     console.print(f"{verb} [bold]{book.name}[/] for {params['customer']}/{params['organization']}")
     try:
-        result = Runner(book, params, records_root=records, mode=mode,
-                        progress=ConsoleProgress(console, plan=mode == "plan")).run(start=start, only=only)
+        runner = Runner(book, params, records_root=records, mode=mode,
+                        progress=ConsoleProgress(console, plan=mode == "plan"))
+        result = runner.run(start=start, only=only, until=until)
     except RuntimeError as e:
         console.print(f"[red]{escape(str(e))}[/]")
         return 2

@@ -280,12 +280,19 @@ class Runner:
         self._log_lines.append(line)
         log.info("%s", text)
 
-    def run(self, start: str | None = None, only: str | None = None) -> RunResult:
+    def run(self, start: str | None = None, only: str | None = None, until: str | None = None) -> RunResult:
+        """Run the steps from ``start`` (or the first) to ``until`` (or the last); ``only``: one step.
+
+        Steps before ``start`` take their facts from this organization's latest records.
+        """
         _register_memory()
         book = self.book
         chosen = only or start
         first = book.index(chosen) if chosen else 0
-        last = first if only else len(book.steps) - 1
+        last = first if only else (book.index(until) if until else len(book.steps) - 1)
+        if last < first:
+            raise RuntimeError(f"step {book.steps[last].id} comes before {book.steps[first].id}: "
+                               "nothing to run")
         run_id = new_run_id() + ("-plan" if self.mode == "plan" else "")
         record_dir = self.records_root / self.customer / self.org / run_id
         writer = evidence.RecordWriter.at(record_dir)

@@ -111,6 +111,17 @@ def test_failure_stops_names_step_and_resume_carries_facts(book: definition.Runb
     assert [s.status for s in only.steps] == ["carried", "carried", "succeeded"]
 
 
+def test_run_to_a_step_then_from_the_next(book: definition.Runbook, tmp_path: Path) -> None:
+    params = validate(book, {"customer": "c", "org": "o", "start": 3})
+    part = Runner(book, params, records_root=tmp_path).run(until="use")
+    assert part.ok and [s.status for s in part.steps] == ["succeeded", "succeeded", "not run"]
+    assert evidence.read_manifest(part.record_dir)["range"] == {"from": "make", "to": "use"}
+    rest = Runner(book, params, records_root=tmp_path).run(start="end")
+    assert [s.status for s in rest.steps] == ["carried", "carried", "succeeded"] and rest.facts["final"] == 61
+    with pytest.raises(RuntimeError, match="step make comes before end"):
+        Runner(book, params, records_root=tmp_path).run(start="end", until="make")
+
+
 def test_resume_without_earlier_record_is_refused(book: definition.Runbook, tmp_path: Path) -> None:
     params = validate(book, {"customer": "c", "org": "new"})
     with pytest.raises(RuntimeError, match="holds number"):
