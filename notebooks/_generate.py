@@ -41,6 +41,7 @@ P = {
     "redirect_uri": ("str", '"https://localhost/psbridge"', "redirect URI of the app registration"),
     "client_secret": ("str", '"lab:demo/contoso/client-secret"', "secret reference where the client secret is stored"),
     "client_secret_days": ("int", "180", "client secret lifetime in days (at most 730)"),
+    "teardown": ("bool", "True", "after step 4, remove the setup client secret and consent (the app stays)"),
     # facts from earlier steps ('' / [] = not given: the step finds them itself)
     "organization_id": ("str", '""', "fact from 00-preflight: the organization's GUID"),
     "async_servers": ("list", "[]", "fact from 00-preflight: servers running the async service"),
@@ -54,6 +55,7 @@ P = {
     "client_secret_ref": ("str", '""', "fact from 30-entra-app: where the client secret is"),
     "s2s_configured": ("bool", "False", "fact from 40-configure-s2s"),
     "s2s_tenant_id": ("str", '""', "fact from 50-tenant-id"),
+    "setup_access_left": ("list", "[]", "fact from 40-configure-s2s: setup secret and consent still there"),
     "plan": ("bool", "False", "True: read-only, only say what would change"),
 }
 
@@ -197,7 +199,8 @@ record_changes(action)"""),
 ])
 
 notebook("30-entra-app", ["customer", "organization", *CONNECTION, "admin_account", "app_name", "redirect_uri",
-                          "client_secret", "client_secret_days", "plan"], [
+                          "client_secret", "client_secret_days", "pfx_path", "pfx_password", "pfx_file",
+                          "thumbprint", "plan"], [
     ("md", """# Step 3 — The app registration in Entra ID
 
 **Purpose.** `ConfigureCrmServerSideSync.ps1` signs in to Microsoft Graph as an app (client credentials) to
@@ -213,6 +216,10 @@ Role Administrator). You sign in with a device code: open the address shown belo
 "psbridge setup", required resource access, app role assignments and a delegated permission grant. On this
 machine: the client secret at `client_secret`, and the sign-in's token cache.
 
+The secret and the consent are needed once, by step 4, which removes them again afterwards (`teardown`, on
+by default). So when step 4's state for this certificate is already complete (a re-run), this step adds
+nothing.
+
 **Roll back.** Delete the app registration in the Entra admin center (App registrations → the app →
 Delete); this removes its secret, permissions and consent. Delete the stored client secret."""),
     ("params", ""),
@@ -222,8 +229,13 @@ Delete); this removes its secret, permissions and consent. Delete the stored cli
     ("code", "graph = steps.graph_client(dep, admin)"),
     ("md", "## Before"),
     ("code", "before = steps.app_state(graph, app_name)\nbefore"),
+    ("md", "Is S2S already configured with this certificate? Then the app needs no secret or consent again."),
+    ("code", """cert = steps.certificate_for(dep, customer, pfx_path, pfx_file, pfx_password, thumbprint, required=False)
+configured = steps.s2s_configured_already(dep, graph, cert)
+configured"""),
     ("md", "## Action"),
-    ("code", """entra = steps.ensure_entra_app(graph, app_name, redirect_uri, client_secret, client_secret_days, plan=plan)
+    ("code", """entra = steps.ensure_entra_app(graph, app_name, redirect_uri, client_secret, client_secret_days, plan=plan,
+                               configured=configured)
 entra"""),
     ("md", "## After"),
     ("code", "steps.app_state(graph, app_name)"),
@@ -236,8 +248,8 @@ record_changes(entra.changes)"""),
 ])
 
 notebook("40-configure-s2s", ["customer", "organization", *CONNECTION, "admin_account", "app_name", "pfx_path",
-                              "pfx_password", "client_secret", "pfx_file", "thumbprint", "app_id", "tenant_id",
-                              "client_secret_ref", "plan"], [
+                              "pfx_password", "client_secret", "teardown", "pfx_file", "thumbprint", "app_id",
+                              "tenant_id", "client_secret_ref", "plan"], [
     ("md", """# Step 4 — Configure server-to-server authentication in CRM
 
 **Purpose.** Run the official `ConfigureCrmServerSideSync.ps1` on the Deployment Tools server. It signs in to
@@ -252,7 +264,9 @@ remote pipeline still completes: psbridge reads `$LASTEXITCODE` and stops with t
 
 **What changes where.** In the tenant: the Dynamics CRM service principal's key credentials. In the CRM
 configuration database: ServerSettings and the organization's S2STenantId. When all of these already hold the
-wanted values, the script is not run.
+wanted values, the script is not run. Then, with `teardown` on (the default), the app of step 3 loses its client
+secret (and the stored value) and its admin consent: nothing needs them any more, and a live secret of an app
+allowed `Application.ReadWrite.All` is a standing risk. The app registration stays, named in the record.
 
 **Roll back.** Remove the key credential (by its thumbprint) from the Dynamics CRM service principal with Graph
 (`PATCH /servicePrincipals/{id}` with the remaining `keyCredentials`); clear `S2STenantId` with
@@ -276,10 +290,15 @@ action"""),
 if not plan:
     steps.require_ok(after, "ConfigureCrmServerSideSync.ps1 completed but")
 after"""),
+    ("md", "## Teardown: the setup secret and consent go"),
+    ("code", """cleanup = steps.remove_setup_access(graph, app_name, client_secret_ref, teardown=teardown,
+                                   configured=bool(after["ok"].all()), plan=plan)
+cleanup"""),
     ("code", "dep.journal()"),
     ("md", "## Facts for the next steps"),
     ("code", """record("s2s_configured", bool(after["ok"].all()))
-record_changes(action)"""),
+record("setup_access_left", steps.setup_access_left(graph, app_name))
+record_changes(action.changes + cleanup.changes)"""),
 ])
 
 notebook("50-tenant-id", ["customer", "organization", *CONNECTION, "organization_id", "tenant_id", "plan"], [
@@ -314,10 +333,10 @@ after"""),
 record_changes(action)"""),
 ])
 
-notebook("90-summary", ["customer", "organization", *CONNECTION, "admin_account", "pfx_path", "pfx_password",
-                        "organization_id", "async_servers", "pfx_file", "thumbprint", "certificate_subject",
-                        "certificate_not_after", "installed_on", "app_id", "tenant_id", "client_secret_ref",
-                        "s2s_configured", "s2s_tenant_id", "plan"], [
+notebook("90-summary", ["customer", "organization", *CONNECTION, "admin_account", "app_name", "teardown",
+                        "pfx_path", "pfx_password", "organization_id", "async_servers", "pfx_file", "thumbprint",
+                        "certificate_subject", "certificate_not_after", "installed_on", "app_id", "tenant_id",
+                        "client_secret_ref", "s2s_configured", "s2s_tenant_id", "setup_access_left", "plan"], [
     ("md", """# Summary
 
 **Purpose.** The final state, read again from the servers, CRM and Entra ID, beside the facts each step
@@ -333,11 +352,11 @@ recorded; and what to do next.
                   thumbprint=thumbprint, certificate_subject=certificate_subject,
                   certificate_not_after=certificate_not_after, installed_on=installed_on, app_id=app_id,
                   tenant_id=tenant_id, client_secret_ref=client_secret_ref, s2s_configured=s2s_configured,
-                  s2s_tenant_id=s2s_tenant_id)"""),
+                  s2s_tenant_id=s2s_tenant_id, setup_access_left=setup_access_left)"""),
     ("md", "## Final state"),
     ("code", """if async_servers:
     dep.servers = list(async_servers)
-final = steps.final_state(dep, admin_account, thumbprint, tenant_id)
+final = steps.final_state(dep, admin_account, thumbprint, tenant_id, app_name, teardown)
 final"""),
     ("md", """## What to do next
 
@@ -345,8 +364,9 @@ final"""),
    Server*, use the default tenant id, auto-discover server location.
 2. Make it the default profile in the email configuration settings and point the mailboxes at it.
 3. **Approve** the mailboxes, then **Test & Enable** them, and check their incoming/outgoing status.
-4. Keep this record: `psbridge verify` on its folder proves it is unchanged. Renew the certificate and the
-   client secret before they expire (dates above)."""),
+4. Keep this record: `psbridge verify` on its folder proves it is unchanged.
+5. Renew the certificate before it expires (date above): run the runbook again with the new PFX. Step 3 then
+   gives the app a fresh client secret and consent for step 4, and step 4 removes them again."""),
     ("code", "record_changes([])"),
 ])
 

@@ -414,26 +414,53 @@ class EntraApp:
     consent: Any
     tenant_id: str
     changes: list[str]
+    note: str = ""
 
     def _repr_html_(self) -> str:
+        from html import escape
+
         parts = [x._repr_html_() for x in (self.app, self.secret, self.access, self.consent) if x is not None]
-        done = "<br>".join(self.changes) or "already done: nothing changed"
-        return f"<p><b>{'Changes' if self.changes else 'Result'}:</b> {done}</p>" + "".join(parts)
+        done = "<br>".join(escape(c) for c in self.changes) or "already done: nothing changed"
+        note = f"<p>{escape(self.note)}</p>" if self.note else ""
+        return f"<p><b>{'Changes' if self.changes else 'Result'}:</b> {done}</p>" + note + "".join(parts)
+
+
+SETUP_NOT_NEEDED = ("S2S is already configured with this certificate (step 4's state below is all ok): the "
+                    "setup client secret and admin consent are not needed, so none are added.")
+
+
+def s2s_configured_already(dep: Deployment, graph: Any, cert: CertificateRef) -> pd.DataFrame | None:
+    """Step 4's state for this certificate, if there is one yet: all ok means step 3 has nothing to do.
+
+    Without it a re-run would add back the secret and consent that step 4's teardown removed.
+    """
+    if not cert.thumbprint:
+        return None
+    from psbridge.cloud import tenant_id_from_graph
+
+    return s2s_state(dep, graph, cert.thumbprint, tenant_id_from_graph(graph))
 
 
 def ensure_entra_app(graph: Any, app_name: str, redirect_uri: str, client_secret: str, days: int,
-                     *, plan: bool = False) -> EntraApp:
-    """Step 3 with psbridge.cloud: app + service principal, client secret, required access, consent."""
+                     *, plan: bool = False, configured: pd.DataFrame | None = None) -> EntraApp:
+    """Step 3 with psbridge.cloud: app + service principal, client secret, required access, consent.
+
+    ``configured``: step 4's state (:func:`s2s_configured_already`); when all of it is ok the app
+    is left as it is.
+    """
     from psbridge.cloud import (
         ensure_app,
         ensure_client_secret,
         ensure_required_access,
         find_app,
+        get_app,
         grant_admin_consent,
         tenant_id_from_graph,
     )
 
     tenant_id = tenant_id_from_graph(graph)
+    if configured is not None and bool(configured["ok"].all()):
+        return EntraApp(get_app(graph, app_name), None, None, None, tenant_id, [], SETUP_NOT_NEEDED)
     if plan:
         found = find_app(graph, app_name)
         changes = [] if found else [f"create app registration {app_name!r} with its service principal, a "
@@ -464,12 +491,58 @@ def entra_facts(dep: Deployment, graph: Any, app_name: str, app_id: str, tenant_
     return app_id, tenant_id or tenant_id_from_graph(graph), client_secret_ref
 
 
+KEPT = ("teardown is off: the setup client secret and admin consent stay in the tenant. Remove them when "
+        "they are no longer needed (run this step with teardown on, or in the Entra admin center).")
+
+
+def remove_setup_access(graph: Any, app_name: str, client_secret_ref: str, *, teardown: bool,
+                        configured: bool, plan: bool = False) -> Action:
+    """After step 4: take back the client secret (and its stored value) and the admin consent.
+
+    ConfigureCrmServerSideSync needs them once, to trust the certificate; left in place, a secret
+    of an app with Application.ReadWrite.All is a standing risk. The app registration stays.
+    """
+    from psbridge.cloud import get_app, setup_access
+    from psbridge.cloud import teardown as take_back
+
+    app = get_app(graph, app_name)
+    if not teardown:
+        return Action([], plan, [KEPT])
+    if plan:
+        left = setup_access(graph, app) if app is not None else []
+        if not configured and not left:
+            left = ["the client secret and consent step 3 adds"]
+        return Action([f"remove from {app_name!r}: " + "; ".join(left)] if left else [], True)
+    if not configured or app is None:
+        return Action([])
+    report = take_back(graph, app, client_secret_ref)
+    changes = []
+    if report.secrets_removed:
+        changes.append("removed client secret " + ", ".join(report.secrets_removed))
+    if report.secret_ref_deleted:
+        changes.append(f"deleted the stored client secret at {report.secret_ref_deleted}")
+    if report.role_assignments_removed:
+        changes.append("revoked admin consent: " + ", ".join(sorted(report.role_assignments_removed)))
+    if report.delegated_grants_removed:
+        changes.append(f"revoked the delegated permission grant ({report.delegated_grants_removed})")
+    return Action(changes, False, [report] if changes else [])
+
+
+def setup_access_left(graph: Any, app_name: str) -> list[str]:
+    """What of the setup's client secret and consent is in the tenant now ([] after a teardown)."""
+    from psbridge.cloud import get_app, setup_access
+
+    app = get_app(graph, app_name)
+    return setup_access(graph, app) if app is not None else []
+
+
 def facts_table(**facts: Any) -> pd.DataFrame:
     return pd.DataFrame([{"fact": k, "value": ", ".join(map(str, v)) if isinstance(v, list) else v}
                          for k, v in facts.items()], columns=["fact", "value"])
 
 
-def final_state(dep: Deployment, admin_account: str, thumbprint: str, tenant_id: str) -> pd.DataFrame:
+def final_state(dep: Deployment, admin_account: str, thumbprint: str, tenant_id: str, app_name: str = "",
+                teardown: bool = True) -> pd.DataFrame:
     """One table of everything the runbook set, read again where it lives."""
     rows = []
     for r in certificate_state(dep, thumbprint).itertuples():
@@ -478,4 +551,8 @@ def final_state(dep: Deployment, admin_account: str, thumbprint: str, tenant_id:
     graph = graph_client(dep, sign_in(dep, admin_account))
     for _, r in s2s_state(dep, graph, thumbprint, tenant_id).iterrows():
         rows.append({"where": r["what"], "state": r["now"], "ok": bool(r["ok"])})
+    if app_name:
+        left = setup_access_left(graph, app_name)
+        rows.append({"where": f"setup access of {app_name!r} (client secret, consent)",
+                     "state": "; ".join(left) or "removed", "ok": not (left and teardown)})
     return pd.DataFrame(rows, columns=["where", "state", "ok"])

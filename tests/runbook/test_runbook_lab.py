@@ -84,6 +84,15 @@ def params(env: dict[str, Any]) -> dict[str, Any]:
     return demo_parameters(BOOK, env["state"], ORG)
 
 
+def p_app(env: dict[str, Any]) -> str:
+    return str(params(env)["app_name"])
+
+
+def directory(env: dict[str, Any]) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(next(env["state"].rglob("entra.json")).read_text(encoding="utf-8"))
+    return data
+
+
 def run(env: dict[str, Any], mode: str = "apply", **kw: Any) -> RunResult:
     return Runner(BOOK, params(env), records_root=env["records"], mode=mode).run(**kw)
 
@@ -97,6 +106,8 @@ def test_plan_says_what_would_change_and_changes_nothing(lab_env: dict[str, Any]
     assert any("install the certificate on" in c for c in planned["install-certificate"] or [])
     assert planned["entra-app"] and "create app registration" in planned["entra-app"][0]
     assert planned["configure-s2s"] and "ConfigureCrmServerSideSync.ps1" in planned["configure-s2s"][0]
+    assert planned["configure-s2s"][1] == (f"remove from {p_app(lab_env)!r}: the client secret and consent "
+                                           "step 3 adds")
     assert world(lab_env["state"]) == before
     assert evidence.read_manifest(result.record_dir)["mode"] == "plan"
 
@@ -106,24 +117,45 @@ def test_demo_run_reaches_a_verified_record_and_no_secret_is_written(
     p = params(lab_env)
     canary = f"canary-pfx-{pysecrets.token_hex(8)}"
     sec.store(p["pfx_password"], canary)
-    result = Runner(BOOK, p, records_root=lab_env["records"]).run()
+    # In two parts (--to, then --from), to read the client secret the twin issued before step 4's
+    # teardown deletes it: it is a canary too.
+    part = Runner(BOOK, p, records_root=lab_env["records"]).run(until="entra-app")
+    assert part.ok, part.table().to_string()
+    assert [s.status for s in part.steps] == ["succeeded"] * 4 + ["not run"] * 3
+    client_secret = sec.resolve(p["client_secret"]).reveal()
+    result = Runner(BOOK, p, records_root=lab_env["records"]).run(start="configure-s2s")
     lab_env["runs"]["first"] = result
     assert result.ok, result.table().to_string()
-    assert evidence.verify(result.record_dir) == []
+    assert [s.status for s in result.steps] == ["carried"] * 4 + ["succeeded"] * 3
+    for done in (part, result):
+        assert evidence.verify(done.record_dir) == []
     facts = result.facts
     assert len(facts["thumbprint"]) == 40 and facts["s2s_configured"] is True
     assert facts["client_secret_ref"] == p["client_secret"]
     assert facts["s2s_tenant_id"] == facts["tenant_id"]
     names = sorted(x.name for x in result.record_dir.iterdir() if x.name != "kernels.log")
-    assert names == sorted(["manifest.json", "run.log"] + [f"{s.stem}.{ext}" for s in BOOK.steps
+    assert names == sorted(["manifest.json", "run.log"] + [f"{s.stem}.{ext}" for s in BOOK.steps[4:]
                                                            for ext in ("ipynb", "html")])
+
+    # Teardown: S2S works without the setup access, so the secret (stored value too) and consent went.
+    assert facts["setup_access_left"] == []
+    assert any(c.startswith("removed client secret ") for c in result.steps[4].changes)
+    assert f"deleted the stored client secret at {p['client_secret']}" in result.steps[4].changes
+    tenant = directory(lab_env)
+    app = next(a for a in tenant["applications"] if a["displayName"] == p["app_name"])
+    sp = next(x for x in tenant["servicePrincipals"] if x["appId"] == app["appId"])
+    assert app["passwordCredentials"] == []
+    assert [a for a in tenant["appRoleAssignments"] if a["principalId"] == sp["id"]] == []
+    assert [g for g in tenant["oauth2PermissionGrants"] if g["clientId"] == sp["id"]] == []
+    with pytest.raises(sec.SecretError):
+        sec.resolve(p["client_secret"])
     # The world, read again over the wire: every server holds the certificate, CRM trusts it.
     with Deployment.from_params(ORG, lab=str(lab_env["state"])) as dep:
         assert bool(steps.certificate_state(dep, facts["thumbprint"])["present"].all())
         assert facts["installed_on"] == dep.servers and len(dep.servers) >= 2
 
     # Canary: the PFX password, the client secret the twin issued, the lab admin's password.
-    values = [canary, sec.resolve(p["client_secret"]).reveal(), sec.resolve("lab:accounts/crmadmin").reveal()]
+    values = [canary, client_secret, sec.resolve("lab:accounts/crmadmin").reveal()]
     assert all(len(v) >= 8 for v in values)
     out, err = capfd.readouterr()
     haystacks = {"stdout": out.encode(), "stderr": err.encode()}
