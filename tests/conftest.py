@@ -147,3 +147,18 @@ def lab_factory(lab_keys: Path, tmp_path_factory: pytest.TempPathFactory) -> Ite
         for the_lab in made:
             the_lab.stop()
         env.restore()
+
+
+def _readme_snippet(name: str) -> str:
+    """The code block after ``<!-- readme-snippet: NAME -->`` in README.md, as printed there."""
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    marker = f"<!-- readme-snippet: {name} -->"
+    assert text.count(marker) == 1, f"README.md has no single {marker}"
+    block = text.split(marker, 1)[1].lstrip()
+    assert block.startswith("```python\n"), f"{marker} is not followed by a python block"
+    return block[len("```python\n"):].split("\n```", 1)[0] + "\n"
+
+
+@pytest.fixture
+def readme_snippet() -> Callable[[str], str]:
+    return _readme_snippet

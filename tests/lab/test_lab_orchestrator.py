@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -76,31 +77,14 @@ def test_fixture_points_the_lab_secret_store_at_the_lab(lab: Lab) -> None:
         assert str(account.secret()) == secrets.MASK
 
 
-def test_readme_snippet_lists_the_organizations(lab: Lab) -> None:
-    # The README's snippet, as written there (state directory from PSBRIDGE_LAB_STATE).
-    from pypsrp.powershell import PowerShell, RunspacePool
-    from pypsrp.wsman import WSMan
-
-    from psbridge.lab.config import LabConfig
-    from psbridge.secrets import lab_state_dir
-
+def test_readme_snippet_lists_the_organizations(lab: Lab, readme_snippet: Callable[[str], str]) -> None:
+    # The README's snippet, run as printed there (state directory from PSBRIDGE_LAB_STATE).
     printed: list[tuple[Any, ...]] = []
+    scope: dict[str, Any] = {"print": lambda *values: printed.append(values)}
+    exec(compile(readme_snippet("lab"), "README.md:lab", "exec"), scope)  # noqa: S102 - our own README
 
-    def print(*values: Any) -> None:  # what the snippet prints, captured
-        printed.append(values)
-
-    lab = LabConfig.load(lab_state_dir())  # the lab `psbridge lab up` started (or its --state DIR)
-    ep, admin = lab.endpoint("CRM01", "http"), lab.account("crmadmin")
-    wsman = WSMan(ep.host, port=ep.port, path="wsman", ssl=False, auth="ntlm", encryption="always",
-                  username=admin.user, password=admin.password)
-    with RunspacePool(wsman) as pool:
-        ps = PowerShell(pool)
-        ps.add_cmdlet("Add-PSSnapin").add_parameter("Name", "Microsoft.Crm.PowerShell").add_statement()
-        ps.add_cmdlet("Get-CrmOrganization")
-        for org in ps.invoke():
-            print(org.adapted_properties["UniqueName"], org.adapted_properties["Id"])
-
-    assert [(name, str(org_id)) for name, org_id in printed] == [(o.name, o.id) for o in lab.organizations]
+    wanted = [(o.name, o.id) for o in lab.config.organizations]
+    assert [(name, str(org_id)) for name, org_id in printed] == wanted
     assert [name for name, _ in printed] == ["contoso", "fabrikam"]
 
 
