@@ -356,7 +356,10 @@ recorded; and what to do next.
     ("md", "## Final state"),
     ("code", """if async_servers:
     dep.servers = list(async_servers)
-final = steps.final_state(dep, admin_account, thumbprint, tenant_id, app_name, teardown)
+# Run on its own (JupyterLab, papermill without facts), it finds the certificate and tenant itself.
+cert = steps.certificate_for(dep, customer, pfx_path, pfx_file, pfx_password, thumbprint, required=False)
+tenant_id = tenant_id or steps.discover_tenant_id(dep)
+final = steps.final_state(dep, admin_account, cert.thumbprint, tenant_id, app_name, teardown)
 final"""),
     ("md", """## What to do next
 

@@ -203,6 +203,30 @@ def test_a_step_runs_from_plain_papermill_with_a_params_file(lab_env: dict[str, 
     assert got["s2s_tenant_id"] == lab_env["runs"]["first"].facts["tenant_id"]
 
 
+def test_notebooks_run_as_stored_like_in_jupyterlab(lab_env: dict[str, Any]) -> None:
+    """Opened in JupyterLab and run top to bottom: no injected parameters, the defaults target the
+    running lab (PSBRIDGE_LAB_STATE) and each step finds what it needs itself."""
+    assert "first" in lab_env["runs"], "needs the demo run"
+    import nbformat
+    from nbclient import NotebookClient
+
+    from psbridge.runbook.facts import read_facts
+
+    before = world(lab_env["state"])
+    got = {}
+    for stem in ("00-preflight", "50-tenant-id", "90-summary"):
+        nb = nbformat.read(ROOT / "notebooks" / f"{stem}.ipynb", as_version=4)
+        NotebookClient(nb, timeout=240, kernel_name="python3",
+                       resources={"metadata": {"path": str(ROOT / "notebooks")}}).execute()
+        got[stem] = read_facts(nb)
+        assert got[stem]["changes"] == [], stem
+    assert got["00-preflight"]["organization_id"] == lab_env["runs"]["first"].facts["organization_id"]
+    assert got["50-tenant-id"]["s2s_tenant_id"] == lab_env["runs"]["first"].facts["tenant_id"]
+    final = next(o for c in nb.cells if "final_state" in c.source for o in c.outputs if "data" in o)
+    assert "False" not in final["data"]["text/plain"], final["data"]["text/plain"]
+    assert world(lab_env["state"]) == before
+
+
 def test_wrong_pfx_password_stops_the_run_with_a_record_then_resume(lab_env: dict[str, Any]) -> None:
     assert "first" in lab_env["runs"], "needs the demo run"
     p = params(lab_env)
