@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -53,10 +54,12 @@ def test_state_survives_a_restart(tmp_path: Path, lab_ca: LabCA) -> None:
         again.stop()
 
 
-def test_unknown_client_is_refused_as_entra_does(twin: EntraTwin) -> None:
+@pytest.mark.parametrize("case", [str.lower, str.title])  # Grant_Type, Client_Id: as the official script
+def test_unknown_client_is_refused_as_entra_does(twin: EntraTwin, case: Callable[[str], str]) -> None:
+    form = {"grant_type": "client_credentials", "client_id": "nope", "client_secret": "x",
+            "scope": "https://graph.microsoft.com/.default"}
     r = requests.post(f"{twin.login_url}/{twin.tenant_id}/oauth2/v2.0/token", verify=str(twin.ca_bundle),
-                      timeout=10, data={"grant_type": "client_credentials", "client_id": "nope",
-                                        "client_secret": "x", "scope": "https://graph.microsoft.com/.default"})
+                      timeout=10, data={case(k): v for k, v in form.items()})
     assert r.status_code == 400 and "AADSTS700016" in r.json()["error_description"]
 
 

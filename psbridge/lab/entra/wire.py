@@ -19,7 +19,13 @@ class Request:
     raw_query: str = ""
 
     def form(self) -> dict[str, str]:
-        return {k: v[-1] for k, v in parse_qs(self.body.decode("utf-8"), keep_blank_values=True).items()}
+        """The form's fields by lower-cased name.
+
+        Entra reads OAuth form field names in any case: ConfigureCrmServerSideSync.ps1 itself
+        posts ``Grant_Type``, ``Scope``, ``Client_Id`` and ``Client_Secret``.
+        """
+        fields = parse_qs(self.body.decode("utf-8"), keep_blank_values=True)
+        return {k.lower(): v[-1] for k, v in fields.items()}
 
     def json(self) -> Any:
         return json.loads(self.body.decode("utf-8") or "null")

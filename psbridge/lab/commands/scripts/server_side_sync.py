@@ -127,11 +127,11 @@ def _run(call: Call) -> None:
             "login",
             "POST",
             f"/{quote(tenant, safe='.-')}/oauth2/v2.0/token",
-            form={
-                "grant_type": "client_credentials",
-                "scope": "https://graph.microsoft.com/.default",
-                "client_id": call["ClientID"],
-                "client_secret": call["ClientSecret"],
+            form={  # the field names as the real script writes them
+                "Grant_Type": "client_credentials",
+                "Scope": "https://graph.microsoft.com/.default",
+                "Client_Id": call["ClientID"],
+                "Client_Secret": call["ClientSecret"],
             },
         ).json()
         or {}
