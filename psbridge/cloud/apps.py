@@ -50,25 +50,32 @@ def find_app(graph: GraphClient, display_name: str) -> dict[str, Any] | None:
     return found[0] if found else None
 
 
+def _service_principal(graph: GraphClient, app_id: str) -> dict[str, Any] | None:
+    sps = graph.get_all("/servicePrincipals", {"$filter": f"appId eq {odata_quote(app_id)}"})
+    return sps[0] if sps else None
+
+
+def _registration(app: dict[str, Any], sp: dict[str, Any], changes: list[str] | None = None,
+                  sign_in_audience: str = SINGLE_TENANT) -> AppRegistration:
+    return AppRegistration(
+        display_name=app["displayName"],
+        app_id=app["appId"],
+        object_id=app["id"],
+        service_principal_id=sp["id"],
+        sign_in_audience=app.get("signInAudience", sign_in_audience),
+        redirect_uris=list((app.get("web") or {}).get("redirectUris") or []),
+        changes=changes or [],
+    )
+
+
 def get_app(graph: GraphClient, display_name: str) -> AppRegistration | None:
     """The app registration named ``display_name`` with its service principal; None when either is missing.
 
     Read-only: for the steps that only need the app if it is there (a teardown, a re-run).
     """
     app = find_app(graph, display_name)
-    if app is None:
-        return None
-    sps = graph.get_all("/servicePrincipals", {"$filter": f"appId eq {odata_quote(app['appId'])}"})
-    if not sps:
-        return None
-    return AppRegistration(
-        display_name=app["displayName"],
-        app_id=app["appId"],
-        object_id=app["id"],
-        service_principal_id=sps[0]["id"],
-        sign_in_audience=app.get("signInAudience", SINGLE_TENANT),
-        redirect_uris=list((app.get("web") or {}).get("redirectUris") or []),
-    )
+    sp = _service_principal(graph, app["appId"]) if app is not None else None
+    return _registration(app, sp) if app is not None and sp is not None else None
 
 
 def ensure_app(graph: GraphClient, display_name: str, redirect_uri: str, *,
@@ -97,23 +104,13 @@ def ensure_app(graph: GraphClient, display_name: str, redirect_uri: str, *,
             graph.patch(f"/applications/{app['id']}", patch)
             changes.extend(f"set {k}" for k in patch)
             app = graph.get(f"/applications/{app['id']}")
-    sps = graph.get_all("/servicePrincipals", {"$filter": f"appId eq {odata_quote(app['appId'])}"})
-    if sps:
-        sp = sps[0]
-    else:
+    sp = _service_principal(graph, app["appId"])
+    if sp is None:
         sp = graph.post("/servicePrincipals", {"appId": app["appId"]})
         changes.append("created service principal")
     for c in changes:
         log.info("%s: %s", display_name, c)
-    return AppRegistration(
-        display_name=app["displayName"],
-        app_id=app["appId"],
-        object_id=app["id"],
-        service_principal_id=sp["id"],
-        sign_in_audience=app.get("signInAudience", sign_in_audience),
-        redirect_uris=list((app.get("web") or {}).get("redirectUris") or []),
-        changes=changes,
-    )
+    return _registration(app, sp, changes, sign_in_audience)
 
 
 def _parse_time(text: str) -> dt.datetime:
@@ -147,8 +144,7 @@ def ensure_client_secret(graph: GraphClient, app: AppRegistration, secret_ref: s
     if lifetime_days > RECOMMENDED_SECRET_DAYS:
         log.warning("a client secret of %d days: Microsoft recommends less than 12 months", lifetime_days)
     now = dt.datetime.now(dt.UTC)
-    current = graph.get(f"/applications/{app.object_id}", {"$select": "id,passwordCredentials"})
-    ours = [c for c in current.get("passwordCredentials", []) if c.get("displayName") == display_name]
+    ours = client_secrets_named(graph, app, display_name)
     hint = _stored_hint(ref)
     for cred in ours:
         if cred.get("hint") == hint and _parse_time(cred["endDateTime"]) > now + dt.timedelta(days=1):
@@ -176,13 +172,18 @@ def ensure_client_secret(graph: GraphClient, app: AppRegistration, secret_ref: s
                       secret_ref=str(ref), created=True)
 
 
+def client_secrets_named(graph: GraphClient, app: AppRegistration,
+                         display_name: str = DEFAULT_SECRET_NAME) -> list[dict[str, Any]]:
+    """The app's password credentials named ``display_name`` (metadata only: Graph never returns values)."""
+    current = graph.get(f"/applications/{app.object_id}", {"$select": "id,passwordCredentials"})
+    return [c for c in current.get("passwordCredentials", []) if c.get("displayName") == display_name]
+
+
 def remove_client_secrets(graph: GraphClient, app: AppRegistration, *,
                           display_name: str = DEFAULT_SECRET_NAME) -> list[str]:
     """Remove the app's client secrets named ``display_name``; the removed key ids."""
-    current = graph.get(f"/applications/{app.object_id}", {"$select": "id,passwordCredentials"})
     removed = []
-    for cred in current.get("passwordCredentials", []):
-        if cred.get("displayName") == display_name:
-            graph.post(f"/applications/{app.object_id}/removePassword", {"keyId": cred["keyId"]})
-            removed.append(cred["keyId"])
+    for cred in client_secrets_named(graph, app, display_name):
+        graph.post(f"/applications/{app.object_id}/removePassword", {"keyId": cred["keyId"]})
+        removed.append(cred["keyId"])
     return removed

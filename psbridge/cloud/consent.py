@@ -18,6 +18,7 @@ from __future__ import annotations
 import difflib
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from psbridge.cloud.graph import GraphClient, odata_quote
@@ -131,22 +132,36 @@ def grant_admin_consent(graph: GraphClient, app: AppRegistration,
     return ConsentResult(app_id=app.app_id, granted=perms, created=created, already=already)
 
 
+@dataclass(frozen=True)
+class AdminConsent:
+    """The app's consent to Microsoft Graph as it stands: app role assignments and delegated grants."""
+
+    assignments: list[dict[str, Any]]
+    role_names: list[str]  # the assignments' permission names, in the same order
+    grants: list[dict[str, Any]]
+
+
+def admin_consent(graph: GraphClient, app: AppRegistration) -> AdminConsent:
+    """Read (only) every Graph app role assignment and delegated grant of the app."""
+    resource = resource_service_principal(graph)
+    names = {r["id"]: r["value"] for r in resource.get("appRoles", [])}
+    path = f"/servicePrincipals/{app.service_principal_id}/appRoleAssignments"
+    assignments = [a for a in graph.get_all(path) if a["resourceId"] == resource["id"]]
+    grants = graph.get_all("/oauth2PermissionGrants", {
+        "$filter": f"clientId eq {odata_quote(app.service_principal_id)} and resourceId eq "
+                   f"{odata_quote(resource['id'])}",
+    })
+    return AdminConsent(assignments, [names.get(a["appRoleId"], a["appRoleId"]) for a in assignments], grants)
+
+
 def revoke_admin_consent(graph: GraphClient, app: AppRegistration) -> tuple[list[str], int]:
     """Remove every Graph app role assignment and delegated grant of the app.
 
     Returns the names of the application permissions removed and the number of grants deleted.
     """
-    resource = resource_service_principal(graph)
-    names = {r["id"]: r["value"] for r in resource.get("appRoles", [])}
-    removed: list[str] = []
-    for a in graph.get_all(f"/servicePrincipals/{app.service_principal_id}/appRoleAssignments"):
-        if a["resourceId"] == resource["id"]:
-            graph.delete(f"/servicePrincipals/{app.service_principal_id}/appRoleAssignments/{a['id']}")
-            removed.append(names.get(a["appRoleId"], a["appRoleId"]))
-    grants = graph.get_all("/oauth2PermissionGrants", {
-        "$filter": f"clientId eq {odata_quote(app.service_principal_id)} and resourceId eq "
-                   f"{odata_quote(resource['id'])}",
-    })
-    for g in grants:
+    consent = admin_consent(graph, app)
+    for a in consent.assignments:
+        graph.delete(f"/servicePrincipals/{app.service_principal_id}/appRoleAssignments/{a['id']}")
+    for g in consent.grants:
         graph.delete(f"/oauth2PermissionGrants/{g['id']}")
-    return removed, len(grants)
+    return consent.role_names, len(consent.grants)

@@ -15,9 +15,9 @@ from __future__ import annotations
 import logging
 
 from psbridge import secrets
-from psbridge.cloud.apps import DEFAULT_SECRET_NAME, remove_client_secrets
-from psbridge.cloud.consent import resource_service_principal, revoke_admin_consent
-from psbridge.cloud.graph import GraphClient, odata_quote
+from psbridge.cloud.apps import DEFAULT_SECRET_NAME, client_secrets_named, remove_client_secrets
+from psbridge.cloud.consent import admin_consent, revoke_admin_consent
+from psbridge.cloud.graph import GraphClient
 from psbridge.cloud.models import AppRegistration, TeardownReport
 from psbridge.secrets import SecretError, SecretRef
 
@@ -30,22 +30,12 @@ def setup_access(graph: GraphClient, app: AppRegistration, *,
 
     What :func:`teardown` would remove, for a plan.
     """
-    current = graph.get(f"/applications/{app.object_id}", {"$select": "id,passwordCredentials"})
-    left = [f"client secret {c['keyId']}" for c in current.get("passwordCredentials", [])
-            if c.get("displayName") == secret_display_name]
-    resource = resource_service_principal(graph)
-    names = {r["id"]: r["value"] for r in resource.get("appRoles", [])}
-    roles = [names.get(a["appRoleId"], a["appRoleId"])
-             for a in graph.get_all(f"/servicePrincipals/{app.service_principal_id}/appRoleAssignments")
-             if a["resourceId"] == resource["id"]]
-    if roles:
-        left.append("admin consent to " + ", ".join(sorted(roles)))
-    grants = graph.get_all("/oauth2PermissionGrants", {
-        "$filter": f"clientId eq {odata_quote(app.service_principal_id)} and resourceId eq "
-                   f"{odata_quote(resource['id'])}",
-    })
-    scopes = sorted({s for g in grants for s in g.get("scope", "").split()})
-    if grants:
+    left = [f"client secret {c['keyId']}" for c in client_secrets_named(graph, app, secret_display_name)]
+    consent = admin_consent(graph, app)
+    if consent.role_names:
+        left.append("admin consent to " + ", ".join(sorted(consent.role_names)))
+    if consent.grants:
+        scopes = sorted({s for g in consent.grants for s in g.get("scope", "").split()})
         left.append("delegated consent to " + (", ".join(scopes) or "no scopes"))
     return left
 

@@ -505,9 +505,9 @@ def remove_setup_access(graph: Any, app_name: str, client_secret_ref: str, *, te
     from psbridge.cloud import get_app, setup_access
     from psbridge.cloud import teardown as take_back
 
-    app = get_app(graph, app_name)
     if not teardown:
         return Action([], plan, [KEPT])
+    app = get_app(graph, app_name)
     if plan:
         left = setup_access(graph, app) if app is not None else []
         if not configured and not left:
