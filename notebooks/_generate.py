@@ -34,6 +34,7 @@ P = {
     "pfx_path": ("str", '""', "a CA-issued PFX to use; '': generate a self-signed certificate"),
     "pfx_password": ("str", '"lab:demo/contoso/pfx-password"', "secret reference of the PFX password"),
     "certificate_days": ("int", "365", "lifetime of a generated certificate, in days"),
+    "replace_certificate": ("str", '""', "why a kept certificate that no longer opens may be replaced ('': never)"),
     "cloud": ("str", '"lab"', "Entra ID cloud: lab, global, usgov, usgov-dod, china"),
     "tenant": ("str", '""', "tenant domain or GUID ('' in the lab: the twin's tenant)"),
     "admin_account": ("str", '""', "administrator who signs in with a device code"),
@@ -116,14 +117,18 @@ Entra ID and Microsoft Graph (MSOnline is retired: Graph is the way).
     ("md", "## Checks\nEach row is one check; all of them run, so every problem shows at once."),
     ("code", "checks = steps.preflight(dep)\nchecks"),
     ("code", "steps.require_all(checks)  # stops the runbook here, naming each unmet prerequisite"),
+    ("md", """## Leftovers of earlier runs
+A PFX waits in `C:\\Windows\\Temp\\psbridge` on a server only while a script reads it. A run that was killed
+in between leaves it there: it is removed now (in a plan, listed)."""),
+    ("code", "cleanup = steps.sweep_leftovers(dep, plan=plan)\ncleanup"),
     ("md", "## Facts for the next steps"),
     ("code", """record("organization_id", checks.attrs["organization_id"])
 record("async_servers", dep.servers)
-record_changes([])"""),
+record_changes(cleanup)"""),
 ])
 
 notebook("10-certificate", ["customer", "organization", *CONNECTION, "pfx_path", "pfx_password",
-                            "certificate_days", "plan"], [
+                            "certificate_days", "replace_certificate", "plan"], [
     ("md", """# Step 1 — The S2S certificate
 
 **Purpose.** The CRM asynchronous service signs its token requests to Entra ID with this certificate. It must
@@ -133,7 +138,11 @@ two certificates with one subject make `CertificateReconfiguration.ps1` fail wit
 
 * With `pfx_path` set, the customer's CA-issued PFX is validated (every problem listed at once).
 * Without it, a self-signed certificate (acceptable for evaluation) is generated once, with a unique subject,
-  and kept in the organization's work folder; a re-run reuses it until 30 days before it expires.
+  and kept in the organization's work folder; a re-run reuses it.
+* A kept certificate that no longer opens with its password, or expires within 30 days, **stops the step**:
+  a new one would be a second certificate on the servers and in Entra ID, a rotation. Set
+  `replace_certificate` to the reason to make a new one anyway (the record keeps it), or renew with the
+  certificate renewal runbook.
 
 **Prerequisites.** For a provided PFX: its password at the `pfx_password` reference.
 
@@ -144,7 +153,8 @@ two certificates with one subject make `CertificateReconfiguration.ps1` fail wit
     ("params", ""),
     ("code", DEPLOYMENT),
     ("md", "## The certificate\nBefore: what is kept (or given); action: generate or validate; after: the certificate."),
-    ("code", """choice = steps.ensure_certificate(dep, customer, pfx_path, pfx_password, certificate_days, plan=plan)
+    ("code", """choice = steps.ensure_certificate(dep, customer, pfx_path, pfx_password, certificate_days,
+                                   replace_certificate=replace_certificate, plan=plan)
 choice.changes or "already done: the kept certificate is valid and reused\""""),
     ("code", "choice"),
     ("md", "## Facts for the next steps"),
@@ -292,11 +302,11 @@ if not plan:
 after"""),
     ("md", "## Teardown: the setup secret and consent go"),
     ("code", """cleanup = steps.remove_setup_access(graph, app_name, client_secret_ref, teardown=teardown,
-                                   configured=bool(after["ok"].all()), plan=plan)
+                                   configured=after.ok, plan=plan)
 cleanup"""),
     ("code", "dep.journal()"),
     ("md", "## Facts for the next steps"),
-    ("code", """record("s2s_configured", bool(after["ok"].all()))
+    ("code", """record("s2s_configured", after.ok)
 record("setup_access_left", steps.setup_access_left(graph, app_name))
 record_changes(action.changes + cleanup.changes)"""),
 ])
@@ -329,7 +339,7 @@ if not plan:
     steps.require_ok(after, "after setting it,")
 after"""),
     ("md", "## Facts"),
-    ("code", """record("s2s_tenant_id", after["now"].iloc[0])
+    ("code", """record("s2s_tenant_id", after.rows[0].now)
 record_changes(action)"""),
 ])
 
@@ -353,6 +363,11 @@ recorded; and what to do next.
                   certificate_not_after=certificate_not_after, installed_on=installed_on, app_id=app_id,
                   tenant_id=tenant_id, client_secret_ref=client_secret_ref, s2s_configured=s2s_configured,
                   s2s_tenant_id=s2s_tenant_id, setup_access_left=setup_access_left)"""),
+    ("md", "## Leftovers of earlier runs\nAny PFX an interrupted run left in the servers' upload folder goes now."),
+    ("code", """if async_servers:
+    dep.servers = list(async_servers)
+cleanup = steps.sweep_leftovers(dep, plan=plan)
+cleanup"""),
     ("md", "## Final state"),
     ("code", """if async_servers:
     dep.servers = list(async_servers)
@@ -370,7 +385,7 @@ final"""),
 4. Keep this record: `psbridge verify` on its folder proves it is unchanged.
 5. Renew the certificate before it expires (date above): run the runbook again with the new PFX. Step 3 then
    gives the app a fresh client secret and consent for step 4, and step 4 removes them again."""),
-    ("code", "record_changes([])"),
+    ("code", "record_changes(cleanup)"),
 ])
 
 

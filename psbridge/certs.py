@@ -21,7 +21,9 @@ PFX; no message carries it.
 from __future__ import annotations
 
 import datetime as dt
+import os
 import secrets as pysecrets
+import tempfile
 from dataclasses import dataclass
 from html import escape
 from pathlib import Path
@@ -209,9 +211,22 @@ class GeneratedCertificate:
     pfx: bytes
 
     def write(self, path: Path) -> Path:
+        """Write the PFX whole or not at all (a crash leaves no half-written key behind)."""
+        from psbridge.intents import intent
+
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(self.pfx)
+        with intent("write-pfx", str(path), f"a new PFX holding {self.info.thumbprint}"):
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+            try:
+                with os.fdopen(fd, "wb") as f:
+                    f.write(self.pfx)
+                    f.flush()
+                    os.fsync(f.fileno())
+                os.replace(tmp, path)
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
         return path
 
 

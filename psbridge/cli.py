@@ -27,13 +27,16 @@ def run(
     start: Annotated[str | None, typer.Option("--from", help="resume at this step (id or number)")] = None,
     only: Annotated[str | None, typer.Option("--only", help="run this one step")] = None,
     until: Annotated[str | None, typer.Option("--to", help="stop after this step (id or number)")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="start where this org's last run failed or was "
+                                         "interrupted")] = False,
     runbook: RunbookOpt = None,
     records: RecordsOpt = Path("records"),
 ) -> None:
     """Run the runbook for one organization; each executed step is kept in the record."""
     from psbridge.runbook import cli_support
 
-    raise typer.Exit(cli_support.run(params_file, runbook, records, start=start, only=only, until=until))
+    raise typer.Exit(cli_support.run(params_file, runbook, records, start=start, only=only, until=until,
+                                     resume=resume))
 
 
 @app.command()
@@ -51,11 +54,17 @@ def plan(
 @app.command()
 def verify(
     record_dir: Annotated[Path, typer.Argument(metavar="RECORD_DIR", help="records/<customer>/<org>/<run>")],
+    repair: Annotated[bool, typer.Option(
+        "--repair", help="rebuild the manifest of an interrupted run from its journal")] = False,
 ) -> None:
-    """Recompute a record's hashes; exit non-zero on any difference."""
+    """Tell a record's state and recompute its hashes.
+
+    Exit codes: 0 complete and intact, 1 tampered, 3 failed, 4 interrupted, 5 not a record,
+    6 no such folder, 7 a file, not a folder.
+    """
     from psbridge.runbook import cli_support
 
-    raise typer.Exit(cli_support.verify(record_dir))
+    raise typer.Exit(cli_support.verify(record_dir, repair=repair))
 
 
 @app.command()

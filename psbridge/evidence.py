@@ -1,14 +1,26 @@
-"""The change record of a run: executed notebooks, their HTML, and a manifest of hashes.
+"""The change record of a run: executed notebooks, their HTML, a journal and a manifest.
 
 A record lives at ``records/<customer>/<org>/<run-id>/``::
 
     00-preflight.ipynb   00-preflight.html   10-certificate.ipynb   ...   run.log
+    journal.jsonl        what the run intended and did, line by line, each on disk before the next
     manifest.json        runbook, operator, machine, times, parameters (secrets as references),
-                         each step's status, duration and facts, SHA-256 of every file
+                         each step's status, duration and facts, every change and its outcome,
+                         the SHA-256 of every file
 
-:func:`verify` recomputes every hash (and the manifest's own) and lists each difference: a
-changed byte, a missing file, a file nobody recorded. The manifest's ``self_sha256`` catches
-edits of the manifest itself; it is an integrity check, not a signature.
+A record is always in one of three states (:class:`RecordState`):
+
+- **complete**: every step it was asked to run succeeded;
+- **failed**: a step failed; the manifest says which and why;
+- **interrupted**: the process died (a crash, ``kill -9``): the journal tells what was done
+  and what was in flight. Its manifest is rebuilt from the journal by the next run of the same
+  organization or by ``psbridge verify --repair``; until then the record has no manifest.
+
+The manifest is always built from the journal (:func:`manifest_from_journal`), by the run
+itself at its end or by the repair, so the three states are told by one piece of code.
+:func:`inspect` recomputes every hash (and the manifest's own) and tells the states and
+tampering apart. The manifest's ``self_sha256`` catches edits of the manifest itself; it is
+an integrity check, not a signature.
 
 Before anything is written, :func:`scrub` replaces every secret value this process has seen
 with the mask (:func:`psbridge.secrets.redact`): a second line of defence behind notebooks
@@ -21,6 +33,8 @@ its own scheme with :func:`register_store`.
 
 from __future__ import annotations
 
+import contextlib
+import enum
 import hashlib
 import json
 import re
@@ -32,10 +46,18 @@ from urllib.parse import unquote, urlsplit
 
 import nbformat
 
+from psbridge.intents import JOURNAL, Journal
 from psbridge.secrets import redact
 
 MANIFEST = "manifest.json"
-FORMAT = "psbridge.record/1"
+FORMAT = "psbridge.record/2"
+RUN_LOG = "run.log"
+
+
+class RecordState(enum.StrEnum):
+    COMPLETE = "complete"
+    FAILED = "failed"
+    INTERRUPTED = "interrupted"
 
 
 # --- stores ---------------------------------------------------------------------------------
@@ -119,7 +141,7 @@ def _scrub_value(value: Any, keep: frozenset[str] = frozenset()) -> Any:
     if isinstance(value, str):
         # A secret *reference* of this run is kept whole, even when a short secret value seen
         # elsewhere happens to be part of its name: the record must say where secrets live.
-        return value if value in keep else redact(value)
+        return redact(value, keep)
     if isinstance(value, list):
         return [_scrub_value(v, keep) for v in value]
     if isinstance(value, dict):
@@ -183,8 +205,8 @@ class RecordWriter:
         self.written[name] = digest
         return digest
 
-    def write_text(self, name: str, text: str) -> str:
-        return self.write(name, redact(text).encode("utf-8"))
+    def write_text(self, name: str, text: str, keep: frozenset[str] = frozenset()) -> str:
+        return self.write(name, redact(text, keep).encode("utf-8"))
 
     def write_notebook(self, stem: str, nb: Any, *, html: bool = True,
                        keep: frozenset[str] = frozenset()) -> Any:
@@ -203,6 +225,62 @@ class RecordWriter:
         text = json.dumps(body, indent=2, ensure_ascii=False) + "\n"
         self.store.write_bytes(MANIFEST, text.encode("utf-8"))
         return body
+
+
+# --- the manifest, from the journal -----------------------------------------------------------
+
+
+def manifest_from_journal(journal: Journal) -> dict[str, Any]:
+    """The manifest a journal describes (without ``files``): head, steps, changes, state.
+
+    The journal's ``run-start`` entry carries the head (run id, runbook, who, where, parameters)
+    and every step as planned; each ``step-end`` entry a finished step. A journal without a
+    ``run-end`` is a run that died: its state is interrupted, and the step that had started but
+    not ended is marked so.
+    """
+    start = journal.first("run-start")
+    if start is None:
+        raise ValueError("the journal has no run-start entry: not a psbridge run")
+    head = dict(start.get("head") or {})
+    steps = {s["id"]: dict(s) for s in start.get("steps") or []}
+    running: str | None = None
+    for entry in journal.entries:
+        if entry.get("event") == "step-start":
+            running = entry.get("step")
+            if running in steps:
+                steps[running].update(status="interrupted", started=entry.get("t"))
+        elif entry.get("event") == "step-end":
+            outcome = dict(entry.get("outcome") or {})
+            if outcome.get("id") in steps:
+                steps[outcome["id"]] = outcome
+            running = None
+    end = journal.first("run-end")
+    changes = [c.as_dict() for c in journal.changes()]
+    if end is None:
+        state = RecordState.INTERRUPTED
+        in_flight = [c for c in changes if c["outcome"] == "in flight"]
+        ended = journal.entries[-1].get("t") if journal.entries else None
+        failure = ("the run was interrupted" + (f" during step {running}" if running else "")
+                   + (f", with {len(in_flight)} change(s) in flight" if in_flight else ""))
+        head.update(status=str(state), failure=failure, ended=ended, interrupted_step=running)
+    else:
+        state = RecordState(str(end.get("status")))
+        head.update(status=str(state), failure=end.get("failure"), ended=end.get("t"),
+                    duration_s=end.get("duration_s"))
+    head["steps"] = list(steps.values())
+    head["changes"] = changes
+    return head
+
+
+def write_manifest_from_journal(location: str | Path, keep: frozenset[str] = frozenset()) -> dict[str, Any]:
+    """Hash every file of the record and write the manifest its journal describes."""
+    store = store_for(location)
+    manifest = manifest_from_journal(Journal.read(Path(str(store.location)) / JOURNAL))
+    writer = RecordWriter(store)
+    for name in store.names():
+        if name != MANIFEST:
+            writer.written[name] = sha256(store.read_bytes(name))
+    return writer.write_manifest(manifest, keep=keep)
 
 
 # --- reading and verifying ------------------------------------------------------------------
@@ -253,8 +331,87 @@ def verify(location: str | Path) -> list[Difference]:
     return found
 
 
+class Verdict(enum.IntEnum):
+    """What ``psbridge verify`` says of a folder, and its exit code."""
+
+    COMPLETE = 0
+    TAMPERED = 1
+    # 2 is the command line's own: a usage error.
+    FAILED = 3
+    INTERRUPTED = 4
+    NOT_A_RECORD = 5
+    NO_SUCH_FOLDER = 6
+    NOT_A_FOLDER = 7
+
+
+@dataclass
+class Inspection:
+    """A record as :func:`inspect` found it."""
+
+    location: str
+    verdict: Verdict
+    differences: list[Difference] = field(default_factory=list)
+    manifest: dict[str, Any] | None = None
+    needs_repair: bool = False  # interrupted, and no manifest rebuilt yet
+
+    @property
+    def state(self) -> RecordState | None:
+        if self.manifest is None:
+            return RecordState.INTERRUPTED if self.needs_repair else None
+        try:
+            return RecordState(str(self.manifest.get("status")))
+        except ValueError:
+            return None
+
+
+def inspect(location: str | Path) -> Inspection:
+    """Whether ``location`` is a record, in which state, and whether it is intact."""
+    where = str(location)
+    if "://" not in where:
+        path = Path(where)
+        if not path.exists():
+            return Inspection(where, Verdict.NO_SUCH_FOLDER)
+        if not path.is_dir():
+            return Inspection(where, Verdict.NOT_A_FOLDER)
+    store = store_for(location)
+    names = store.names()
+    if MANIFEST not in names:
+        if JOURNAL in names and Journal.read(Path(store.location) / JOURNAL).first("run-start"):
+            return Inspection(where, Verdict.INTERRUPTED, needs_repair=True)
+        return Inspection(where, Verdict.NOT_A_RECORD)
+    found = verify(location)
+    manifest = None
+    with contextlib.suppress(ValueError, OSError):
+        manifest = read_manifest(location)
+    if found or manifest is None:
+        return Inspection(where, Verdict.TAMPERED, found, manifest)
+    verdicts = {str(RecordState.COMPLETE): Verdict.COMPLETE, str(RecordState.FAILED): Verdict.FAILED,
+                str(RecordState.INTERRUPTED): Verdict.INTERRUPTED}
+    return Inspection(where, verdicts.get(str(manifest.get("status")), Verdict.TAMPERED), [], manifest)
+
+
 def records_of(root: Path, customer: str, org: str) -> Iterator[Path]:
     """The record directories of one org, oldest first (run ids sort by time)."""
     base = Path(root) / customer / org
     if base.is_dir():
         yield from sorted(p for p in base.iterdir() if (p / MANIFEST).is_file())
+
+
+def run_lock(root: Path, customer: str, org: str) -> Path:
+    """The lock file a run of one org holds (outside the records themselves, so they hold only records)."""
+    return Path(root) / ".locks" / customer / f"{org}.lock"
+
+
+def run_lock_of(record_dir: Path) -> Path:
+    """:func:`run_lock` for the org a record directory ``<root>/<customer>/<org>/<run>`` belongs to."""
+    record_dir = Path(record_dir).resolve()
+    return run_lock(record_dir.parents[2], record_dir.parents[1].name, record_dir.parent.name)
+
+
+def unfinished_records(root: Path, customer: str, org: str) -> list[Path]:
+    """Records of one org left without a manifest by a run that died (oldest first)."""
+    base = Path(root) / customer / org
+    if not base.is_dir():
+        return []
+    return sorted(p for p in base.iterdir()
+                  if p.is_dir() and not (p / MANIFEST).exists() and (p / JOURNAL).is_file())

@@ -26,6 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
+from psbridge import secretforms
+
 MASK = "********"
 
 _REF_RE = re.compile(r"^(?P<scheme>[a-z][a-z0-9+.-]*):(?P<locator>.+)$", re.DOTALL)
@@ -59,8 +61,9 @@ class SecretRef:
             )
         scheme, locator = m.group("scheme"), m.group("locator")
         if scheme not in _BACKENDS:
-            known = ", ".join(sorted(_BACKENDS))
-            raise SecretError(f"unknown secret scheme '{scheme}:' (known: {known})")
+            # Not even the scheme is repeated: "hunter:2" may be the password itself.
+            known = ", ".join(f"{k}:" for k in sorted(_BACKENDS))
+            raise SecretError(f"not a secret reference: its scheme is none of {known}")
         _BACKENDS[scheme].check(locator)
         return cls(scheme, locator)
 
@@ -136,6 +139,13 @@ def register_backend(scheme: str, backend: SecretBackend) -> None:
     _BACKENDS[scheme] = backend
 
 
+def backend(scheme: str) -> SecretBackend:
+    """The backend of ``scheme:`` references (SecretError if there is none)."""
+    if scheme not in _BACKENDS:
+        raise SecretError(f"no secret backend for '{scheme}:'")
+    return _BACKENDS[scheme]
+
+
 def resolve(ref: SecretRef | str) -> Secret:
     """Read the value a reference names, as a masked :class:`Secret`."""
     r = SecretRef.parse(ref)
@@ -152,7 +162,10 @@ def store(ref: SecretRef | str, value: str | Secret) -> SecretRef:
         raise SecretError(f"secret references with scheme '{r.scheme}:' cannot be written to ({r})")
     plain = value.reveal() if isinstance(value, Secret) else value
     _remember(plain)
-    backend.put(r.locator, plain)
+    from psbridge.intents import intent  # the journal reads this module: imported here, not above
+
+    with intent("store-secret", str(r), f"a secret value stored at {r}"):
+        backend.put(r.locator, plain)
     return r
 
 
@@ -162,7 +175,10 @@ def delete(ref: SecretRef | str) -> None:
     backend = _BACKENDS[r.scheme]
     if not backend.writable:
         raise SecretError(f"secret references with scheme '{r.scheme}:' cannot be deleted ({r})")
-    backend.delete(r.locator)
+    from psbridge.intents import intent
+
+    with intent("delete-secret", str(r), f"the secret value at {r} deleted"):
+        backend.delete(r.locator)
 
 
 def is_reference(text: object) -> bool:
@@ -181,6 +197,9 @@ _seen: set[str] = set()
 _seen_lock = threading.Lock()
 # Very short values would turn ordinary words into asterisks; they are still masked by type.
 _MIN_REDACT = 4
+# Every form of every value seen, longest first; rebuilt only when a new value is seen.
+_forms: list[str] = []
+_forms_of: frozenset[str] = frozenset()
 
 
 def _remember(value: str) -> None:
@@ -195,13 +214,34 @@ def remember(values: Iterable[str]) -> None:
         _remember(v)
 
 
-def redact(text: str) -> str:
-    """Replace every secret value this process has handled with the mask."""
+def _current_forms() -> list[str]:
+    global _forms, _forms_of
     with _seen_lock:
-        values = sorted(_seen, key=len, reverse=True)
-    for v in values:
-        if v in text:
-            text = text.replace(v, MASK)
+        if _forms_of != _seen:
+            _forms_of = frozenset(_seen)
+            _forms = sorted(secretforms.all_forms(_forms_of), key=len, reverse=True)
+        return _forms
+
+
+def redact(text: str, keep: Iterable[str] = ()) -> str:
+    """Replace every secret value this process has handled with the mask, in every form.
+
+    The forms are those of :mod:`psbridge.secretforms`: as written, ``repr``/JSON/HTML/URL
+    escaped (stacked as a notebook stacks them), UTF-16LE, base64 and hex. Texts in ``keep``
+    (this run's secret references) stay whole even when a short value seen elsewhere is part
+    of them: a record must say where its secrets live.
+    """
+    if not text:
+        return text
+    kept = [k for k in sorted(set(keep), key=len, reverse=True) if k and k in text]
+    for i, k in enumerate(kept):
+        text = text.replace(k, f"\0{i}\0")
+    # One substring search a form is several times faster than one regex alternation of them all.
+    for form in _current_forms():
+        if form in text:
+            text = text.replace(form, MASK)
+    for i, k in enumerate(kept):
+        text = text.replace(f"\0{i}\0", k)
     return text
 
 
@@ -214,7 +254,8 @@ class EnvBackend:
 
     def check(self, locator: str) -> None:
         if not self._NAME.match(locator):
-            raise SecretError(f"'env:{locator}' is not a valid environment variable name")
+            raise SecretError("an env: reference names an environment variable (letters, digits and _, "
+                              "not starting with a digit)")
 
     def get(self, locator: str) -> str:
         try:
@@ -264,7 +305,7 @@ class KeyringBackend:
     def check(self, locator: str) -> None:
         service, sep, name = locator.partition("/")
         if not (service and sep and name):
-            raise SecretError(f"'keyring:{locator}' must be 'keyring:SERVICE/NAME'")
+            raise SecretError("a keyring: reference is written keyring:SERVICE/NAME")
 
     def get(self, locator: str) -> str:
         import keyring
@@ -313,7 +354,7 @@ class LabBackend:
 
     def check(self, locator: str) -> None:
         if not self._NAME.match(locator):
-            raise SecretError(f"'lab:{locator}' must be letters, digits and _.@/- only")
+            raise SecretError("a lab: reference is written lab:NAME with letters, digits and _.@/- only")
 
     @staticmethod
     def path() -> Path:

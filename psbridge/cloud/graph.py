@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import email.utils
 import logging
+import re
 import time
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -30,9 +31,12 @@ import requests
 
 from psbridge.cloud.http import session_for
 from psbridge.cloud.settings import CloudSettings
+from psbridge.intents import intent
 from psbridge.secrets import Secret
 
 log = logging.getLogger("psbridge.cloud.graph")
+# Object ids in a path, so that a change is named by its kind ("POST /applications/{id}/addPassword").
+_ID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 
 RETRIED = (429, 503, 504)
 
@@ -128,6 +132,14 @@ class GraphClient:
 
     def request(self, method: str, path: str, *, params: dict[str, str] | None = None,
                 json: Any = None) -> Any:
+        if method == "GET":
+            return self._send(method, path, params, json)
+        # A change to the tenant: journalled before it is sent, its outcome after (crash safety).
+        where = urlsplit(self._url(path)).path
+        with intent(f"{method} {_ID.sub('{id}', where)}", "Entra ID", f"{method} {where}"):
+            return self._send(method, path, params, json)
+
+    def _send(self, method: str, path: str, params: dict[str, str] | None, json: Any) -> Any:
         url = self._url(path)
         shown = urlsplit(url).path
         attempts, renewed, waited = 0, False, 0.0

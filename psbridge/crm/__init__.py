@@ -11,6 +11,7 @@ from psbridge.crm.certificates import (
     crm_certificates,
     store_certificates,
 )
+from psbridge.crm.leftovers import UPLOAD_FOLDER, Leftover, find_leftovers, sweep_leftovers
 from psbridge.crm.organizations import Organization, get_organization, list_organizations
 from psbridge.crm.prerequisites import Check, PrerequisiteFailed, Prerequisites, check_prerequisites
 from psbridge.crm.reconfiguration import CertificateInstallation, ServerOutcome, certificate_reconfiguration
@@ -34,9 +35,11 @@ __all__ = [
     "S2S_TENANT_ID",
     "SNAPIN",
     "TOOLS_FOLDER",
+    "UPLOAD_FOLDER",
     "CertificateInstallation",
     "Check",
     "CrmCertificate",
+    "Leftover",
     "Organization",
     "PfxInfo",
     "PrerequisiteFailed",
@@ -50,6 +53,7 @@ __all__ = [
     "check_subject_unique",
     "configure_server_side_sync",
     "crm_certificates",
+    "find_leftovers",
     "get_advanced_setting",
     "get_organization",
     "inspect_pfx",
@@ -60,5 +64,6 @@ __all__ = [
     "set_advanced_setting",
     "set_tenant_id",
     "store_certificates",
+    "sweep_leftovers",
     "use_crm_snapin",
 ]

@@ -12,12 +12,13 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path, PurePath, PureWindowsPath
+from pathlib import Path, PurePath
 from typing import Any
 
 from psbridge.crm import validation
 from psbridge.crm.certificates import check_subject_unique, crm_certificates, store_certificates
 from psbridge.crm.inputs import secret
+from psbridge.crm.leftovers import UPLOAD_FOLDER
 from psbridge.crm.scripts import (
     CERTIFICATE_RECONFIGURATION,
     RECONFIGURATION_PARAMETERS,
@@ -25,14 +26,12 @@ from psbridge.crm.scripts import (
     require_parameters,
     script_path,
 )
+from psbridge.intents import intent
 from psbridge.remote.errors import BridgeError
 from psbridge.remote.result import Result
 from psbridge.remote.session import Session
 from psbridge.remote.transfer import uploaded
 from psbridge.secrets import Secret, SecretRef
-
-# Where a PFX waits on the server while the script reads it (removed right after).
-UPLOAD_FOLDER = PureWindowsPath(r"C:\Windows\Temp\psbridge")
 
 
 @dataclass(frozen=True)
@@ -130,7 +129,10 @@ def certificate_reconfiguration(
             s.record("unchanged", f"{CERTIFICATE_RECONFIGURATION}: {detail}")
             report.servers.append(ServerOutcome(s.server, False, False, detail))
             continue
-        with uploaded(s, Path(pfx), remote_pfx) as receipt:
+        what = (f"{CERTIFICATE_RECONFIGURATION} installs {info.thumbprint} as {ctype} for {account}"
+                + (" and records it in CRM (-updateCrm)" if update_crm else ""))
+        with uploaded(s, Path(pfx), remote_pfx) as receipt, \
+                intent("certificate-reconfiguration", s.server, what):
             result = s.run_script(
                 script,
                 certificateFile=str(receipt.path),

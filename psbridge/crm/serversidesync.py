@@ -24,6 +24,7 @@ from psbridge.crm.scripts import (
     script_path,
 )
 from psbridge.crm.settings import S2S_TENANT_ID, get_advanced_setting
+from psbridge.intents import intent
 from psbridge.remote.command import SecureString
 from psbridge.remote.errors import BridgeError
 from psbridge.remote.result import Result
@@ -76,7 +77,10 @@ def configure_server_side_sync(
     require_parameters(session, script, SERVER_SIDE_SYNC_PARAMETERS)
     org = get_organization(session, org_name)
 
-    with uploaded(session, Path(pfx), folder / f"{info.thumbprint}.pfx") as receipt:
+    what = (f"{CONFIGURE_SERVER_SIDE_SYNC} for {org.unique_name}: key credential {info.thumbprint} on the "
+            "Dynamics CRM service principal, ServerSettings, S2STenantId")
+    with uploaded(session, Path(pfx), folder / f"{info.thumbprint}.pfx") as receipt, \
+            intent("configure-server-side-sync", session.server, what):
         result = session.run_script(
             script,
             privateKeyPassword=SecureString(key_password),

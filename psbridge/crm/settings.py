@@ -12,6 +12,7 @@ from typing import Any
 from psbridge.crm import validation
 from psbridge.crm.organizations import get_organization
 from psbridge.crm.snapin import use_crm_snapin
+from psbridge.intents import intent
 from psbridge.remote.command import Cmd
 from psbridge.remote.errors import BridgeError
 from psbridge.remote.session import Session
@@ -44,11 +45,12 @@ def set_advanced_setting(
 ) -> None:
     use_crm_snapin(session)
     ident = validation.guid(org_id, "org_id") if org_id is not None else None
-    session.invoke(
-        Cmd("Set-CrmAdvancedSetting", ID=ident, configurationEntityName=entity, setting=setting, value=value),
-        retry=False,
-    )
-    session.record("set", f"{entity}{f' {ident}' if ident else ''} {setting} = {value}")
+    what = f"{entity}{f' {ident}' if ident else ''} {setting} = {value}"
+    with intent("set-advanced-setting", session.server, what):
+        cmd = Cmd("Set-CrmAdvancedSetting", ID=ident, configurationEntityName=entity, setting=setting,
+                  value=value)
+        session.invoke(cmd, retry=False)
+    session.record("set", what)
 
 
 def set_tenant_id(session: Session, organization: str, tenant_id: str | uuid.UUID) -> bool:

@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, pkcs12
 from psbridge.remote.errors import ValidationError
 from psbridge.remote.paths import server_path
 from psbridge.secrets import Secret
+from psbridge.text import shown
 
 # The certificate types CertificateReconfiguration.ps1 installs for server-to-server auth.
 CERTIFICATE_TYPES = ("S2STokenIssuer", "AlternativeS2STokenIssuer")
@@ -33,8 +34,9 @@ _DNS_LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
 # sAMAccountName: at most 20 characters, none of these; NetBIOS domain: at most 15.
 _SAM_FORBIDDEN = set('"/\\[]:;|=,+*?<>@')
 _NETBIOS_FORBIDDEN = set('\\/:*?"<>|. ')
-# Organization unique names: a letter first, then letters, digits and underscores.
-_ORG_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,254}$")
+# Organization unique names: a letter first, then letters, digits and underscores; at most 30
+# characters (the Deployment SDK's Organization.UniqueName).
+_ORG_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,29}$")
 
 
 def is_guid(text: str) -> bool:
@@ -48,7 +50,7 @@ def guid(value: str | uuid.UUID, field: str) -> uuid.UUID:
     text = str(value).strip() if value is not None else ""
     if not _GUID.match(text):
         raise ValidationError(
-            field, f"{text!r} is not a GUID (expected 32 hex digits as 8-4-4-4-12, e.g. "
+            field, f"{shown(text)} is not a GUID (expected 32 hex digits as 8-4-4-4-12, e.g. "
             "00000000-0000-0000-0000-000000000000)"
         )
     return uuid.UUID(text.strip("{}"))
@@ -62,7 +64,7 @@ def tenant(value: str | uuid.UUID, field: str = "tenant") -> str:
     labels = text.split(".")
     if len(labels) < 2 or not all(_DNS_LABEL.match(label) for label in labels) or labels[-1].isdigit():
         raise ValidationError(
-            field, f"{text!r} is neither a tenant GUID nor a domain name such as contoso.onmicrosoft.com"
+            field, f"{shown(text)} is neither a tenant GUID nor a domain name such as contoso.onmicrosoft.com"
         )
     return text.lower()
 
@@ -74,8 +76,8 @@ def organization_name(value: str, field: str = "organization") -> str:
         raise ValidationError(field, "the organization's unique name is required")
     if not _ORG_NAME.match(text):
         raise ValidationError(
-            field, f"{text!r} is not an organization unique name: it starts with a letter and has only "
-            "letters, digits and underscores (use the unique name, not the display name)"
+            field, f"{shown(text)} is not an organization unique name: at most 30 characters, a letter "
+            "first, then letters, digits and underscores (use the unique name, not the display name)"
         )
     return text
 
@@ -86,7 +88,7 @@ def certificate_type(value: str, field: str = "certificate_type") -> str:
         if text.lower() == known.lower():
             return known
     raise ValidationError(
-        field, f"{text!r} is not a certificate type for server-to-server authentication; "
+        field, f"{shown(text)} is not a certificate type for server-to-server authentication; "
         f"use {' or '.join(CERTIFICATE_TYPES)} (the alternative one while rotating)"
     )
 
@@ -100,34 +102,35 @@ def service_account(value: str, field: str = "service_account") -> str:
     if "\\" in text:
         domain, _, user = text.partition("\\")
         if not domain or len(domain) > 15 or set(domain) & _NETBIOS_FORBIDDEN:
-            raise ValidationError(field, f"{text!r}: {domain!r} is not a NetBIOS domain name; {forms}")
+            raise ValidationError(
+                field, f"{shown(text)}: {shown(domain)} is not a NetBIOS domain name; {forms}")
         _check_user(text, user, field, forms)
         return text
     if "@" in text:
         user, _, domain = text.rpartition("@")
         labels = domain.split(".")
         if len(labels) < 2 or not all(_DNS_LABEL.match(label) for label in labels):
-            raise ValidationError(field, f"{text!r}: {domain!r} is not a domain name; {forms}")
+            raise ValidationError(field, f"{shown(text)}: {shown(domain)} is not a domain name; {forms}")
         if not user or any(c in user for c in '"\\/[]:;|=,+*?<>@ '):
-            raise ValidationError(field, f"{text!r}: {user!r} is not a user name; {forms}")
+            raise ValidationError(field, f"{shown(text)}: {shown(user)} is not a user name; {forms}")
         return text
-    raise ValidationError(field, f"{text!r} names no domain; {forms}")
+    raise ValidationError(field, f"{shown(text)} names no domain; {forms}")
 
 
 def _check_user(text: str, user: str, field: str, forms: str) -> None:
     if not user:
-        raise ValidationError(field, f"{text!r} has no user name after the backslash; {forms}")
+        raise ValidationError(field, f"{shown(text)} has no user name after the backslash; {forms}")
     if len(user) > 20 or set(user) & _SAM_FORBIDDEN or user.endswith("."):
         raise ValidationError(
-            field, f"{text!r}: {user!r} is not a Windows logon name (at most 20 characters, none of "
-            '" / \\ [ ] : ; | = , + * ? < > @); ' + forms
+            field, f"{shown(text)}: {shown(user)} is not a Windows logon name (at most 20 characters, "
+            'none of " / \\ [ ] : ; | = , + * ? < > @); ' + forms
         )
 
 
 def pfx_server_path(value: str | PurePath, field: str = "pfx_path") -> PureWindowsPath:
     path = server_path(value, field)
     if path.suffix.lower() != ".pfx":
-        raise ValidationError(field, f"{str(path)!r} does not end in .pfx; the scripts take a PFX file")
+        raise ValidationError(field, f"{shown(str(path))} does not end in .pfx; the scripts take a PFX file")
     return path
 
 

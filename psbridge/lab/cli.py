@@ -52,7 +52,7 @@ def _print_servers(config: LabConfig) -> None:
 def _print_endpoints(config: LabConfig) -> None:
     console.print(f"lab {config.state_dir} (pid {config.pid})")
     _print_servers(config)
-    accounts = Table(title="accounts (passwords in lab.json and the lab secret store)")
+    accounts = Table(title="accounts (passwords in the lab secret store, by reference)")
     for col in ("user", "password", "roles"):
         accounts.add_column(col, overflow="fold")
     for a in config.accounts:

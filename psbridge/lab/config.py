@@ -1,16 +1,21 @@
 """``lab.json``: what a running lab offers, so tools, tests and the demo connect without guessing.
 
 The orchestrator writes it (atomically) into the state directory when the lab is serving and
-marks it ``ready: false`` when the lab stops. The account passwords are written as values:
-they are lab secrets, random per state directory, and also kept in the lab secret store
-(``password_ref``) for code that takes secret references.
+marks it ``ready: false`` when the lab stops. The accounts' passwords are not in it: they are
+lab secrets, random per state directory, kept in the lab secret store and named by their
+reference (``password_ref``); :meth:`LabConfig.password` reads one as a masked
+:class:`~psbridge.secrets.Secret`. A file anyone may display, copy into a record or paste into
+an issue then holds nothing to hide.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import threading
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
@@ -20,6 +25,28 @@ from psbridge.secrets import Secret
 
 LAB_JSON = "lab.json"
 VERSION = 1
+
+
+_ENV_LOCK = threading.RLock()
+
+
+@contextlib.contextmanager
+def lab_secret_store(state_dir: Path) -> Iterator[None]:
+    """Make ``lab:`` references resolve against ``state_dir`` for the duration of the block.
+
+    The lab secret store follows ``PSBRIDGE_LAB_STATE``; a lab started for another directory
+    than the current one must still keep its passwords in its own store.
+    """
+    with _ENV_LOCK:
+        before = os.environ.get("PSBRIDGE_LAB_STATE")
+        os.environ["PSBRIDGE_LAB_STATE"] = str(state_dir)
+        try:
+            yield
+        finally:
+            if before is None:
+                os.environ.pop("PSBRIDGE_LAB_STATE", None)
+            else:
+                os.environ["PSBRIDGE_LAB_STATE"] = before
 
 
 class LabConfigError(Exception):
@@ -43,18 +70,14 @@ class LabEndpoint(BaseModel):
 
 
 class LabAccount(BaseModel):
-    """A lab Windows account. ``password`` is a lab secret: kept out of ``repr``."""
+    """A lab Windows account: its name and the reference of its password, never the value."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="ignore")  # a "password" of an older lab.json is dropped
 
     name: str
     user: str
-    password: str = Field(default="", repr=False)
     password_ref: str
     roles: list[str] = Field(default_factory=list)
-
-    def secret(self) -> Secret:
-        return Secret(self.password, self.password_ref)
 
 
 class LabServer(BaseModel):
@@ -127,7 +150,7 @@ class LabConfig(BaseModel):
         target = path or self.path_for(self.state_dir)
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(f"{target.name}.{uuid.uuid4().hex}.tmp")
-        # Owner-only: the file carries the lab accounts' passwords.
+        # Owner-only, as any file under the lab state: it names the lab's own secret store.
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(json.dumps(self.model_dump(mode="json"), indent=2))
@@ -153,6 +176,17 @@ class LabConfig(BaseModel):
                 return a
         known = ", ".join(a.name for a in self.accounts) or "none"
         raise LabConfigError(f"the lab has no account {name!r} (accounts: {known})")
+
+    def password(self, account: str) -> Secret:
+        """The account's password, read from this lab's secret store, masked until revealed."""
+        from psbridge.secrets import SecretError, resolve
+
+        ref = self.account(account).password_ref
+        try:
+            with lab_secret_store(Path(self.state_dir)):
+                return resolve(ref)
+        except SecretError as e:
+            raise LabConfigError(f"the password of lab account {account} is not in its store ({e})") from None
 
     def organization(self, name_or_id: str) -> LabOrganization:
         wanted = name_or_id.lower()

@@ -18,7 +18,6 @@ import os
 import secrets as pysecrets
 import threading
 import urllib.parse
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -33,6 +32,7 @@ from psbridge.lab.config import (
     LabEndpoint,
     LabOrganization,
     LabServer,
+    lab_secret_store,
 )
 from psbridge.lab.runspace import CloudEndpoints
 from psbridge.lab.winrm import Endpoint, EndpointSpec, start_endpoint
@@ -57,28 +57,6 @@ def _roles(rights: dict[str, bool]) -> list[str]:
 
 class LabError(Exception):
     """The lab cannot start, or was asked about something it does not have."""
-
-
-_ENV_LOCK = threading.RLock()
-
-
-@contextlib.contextmanager
-def lab_secret_store(state_dir: Path) -> Iterator[None]:
-    """Make ``lab:`` references resolve against ``state_dir`` for the duration of the block.
-
-    The lab secret store follows ``PSBRIDGE_LAB_STATE``; a lab started for another directory
-    than the current one must still keep its passwords in its own store.
-    """
-    with _ENV_LOCK:
-        before = os.environ.get("PSBRIDGE_LAB_STATE")
-        os.environ["PSBRIDGE_LAB_STATE"] = str(state_dir)
-        try:
-            yield
-        finally:
-            if before is None:
-                os.environ.pop("PSBRIDGE_LAB_STATE", None)
-            else:
-                os.environ["PSBRIDGE_LAB_STATE"] = before
 
 
 def account_passwords(state_dir: Path, names: list[str]) -> dict[str, str]:
@@ -172,8 +150,8 @@ class Lab:
                 ca_bundle=str(ca.bundle_path),
                 domain=world.data["domain"],
                 accounts=[
-                    LabAccount(name=name, user=user, password=passwords[name],
-                               password_ref=f"lab:accounts/{name}", roles=_roles(users[user]))
+                    LabAccount(name=name, user=user, password_ref=f"lab:accounts/{name}",
+                               roles=_roles(users[user]))
                     for name, user in names.items()
                 ],
                 service_account=SERVICE_ACCOUNTS[0],  # the CRM Asynchronous Processing Service's
@@ -286,7 +264,7 @@ class Lab:
         return self.config.endpoint(server, scheme).url
 
     def password(self, account: str = "crmadmin") -> secrets.Secret:
-        return self.config.account(account).secret()
+        return self.config.password(account)
 
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"

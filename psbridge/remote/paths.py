@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import PurePath, PureWindowsPath
 
 from psbridge.remote.errors import ValidationError
+from psbridge.text import shown
 
 # Characters Windows refuses in a file or folder name (besides the separators).
 _FORBIDDEN = set('<>"|?*') | {chr(c) for c in range(32)}
@@ -18,16 +19,16 @@ def server_path(value: str | PurePath, field: str = "path") -> PureWindowsPath:
     path = PureWindowsPath(text)
     if not path.is_absolute():
         raise ValidationError(
-            field, f"{text!r} is not an absolute Windows path (expected e.g. C:\\Program Files\\...)"
+            field, f"{shown(text)} is not an absolute Windows path (expected e.g. C:\\Program Files\\...)"
         )
     # The drive's colon is allowed; anywhere else it names an alternate data stream.
     rest = text[len(path.drive):]
     bad = sorted({c for c in rest if c in _FORBIDDEN or c == ":"})
     if bad:
-        shown = ", ".join(repr(c) for c in bad)
+        listed = ", ".join(repr(c) for c in bad)
         raise ValidationError(
-            field, f"{text!r} contains characters Windows does not allow in a path: {shown}"
+            field, f"{shown(text)} contains characters Windows does not allow in a path: {listed}"
         )
     if path.name in ("", ".", ".."):
-        raise ValidationError(field, f"{text!r} does not name a file or folder")
+        raise ValidationError(field, f"{shown(text)} does not name a file or folder")
     return path

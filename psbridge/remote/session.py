@@ -306,7 +306,9 @@ class Session:
             self._stop(ps, pool, "Ctrl-C")
             self._record("stop", f"{text} stopped by Ctrl-C")
             raise
-        except _DROPPED as e:
+        except (*_DROPPED, AuthenticationError) as e:
+            # A 401 in the middle of a pool's life is a connection that dropped and came back
+            # unauthenticated (the NTLM context belongs to the old socket), not a wrong password.
             pool.broken = True
             self._discard_pool()
             raise ConnectionLost(

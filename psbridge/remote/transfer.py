@@ -23,8 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path, PurePath, PureWindowsPath
 from typing import TYPE_CHECKING, BinaryIO
 
+from psbridge.intents import intent
 from psbridge.remote.command import Cmd
-from psbridge.remote.errors import BridgeError, TransferError
+from psbridge.remote.errors import BridgeError, ConnectionLost, TransferError
 from psbridge.remote.paths import server_path
 
 if TYPE_CHECKING:
@@ -80,6 +81,12 @@ def upload(
         chunk_size = chunk_size_for(session.max_payload_size)
     if chunk_size <= 0:
         raise ValueError("chunk_size must be positive")
+    with intent("upload", session.server, str(target)):
+        return _upload(session, local, target, chunk_size)
+
+
+def _upload(session: Session, local: str | Path | bytes, target: PureWindowsPath, chunk_size: int
+            ) -> UploadReceipt:
     t0 = time.monotonic()
     digest = hashlib.sha256()
     size = chunks = 0
@@ -135,12 +142,27 @@ def uploaded(
 def remove(session: Session, remote: str | PurePath) -> None:
     """Delete a file on the server and prove it is gone; recorded in the journal."""
     target = server_path(remote, "remote path")
-    try:
-        session.invoke(Cmd("Remove-Item", LiteralPath=str(target), Force=True), retry=False, check=False)
-        still_there = session.invoke(Cmd("Test-Path", LiteralPath=str(target))).output
-    except BridgeError as e:
-        session.record("remove-failed", f"{target}: {e}")
-        raise TransferError(f"could not remove {target} from {session.server}: {e}; remove it by hand") from e
+    with intent("remove-file", session.server, str(target)):
+        _remove(session, target)
+
+
+def _remove(session: Session, target: PureWindowsPath) -> None:
+    for attempt in (1, 2):
+        try:
+            session.invoke(Cmd("Remove-Item", LiteralPath=str(target), Force=True), retry=False, check=False)
+            still_there = session.invoke(Cmd("Test-Path", LiteralPath=str(target))).output
+            break
+        except ConnectionLost as e:
+            # The file holds a private key: a dropped connection is no reason to leave it there.
+            # Remove-Item of a file is safe to repeat; the session opens a new pool for it.
+            session.record("remove-retry", f"{target}: {e}; trying again on a new session")
+            if attempt == 2:
+                raise TransferError(f"could not remove {target} from {session.server}: {e}; it is removed "
+                                    "by the next run's sweep, or remove it by hand") from e
+        except BridgeError as e:
+            session.record("remove-failed", f"{target}: {e}")
+            raise TransferError(
+                f"could not remove {target} from {session.server}: {e}; remove it by hand") from e
     if still_there and still_there[-1] is True:
         session.record("remove-failed", f"{target} is still on the server")
         raise TransferError(f"{target} is still on {session.server} after Remove-Item; remove it by hand")

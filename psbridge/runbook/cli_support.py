@@ -9,13 +9,13 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.markup import escape
 
 from psbridge import evidence
 from psbridge.runbook import definition
-from psbridge.runbook.console import ConsoleProgress, print_result
+from psbridge.runbook.console import ConsoleProgress, escape, print_result
+from psbridge.runbook.deployment import DeploymentError
 from psbridge.runbook.params import ParamsError, load_params, validate
-from psbridge.runbook.runner import Runner, RunResult
+from psbridge.runbook.runner import RunError, Runner, RunResult
 
 DEMO_CUSTOMER = "demo"
 
@@ -29,7 +29,8 @@ def _book(path: Path | None) -> definition.Runbook:
 
 
 def run(params_file: Path, runbook: Path | None, records: Path, *, mode: str = "apply",
-        start: str | None = None, only: str | None = None, until: str | None = None) -> int:
+        start: str | None = None, only: str | None = None, until: str | None = None,
+        resume: bool = False) -> int:
     console = _console()
     try:
         book = _book(runbook)
@@ -41,6 +42,8 @@ def run(params_file: Path, runbook: Path | None, records: Path, *, mode: str = "
                 book.step(ref)
         if start and until and book.index(until) < book.index(start):
             raise definition.DefinitionError(f"--to {until} comes before --from {start}")
+        if resume and (start or only):
+            raise definition.DefinitionError("give --resume alone: it starts where the last run stopped")
     except (definition.DefinitionError, ParamsError) as e:
         console.print(f"[red]{escape(str(e))}[/]")
         return 2
@@ -49,27 +52,80 @@ def run(params_file: Path, runbook: Path | None, records: Path, *, mode: str = "
     try:
         runner = Runner(book, params, records_root=records, mode=mode,
                         progress=ConsoleProgress(console, plan=mode == "plan"))
-        result = runner.run(start=start, only=only, until=until)
-    except RuntimeError as e:
+        result = runner.run(start=start, only=only, until=until, resume=resume)
+    except (RunError, DeploymentError) as e:
         console.print(f"[red]{escape(str(e))}[/]")
         return 2
-    print_result(console, result, params_file if mode == "apply" else None)
+    for rec in runner.repaired:
+        console.print(f"The earlier run {escape(rec.name)} had been interrupted: its record now says so "
+                      f"(psbridge verify {escape(str(rec))})", highlight=False)
+    resume_with = None
+    if mode == "apply":
+        resume_with = ["psbridge", "run", str(params_file)]
+        if runbook is not None:
+            resume_with += ["--runbook", str(runbook)]
+        if Path(records) != Path("records"):
+            resume_with += ["--records", str(records)]
+    print_result(console, result, resume_with)
     return 0 if result.ok else 1
 
 
-def verify(record_dir: Path) -> int:
+def verify(record_dir: Path, repair: bool = False) -> int:
+    """Tell the record's state and whether it is intact; the exit code is :class:`evidence.Verdict`."""
     console = _console()
-    found = evidence.verify(record_dir)
-    if found:
-        console.print(f"[red]{record_dir}: {len(found)} difference(s) from its manifest[/]")
-        for d in found:
+    where = escape(str(record_dir))
+    found = evidence.inspect(record_dir)
+    if found.needs_repair and repair:
+        from filelock import FileLock, Timeout
+
+        # The org's run lock, where the record sits in a records tree: a record without a
+        # manifest may belong to a run still going.
+        lock_path = evidence.run_lock_of(record_dir)
+        lock = FileLock(str(lock_path), timeout=0) if lock_path.parent.is_dir() else contextlib.nullcontext()
+        try:
+            with lock:
+                evidence.write_manifest_from_journal(record_dir)
+        except Timeout:
+            console.print(f"[red]{where}: a run of this organization is in progress; repair it afterwards[/]")
+            return int(evidence.Verdict.INTERRUPTED)
+        console.print(f"{where}: the manifest of the interrupted run was rebuilt from its journal")
+        found = evidence.inspect(record_dir)
+    verdict = found.verdict
+    V = evidence.Verdict
+    if verdict == V.NO_SUCH_FOLDER:
+        console.print(f"[red]{where}: no such folder[/]")
+    elif verdict == V.NOT_A_FOLDER:
+        console.print(f"[red]{where}: a file, not a record folder (a record is the folder holding "
+                      "manifest.json)[/]")
+    elif verdict == V.NOT_A_RECORD:
+        console.print(f"[red]{where}: not a psbridge record (no manifest.json and no journal.jsonl)[/]")
+    elif verdict == V.TAMPERED:
+        console.print(f"[red]{where}: TAMPERED — {len(found.differences)} difference(s) from its manifest[/]")
+        for d in found.differences:
             console.print(f"  {escape(str(d))}")
-        return 1
-    manifest = evidence.read_manifest(record_dir)
+    elif found.needs_repair:
+        console.print(f"[yellow]{where}: INTERRUPTED — the run died before it could write its manifest; "
+                      f"rebuild it from the journal with: psbridge verify --repair {where}[/]")
+    else:
+        _say_state(console, where, found)
+    return int(verdict)
+
+
+def _say_state(console: Console, where: str, found: evidence.Inspection) -> None:
+    manifest = found.manifest or {}
     count = len(manifest.get("files", {}))
-    console.print(f"[green]{escape(str(record_dir))}: intact[/] — {count} files match "
-                  f"manifest.json (run {manifest.get('run_id')}, {manifest.get('status')})")
-    return 0
+    intact = f"{count} files match manifest.json (run {escape(str(manifest.get('run_id')))})"
+    state = found.state
+    if state == evidence.RecordState.COMPLETE:
+        console.print(f"[green]{where}: intact, COMPLETE[/] — {intact}")
+        return
+    colour = "yellow" if state == evidence.RecordState.INTERRUPTED else "red"
+    console.print(f"[{colour}]{where}: intact, {str(state).upper()}[/] — {intact}")
+    console.print(f"  {escape(str(manifest.get('failure') or ''))}")
+    for change in manifest.get("changes", []):
+        if change.get("outcome") != "done":
+            console.print(f"  {escape(change.get('outcome', ''))}: {escape(change.get('action', ''))} on "
+                          f"{escape(change.get('where', ''))} ({escape(change.get('what', ''))})")
 
 
 @contextlib.contextmanager
@@ -114,13 +170,13 @@ def demo(state: Path | None, records: Path, organization: str) -> int:
     console.print(f"Starting the lab in {escape(str(state))} ...")
     try:
         with _lab(state):
-            from psbridge.runbook.deployment import lab_description
+            from psbridge.runbook.deployment import running_lab
 
-            servers = ", ".join(s["name"] for s in lab_description(str(state))[1].get("servers", []))
+            servers = ", ".join(s.name for s in running_lab(str(state)).servers)
             console.print(f"Lab up: CRM servers {servers}; Entra ID and Graph twin. "
                           f"Running the runbook for organization {organization}:")
             result = run_demo(state, records.resolve(), organization, console)
-    except RuntimeError as e:
+    except (RunError, DeploymentError) as e:
         console.print(f"[red]{escape(str(e))}[/]")
         return 2
     print_result(console, result)

@@ -48,12 +48,24 @@ class ParameterSpec(BaseModel):
     min: int | None = None
     max: int | None = None
     pattern: str | None = None
+    # What the text must be (psbridge.runbook.formats: organization, windows-path, tenant, ...);
+    # for a list, what each item must be.
+    format: str | None = None
+    max_length: int | None = None
     # A secret a step creates and writes to this reference (so env: will not do).
     writable: bool = False
 
     @property
     def secret(self) -> bool:
         return self.type == "secret"
+
+    @model_validator(mode="after")
+    def _known_format(self) -> ParameterSpec:
+        from psbridge.runbook.formats import FORMATS
+
+        if self.format is not None and self.format not in FORMATS:
+            raise ValueError(f"unknown format {self.format!r} (known: {', '.join(sorted(FORMATS))})")
+        return self
 
 
 class FactSpec(BaseModel):

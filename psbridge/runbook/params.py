@@ -19,7 +19,9 @@ from typing import Any
 import yaml
 
 from psbridge import secrets
+from psbridge.runbook import formats
 from psbridge.runbook.definition import MODE_PARAMETER, ParameterSpec, Runbook
+from psbridge.text import invisible, shown
 
 
 class ParamsError(Exception):
@@ -51,22 +53,22 @@ def _check(name: str, spec: ParameterSpec, value: Any) -> tuple[Any, list[str]]:
         try:
             ref = secrets.SecretRef.parse(value)
         except secrets.SecretError as e:
-            # The message of SecretError names the scheme at most, never the text.
-            hint = str(e) if value.partition(":")[0] in secrets._BACKENDS else (
-                "not a secret reference; write where the value lives (env:NAME, file:PATH, "
-                "keyring:SERVICE/NAME or lab:NAME), never the value itself")
-            return value, [f"{name}: {hint}"]
-        if spec.writable and not secrets._BACKENDS[ref.scheme].writable:
+            # SecretError never repeats the text (it may be the secret itself), nor does this.
+            return value, [f"{name}: {e}; write where the value lives (env:NAME, file:PATH, "
+                           "keyring:SERVICE/NAME or lab:NAME), never the value itself"]
+        if invisible(ref.locator):
+            return value, [f"{name}: the {ref.scheme}: reference holds control or invisible characters"]
+        if spec.writable and not secrets.backend(ref.scheme).writable:
             return value, [f"{name}: a step writes this secret, so {ref.scheme}: will not do "
                            "(use keyring:, file: or lab:)"]
         return str(ref), []
     if spec.type == "bool":
         if isinstance(value, bool):
             return value, []
-        return value, [f"{name}: expected true or false, got {value!r}"]
+        return value, [f"{name}: expected true or false, got {shown(value)}"]
     if spec.type == "int":
         if isinstance(value, bool) or not isinstance(value, int):
-            return value, [f"{name}: expected a whole number, got {value!r}"]
+            return value, [f"{name}: expected a whole number, got {shown(value)}"]
         problems = []
         if spec.min is not None and value < spec.min:
             problems.append(f"{name}: {value} is below the minimum {spec.min}")
@@ -75,20 +77,25 @@ def _check(name: str, spec: ParameterSpec, value: Any) -> tuple[Any, list[str]]:
         return value, problems
     if spec.type == "list":
         if isinstance(value, str):
-            value = [v.strip() for v in value.split(",") if v.strip()]
+            # One text where a list belongs would be read letter by letter further on.
+            return value, [f"{name}: expected a list such as [{shown(value)}], got one text"]
         if not isinstance(value, list) or not all(isinstance(v, str | int) for v in value):
-            return value, [f"{name}: expected a list of names, got {value!r}"]
-        return [str(v) for v in value], []
+            return value, [f"{name}: expected a list of names, got {shown(value)}"]
+        items = [str(v) for v in value]
+        problems = [p for i, v in enumerate(items) for p in formats.problems(f"{name}[{i}]", v, spec.format)]
+        return items, problems
     # str
     if isinstance(value, int | float) and not isinstance(value, bool):
         value = str(value)
     if not isinstance(value, str):
         return value, [f"{name}: expected text, got {type(value).__name__}"]
-    problems = []
+    problems = formats.problems(name, value, spec.format, spec.max_length)
+    if problems:
+        return value, problems
     if spec.choices and value not in spec.choices:
-        problems.append(f"{name}: {value!r} is not one of {', '.join(spec.choices)}")
+        problems.append(f"{name}: {shown(value)} is not one of {', '.join(spec.choices)}")
     if spec.pattern and value and not re.fullmatch(spec.pattern, value):
-        problems.append(f"{name}: {value!r} does not match {spec.pattern}")
+        problems.append(f"{name}: {shown(value)} does not match {spec.pattern}")
     return value, problems
 
 
@@ -108,7 +115,9 @@ def validate(book: Runbook, given: dict[str, Any], where: str = "parameters") ->
             problems.append(f"{key}: the run mode is chosen by the command (psbridge plan), not the file")
             continue
         close = difflib.get_close_matches(key, sorted(known), n=1)
-        problems.append(f"{key}: unknown parameter" + (f" (did you mean {close[0]}?)" if close else ""))
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        label = key if key.isidentifier() else shown(key)  # a name with odd characters, escaped
+        problems.append(f"{label}: unknown parameter{hint}")
     for name, spec in book.parameters.items():
         if name not in given or given[name] is None:
             if spec.required:

@@ -16,6 +16,13 @@ notebook): each says what it would change and changes nothing.
 Executed notebooks never touch the disk unscrubbed: papermill writes them to an in-memory
 I/O handler (``psbridge-memory://``), the runner scrubs secret values out and then writes
 them into the record with their HTML.
+
+Crash safety: the run writes its ``journal.jsonl`` first (what it will run, with which
+parameters), each step's start and end, and — from inside the kernels — every change's
+intent and outcome (:mod:`psbridge.intents`). The manifest is built from that journal, so a
+run that dies still leaves an honest record: the next run of the same organization (it holds
+the organization's lock, so two runs never overlap) rebuilds the manifest of an interrupted
+record before it starts, naming what was done and what was in flight.
 """
 
 from __future__ import annotations
@@ -30,7 +37,7 @@ import secrets as pysecrets
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,7 +45,7 @@ from typing import Any
 import nbformat
 import pandas as pd
 
-from psbridge import __version__, evidence
+from psbridge import __version__, evidence, intents
 from psbridge.runbook import facts as factmod
 from psbridge.runbook.definition import MODE_PARAMETER, Runbook, StepSpec
 from psbridge.runbook.kernel import KERNEL_NAME, engine_kwargs, new_stderr_log
@@ -46,7 +53,11 @@ from psbridge.secrets import SecretError, SecretRef, is_reference, redact, resol
 
 log = logging.getLogger("psbridge.runbook")
 
-SUCCEEDED, FAILED, NOT_RUN, CARRIED = "succeeded", "failed", "not run", "carried"
+SUCCEEDED, FAILED, NOT_RUN, CARRIED, INTERRUPTED = "succeeded", "failed", "not run", "carried", "interrupted"
+
+
+class RunError(Exception):
+    """A run cannot start (nothing was changed): another run holds the org, or earlier facts are missing."""
 
 
 # --- papermill I/O: executed notebooks stay in memory until scrubbed -----------------------
@@ -118,8 +129,8 @@ class StepOutcome:
         return list(c) if isinstance(c, list) else None
 
     def summary(self, plan: bool = False) -> str:
-        if self.status == FAILED:
-            return self.error or "failed"
+        if self.status in (FAILED, INTERRUPTED):
+            return self.error or self.status
         if self.status == CARRIED:
             return f"done earlier (run {self.carried_from})"
         if self.status != SUCCEEDED:
@@ -160,15 +171,15 @@ class RunResult:
 
     @property
     def status(self) -> str:
-        return str(self.manifest.get("status", FAILED))
+        return str(self.manifest.get("status", evidence.RecordState.FAILED))
 
     @property
     def ok(self) -> bool:
-        return self.status == SUCCEEDED
+        return self.status == evidence.RecordState.COMPLETE
 
     @property
     def failed_step(self) -> StepOutcome | None:
-        return next((s for s in self.steps if s.status == FAILED), None)
+        return next((s for s in self.steps if s.status in (FAILED, INTERRUPTED)), None)
 
     @property
     def facts(self) -> dict[str, Any]:
@@ -280,21 +291,92 @@ class Runner:
         self._log_lines.append(line)
         log.info("%s", text)
 
-    def run(self, start: str | None = None, only: str | None = None, until: str | None = None) -> RunResult:
+    @property
+    def org_records(self) -> Path:
+        return self.records_root / self.customer / self.org
+
+    def resume_point(self) -> str | None:
+        """The step the latest applied record of this org stopped at (failed or interrupted), if any."""
+        for rec in reversed(list(evidence.records_of(self.records_root, self.customer, self.org))):
+            try:
+                manifest = evidence.read_manifest(rec)
+            except (OSError, ValueError):
+                continue
+            if manifest.get("mode") != "apply" or manifest.get("runbook", {}).get("name") != self.book.name:
+                continue
+            if manifest.get("status") == evidence.RecordState.COMPLETE:
+                return None
+            ids = {s.id for s in self.book.steps}
+            for step in manifest.get("steps", []):
+                if step.get("status") in (FAILED, INTERRUPTED) and step.get("id") in ids:
+                    return str(step["id"])
+            return None
+        return None
+
+    @contextlib.contextmanager
+    def _holding_org(self) -> Iterator[None]:
+        """This org's lock for the whole run: two runs of one org never overlap, on any process.
+
+        An OS file lock (filelock): released by the OS when a run is killed, so a dead run
+        never blocks the next one.
+        """
+        from filelock import FileLock, Timeout
+
+        path = evidence.run_lock(self.records_root, self.customer, self.org)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(str(path))
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            raise RunError(f"another run of {self.customer}/{self.org} is in progress (it holds {path}); "
+                           "wait for it to end") from None
+        try:
+            yield
+        finally:
+            lock.release()
+
+    def repair_interrupted(self) -> list[Path]:
+        """Write the manifest of every record of this org that a dead run left without one."""
+        repaired = []
+        for rec in evidence.unfinished_records(self.records_root, self.customer, self.org):
+            try:
+                evidence.write_manifest_from_journal(rec, keep=frozenset(self._keep))
+            except ValueError as e:
+                log.warning("cannot rebuild the manifest of %s: %s", rec, e)
+                continue
+            self._log(f"rebuilt the manifest of the interrupted run {rec.name} from its journal")
+            repaired.append(rec)
+        return repaired
+
+    def run(self, start: str | None = None, only: str | None = None, until: str | None = None,
+            resume: bool = False) -> RunResult:
         """Run the steps from ``start`` (or the first) to ``until`` (or the last); ``only``: one step.
 
+        ``resume``: start at the step where this org's latest run failed or was interrupted.
         Steps before ``start`` take their facts from this organization's latest records.
         """
         _register_memory()
+        with self._holding_org():
+            # An earlier run that died is made an honest record first: its changes in flight are
+            # what this run reads the world for before acting (every step reads before it acts).
+            self.repaired = self.repair_interrupted()
+            if resume and not (start or only):
+                start = self.resume_point()
+                if start is None:
+                    self._log("nothing to resume: the latest run of this org completed (or there is none)")
+            return self._run(start, only, until)
+
+    def _run(self, start: str | None, only: str | None, until: str | None) -> RunResult:
         book = self.book
         chosen = only or start
         first = book.index(chosen) if chosen else 0
         last = first if only else (book.index(until) if until else len(book.steps) - 1)
         if last < first:
-            raise RuntimeError(f"step {book.steps[last].id} comes before {book.steps[first].id}: "
-                               "nothing to run")
+            raise RunError(f"step {book.steps[last].id} comes before {book.steps[first].id}: nothing to run")
         run_id = new_run_id() + ("-plan" if self.mode == "plan" else "")
-        record_dir = self.records_root / self.customer / self.org / run_id
+        record_dir = self.org_records / run_id
+        if self.records_root.resolve() not in record_dir.resolve().parents:
+            raise RunError(f"the record of {self.customer}/{self.org} would be outside {self.records_root}")
         writer = evidence.RecordWriter.at(record_dir)
         outcomes = [StepOutcome(s) for s in book.steps]
         known: dict[str, Any] = {k: v for k, v in self.params.items() if k in book.facts}
@@ -306,7 +388,7 @@ class Runner:
             lacking = sorted(f for f in needed if f not in carried and f not in known
                              and any(f in s.produces for s in book.steps[:first]))
             if lacking and self.mode == "apply":
-                raise RuntimeError(
+                raise RunError(
                     f"cannot start at {book.steps[first].id}: no earlier record of "
                     f"{self.customer}/{self.org} "
                     f"holds {', '.join(lacking)} (steps without a completed record: {', '.join(missing)}); "
@@ -322,49 +404,63 @@ class Runner:
                     outcomes[i].facts = {k: v for k, v in by_step[s.id].items() if k != factmod.CHANGES}
         started = dt.datetime.now(dt.UTC)
         self._remember_secrets(self.params)
+        record_dir.mkdir(parents=True, exist_ok=True)
+        journal = record_dir / intents.JOURNAL
+        # The kernels append the intents of their changes to the same journal.
+        self.env[intents.ENV_JOURNAL] = str(journal.resolve())
+        intents.append({"event": "run-start", "head": self._head(run_id, started, first, last),
+                        "steps": [o.as_dict() for o in outcomes], "references": sorted(self._keep)}, journal)
         self._log(f"run {run_id} of runbook {book.name} for {self.customer}/{self.org}, mode {self.mode}")
-        status = SUCCEEDED
+        for rec in self.repaired:
+            self._log(f"the earlier run {rec.name} had been interrupted: its manifest was rebuilt from its "
+                      "journal")
+        status = evidence.RecordState.COMPLETE
         failure: str | None = None
         for i in range(first, last + 1):
             outcome = outcomes[i]
+            intents.append({"event": "step-start", "step": outcome.step.id}, journal)
             ok = self._run_step(outcome, known, writer)
+            intents.append({"event": "step-end", "outcome": outcome.as_dict()}, journal)
             if not ok:
-                status, failure = FAILED, f"step {outcome.step.id} failed: {outcome.error}"
+                status = (evidence.RecordState.INTERRUPTED if self._interrupted
+                          else evidence.RecordState.FAILED)
+                failure = f"step {outcome.step.id} {outcome.status}: {outcome.error}"
                 self._log(failure)
                 break
             known.update({k: v for k, v in outcome.facts.items() if k in book.facts})
         ended = dt.datetime.now(dt.UTC)
-        writer.write_text("run.log", "\n".join(self._log_lines) + "\n")
+        writer.write_text(evidence.RUN_LOG, "\n".join(self._log_lines) + "\n", keep=frozenset(self._keep))
         if self._kernel_log.exists():
             said = self._kernel_log.read_text(encoding="utf-8", errors="replace")
             self._kernel_log.unlink()
             if said.strip():
                 # What the kernels wrote to standard error, kept with the record (scrubbed).
-                writer.write_text("kernels.log", said)
-        manifest = writer.write_manifest({
+                writer.write_text("kernels.log", said, keep=frozenset(self._keep))
+        intents.append({"event": "run-end", "status": str(status), "failure": failure,
+                        "duration_s": round((ended - started).total_seconds(), 3)}, journal)
+        manifest = evidence.write_manifest_from_journal(record_dir, keep=frozenset(self._keep))
+        if self._interrupted:
+            raise KeyboardInterrupt(f"run stopped; record at {record_dir}")
+        return RunResult(book, run_id, record_dir, self.mode, outcomes, manifest)
+
+    def _head(self, run_id: str, started: dt.datetime, first: int, last: int) -> dict[str, Any]:
+        book = self.book
+        return {
             "run_id": run_id,
             "runbook": {"name": book.name, "title": book.title, "version": book.version,
                         "path": str(book.source) if book.source else None, "sha256": book.sha256},
             "customer": self.customer,
             "organization": self.org,
             "mode": self.mode,
-            "status": status,
-            "failure": failure,
             "operator": _operator(),
             "machine": platform.node(),
             "psbridge": __version__,
             "python": sys.version.split()[0],
             "started": started.isoformat(),
-            "ended": ended.isoformat(),
-            "duration_s": round((ended - started).total_seconds(), 3),
-            "parameters": {k: v for k, v in self.params.items()},
+            "parameters": dict(self.params),
             "secret_parameters": [n for n in book.secret_parameters if n in self.params],
             "range": {"from": book.steps[first].id, "to": book.steps[last].id},
-            "steps": [o.as_dict() for o in outcomes],
-        }, keep=frozenset(self._keep))
-        if self._interrupted:
-            raise KeyboardInterrupt(f"run stopped; record at {record_dir}")
-        return RunResult(book, run_id, record_dir, self.mode, outcomes, manifest)
+        }
 
     def _run_step(self, outcome: StepOutcome, known: dict[str, Any], writer: evidence.RecordWriter) -> bool:
         import papermill as pm
@@ -395,7 +491,7 @@ class Runner:
             outcome.error = redact(f"{e.ename}: {e.evalue}".strip())
         except KeyboardInterrupt:
             # Stopped by the operator: the record still says what ran, then the interrupt goes on.
-            outcome.error = "interrupted (Ctrl-C)"
+            outcome.error = "stopped by Ctrl-C"
             self._interrupted = True
         except Exception as e:  # the kernel died, would not start, or a cell timed out
             outcome.error = redact(f"{type(e).__name__}: {e}")
@@ -419,7 +515,7 @@ class Runner:
                 outcome.error = "; ".join(problems)
         elif outcome.error is None:
             outcome.error = "papermill returned no executed notebook"
-        outcome.status = FAILED if outcome.error else SUCCEEDED
+        outcome.status = (INTERRUPTED if self._interrupted else FAILED) if outcome.error else SUCCEEDED
         said = outcome.summary(self.mode == "plan")
         self._log(f"step {step.id} {outcome.status} in {outcome.duration} s: {said}")
         if self.progress:

@@ -12,8 +12,9 @@ and the step says so. A notebook stays a few lines::
 from __future__ import annotations
 
 import datetime as dt
+import shutil
 from dataclasses import dataclass, field
-from pathlib import Path, PureWindowsPath
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -29,7 +30,6 @@ from psbridge.crm.settings import S2S_TENANT_ID, get_advanced_setting
 from psbridge.crm.snapin import use_crm_snapin
 from psbridge.runbook.deployment import Deployment
 
-UPLOAD_FOLDER = PureWindowsPath(r"C:\Windows\Temp\psbridge")
 S2S_PRINCIPAL_ID = "00000001-0000-0000-c000-000000000000"
 S2S_METADATA_URL = "https://accounts.accesscontrol.windows.net/metadata/json/1"
 RENEW_BEFORE = dt.timedelta(days=30)
@@ -134,6 +134,16 @@ def preflight(dep: Deployment) -> pd.DataFrame:
     return frame
 
 
+def sweep_leftovers(dep: Deployment, *, plan: bool = False) -> Action:
+    """psbridge's own leftovers (uploaded PFX files) on every server, removed (in a plan: listed)."""
+    from psbridge.crm import sweep_leftovers as sweep
+
+    said: list[str] = []
+    for name in dict.fromkeys([dep.deployment_server, *dep.servers]):
+        said += sweep(dep.session(name), plan=plan)
+    return Action(said, plan)
+
+
 def require_all(checks: pd.DataFrame) -> None:
     failed = checks[checks["ok"].map(lambda v: v is False)]
     if len(failed):
@@ -155,12 +165,21 @@ class CertificateChoice:
         return f"<p>PFX: <code>{self.path}</code></p>" + shown
 
 
+KEEP_CERTIFICATE = (
+    "psbridge does not replace a certificate on its own: the servers and Entra ID trust the kept one, "
+    "and a new one is a rotation (the s2s-renew-certificate runbook). Fix what is wrong (the password "
+    "reference, the file), or, to make a new certificate anyway, set replace_certificate: \"<why>\" in "
+    "the parameter file; the record keeps the reason.")
+
+
 def ensure_certificate(dep: Deployment, customer: str, pfx_path: str, pfx_password: str, days: int,
-                       *, plan: bool = False) -> CertificateChoice:
+                       *, replace_certificate: str = "", plan: bool = False) -> CertificateChoice:
     """The S2S certificate: a provided PFX validated, or a self-signed one made once and reused.
 
     A generated certificate is kept in the org's work folder with its password at
-    ``pfx_password``; it is remade only when it no longer opens or expires within 30 days.
+    ``pfx_password``. One that no longer opens, or expires within 30 days, stops the step
+    (a second certificate on the servers is never made silently) unless ``replace_certificate``
+    says why it is to be replaced; the old PFX is then kept beside the new one.
     """
     if pfx_path:
         path = Path(pfx_path).expanduser()
@@ -171,26 +190,37 @@ def ensure_certificate(dep: Deployment, customer: str, pfx_path: str, pfx_passwo
     if path.exists():
         try:
             info = certs.inspect_pfx(path, secrets.resolve(pfx_password))
-        except (certs.CertificateError, secrets.SecretError) as e:
-            reason = f"the kept PFX cannot be used ({type(e).__name__})"
+        except secrets.SecretError as e:
+            problem = f"the password of the kept PFX {path} cannot be read: {e}"
+        except certs.CertificateError:
+            problem = f"the kept PFX {path} does not open with the password at {pfx_password}"
         else:
             problems = info.problems(now=dt.datetime.now(dt.UTC) + RENEW_BEFORE)
             if not problems:
                 return CertificateChoice(info, path, [])
-            reason = "the kept certificate " + problems[0]
+            problem = f"the kept certificate {info.thumbprint} {problems[0]}"
+        if not replace_certificate.strip():
+            raise StepError(f"{problem}. {KEEP_CERTIFICATE}")
+        reason = f"replacing it as asked ({replace_certificate.strip()}): {problem}"
     action = f"generate a self-signed RSA 2048 certificate valid {days} days ({reason})"
     if plan:
         return CertificateChoice(None, path, [action])
+    done = f"generated a self-signed RSA 2048 certificate valid {days} days"
+    if path.exists():
+        # Copied, not moved: killed before the new one is written, the old one is still in place.
+        kept = path.with_name(f"s2s-replaced-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%SZ}.pfx")
+        shutil.copy2(path, kept)
+        done += f" ({reason}); the old PFX is kept at {kept}"
     try:
         password = secrets.resolve(pfx_password)
         stored = []
     except secrets.SecretError:
         password = certs.new_pfx_password()
+        # Stored before it is used: a PFX sealed with a password nobody kept would be lost.
         secrets.store(pfx_password, password)
         stored = [f"stored a new PFX password at {pfx_password}"]
     made = certs.generate_self_signed(dep.organization, password, days=days)
     made.write(path)
-    done = action.split(" (")[0].replace("generate", "generated", 1)
     return CertificateChoice(made.info, path, [done, *stored])
 
 
@@ -241,6 +271,7 @@ def install_certificate(dep: Deployment, pfx_file: str, pfx_password: str, thumb
             todo.append(f"record it in the CRM configuration database (-updateCrm on "
                         f"{dep.deployment_server})")
         return Action(todo, True)
+    swept = sweep_leftovers(dep).changes
     # The Deployment Tools server first: -updateCrm runs there, once.
     order = [s for s in dep.servers if s != dep.deployment_server]
     if dep.deployment_server in dep.servers or not in_crm:
@@ -250,7 +281,7 @@ def install_certificate(dep: Deployment, pfx_file: str, pfx_password: str, thumb
         tools_folder=dep.tools_folder,
     )
     shown: list[Any] = [report.to_frame()] + [o.result for o in report.servers if o.result is not None]
-    return Action([f"{o.server}: {o.detail}" for o in report.servers if o.changed], False, shown)
+    return Action(swept + [f"{o.server}: {o.detail}" for o in report.servers if o.changed], False, shown)
 
 
 # --- 30 Entra ID ----------------------------------------------------------------------------
@@ -285,63 +316,143 @@ def app_state(graph: Any, app_name: str) -> pd.DataFrame:
 # --- 40 ConfigureCrmServerSideSync ----------------------------------------------------------
 
 
-def s2s_state(dep: Deployment, graph: Any, thumbprint: str, tenant_id: str) -> pd.DataFrame:
+@dataclass(frozen=True)
+class Wanted:
+    """One thing that should hold a value: what it is, the value wanted, the value now.
+
+    ``entity``/``setting``/``org_id`` name a configuration-database setting, so that a step
+    can set exactly the rows that are not right without reading them back out of a table.
+    """
+
+    what: str
+    wanted: str
+    now: str
+    ok: bool
+    entity: str | None = None
+    setting: str | None = None
+    org_id: str | None = None
+
+
+@dataclass
+class WantedState:
+    """Rows of :class:`Wanted`; all ``ok`` means the step has nothing to do."""
+
+    rows: list[Wanted]
+
+    @property
+    def ok(self) -> bool:
+        return all(r.ok for r in self.rows)
+
+    @property
+    def missing(self) -> list[Wanted]:
+        return [r for r in self.rows if not r.ok]
+
+    def frame(self) -> pd.DataFrame:
+        rows = [{"what": r.what, "wanted": r.wanted, "now": r.now, "ok": r.ok} for r in self.rows]
+        return pd.DataFrame(rows, columns=["what", "wanted", "now", "ok"])
+
+    def _repr_html_(self) -> str:
+        return str(self.frame().to_html(index=False))
+
+    def __repr__(self) -> str:
+        return self.frame().to_string(index=False)
+
+
+@dataclass
+class S2SState(WantedState):
+    """Step 4's state: the service principal's trust in the certificate, and the three settings."""
+
+    @property
+    def trusts_certificate(self) -> bool:
+        return self.rows[0].ok
+
+
+def _setting(session: Any, what: str, wanted: str, entity: str, setting: str, org_id: str | None = None,
+             *, case: bool = False) -> Wanted:
+    now = str(get_advanced_setting(session, entity, setting, org_id) or "")
+    ok = now == wanted if case else now.lower() == wanted.lower()
+    return Wanted(what, wanted, now, ok, entity, setting, org_id)
+
+
+def s2s_state(dep: Deployment, graph: Any, thumbprint: str, tenant_id: str) -> S2SState:
     from psbridge.cloud import read_crm_service_principal
 
     session = dep.session(dep.deployment_server)
     crm = read_crm_service_principal(graph)
     org = get_organization(session, dep.organization)
-    principal = get_advanced_setting(session, "ServerSettings", "S2SDefaultAuthorizationServerPrincipalId")
-    metadata = get_advanced_setting(session, "ServerSettings", "S2SDefaultAuthorizationServerMetadataUrl")
-    tid = get_advanced_setting(session, "Organization", S2S_TENANT_ID, org.id)
-    rows = [
-        {"what": "Dynamics CRM service principal trusts the certificate", "wanted": _norm(thumbprint),
-         "now": ", ".join(k.thumbprint or "?" for k in crm.key_credentials) or "no key credentials",
-         "ok": crm.has_certificate(thumbprint)},
-        {"what": "ServerSettings S2SDefaultAuthorizationServerPrincipalId", "wanted": S2S_PRINCIPAL_ID,
-         "now": str(principal or ""), "ok": str(principal or "").lower() == S2S_PRINCIPAL_ID},
-        {"what": "ServerSettings S2SDefaultAuthorizationServerMetadataUrl", "wanted": S2S_METADATA_URL,
-         "now": str(metadata or ""), "ok": str(metadata or "") == S2S_METADATA_URL},
-        {"what": f"{org.unique_name} {S2S_TENANT_ID}", "wanted": tenant_id, "now": str(tid or ""),
-         "ok": str(tid or "").lower() == tenant_id.lower()},
-    ]
-    return pd.DataFrame(rows, columns=["what", "wanted", "now", "ok"])
+    trust = Wanted("Dynamics CRM service principal trusts the certificate", _norm(thumbprint),
+                   ", ".join(k.thumbprint or "?" for k in crm.key_credentials) or "no key credentials",
+                   crm.has_certificate(thumbprint))
+    return S2SState([
+        trust,
+        _setting(session, "ServerSettings S2SDefaultAuthorizationServerPrincipalId", S2S_PRINCIPAL_ID,
+                 "ServerSettings", "S2SDefaultAuthorizationServerPrincipalId"),
+        _setting(session, "ServerSettings S2SDefaultAuthorizationServerMetadataUrl", S2S_METADATA_URL,
+                 "ServerSettings", "S2SDefaultAuthorizationServerMetadataUrl", case=True),
+        _setting(session, f"{org.unique_name} {S2S_TENANT_ID}", tenant_id, "Organization", S2S_TENANT_ID,
+                 str(org.id)),
+    ])
 
 
-def configure_s2s(dep: Deployment, state: pd.DataFrame, pfx_file: str, pfx_password: str, app_id: str,
+SETUP_ACCESS_LEFT = (
+    "The setup client secret and admin consent of the app are still in place; the next run of this step "
+    "removes them once S2S is configured (teardown), or remove them in the Entra admin center.")
+
+
+def configure_s2s(dep: Deployment, state: S2SState, pfx_file: str, pfx_password: str, app_id: str,
                   tenant_id: str, client_secret_ref: str, *, plan: bool = False) -> Action:
-    """ConfigureCrmServerSideSync.ps1 on the deployment server, unless everything is already set."""
-    if bool(state["ok"].all()):
+    """ConfigureCrmServerSideSync.ps1 on the deployment server, unless everything is already set.
+
+    When the Dynamics CRM service principal already trusts the certificate (a run stopped after
+    the script's Graph part, say), the script is not run again: it would write the key credential
+    once more. The settings still missing are set directly with Set-CrmAdvancedSetting, to the
+    values the script sets.
+    """
+    from psbridge.crm.settings import set_advanced_setting
+
+    if state.ok:
         return Action([], plan)
-    todo = [str(w) for w in state.loc[~state["ok"], "what"]]
-    what = "run ConfigureCrmServerSideSync.ps1 on " + dep.deployment_server + " to set: " + "; ".join(todo)
+    missing = state.missing
+    session = dep.session(dep.deployment_server)
+    if state.trusts_certificate:
+        what = (f"set on {dep.deployment_server} (the service principal already trusts the certificate, so "
+                "ConfigureCrmServerSideSync.ps1 is not run again): " + "; ".join(r.what for r in missing))
+        if plan:
+            return Action([what], True)
+        for r in missing:
+            assert r.entity is not None and r.setting is not None
+            set_advanced_setting(session, r.entity, r.setting, r.wanted, r.org_id)
+        return Action([what], False)
+    what = f"run ConfigureCrmServerSideSync.ps1 on {dep.deployment_server} to set: " + "; ".join(
+        r.what for r in missing)
     if plan:
         return Action([what], True)
     from psbridge.crm import configure_server_side_sync
+    from psbridge.remote.errors import BridgeError
 
-    done = configure_server_side_sync(dep.session(dep.deployment_server), Path(pfx_file), pfx_password,
-                               dep.organization, tenant_id, app_id, client_secret_ref,
-                               tools_folder=dep.tools_folder)
-    return Action([what.replace("run ", "ran ", 1)], False, [done.result])
+    swept = sweep_leftovers(dep).changes
+    try:
+        done = configure_server_side_sync(session, Path(pfx_file), pfx_password, dep.organization, tenant_id,
+                                          app_id, client_secret_ref, tools_folder=dep.tools_folder)
+    except BridgeError as e:
+        raise StepError(f"{e}. {SETUP_ACCESS_LEFT}") from None
+    return Action([*swept, what.replace("run ", "ran ", 1)], False, [done.result])
 
 
 # --- 50 tenant id ---------------------------------------------------------------------------
 
 
-def tenant_id_state(dep: Deployment, tenant_id: str) -> pd.DataFrame:
+def tenant_id_state(dep: Deployment, tenant_id: str) -> WantedState:
     session = dep.session(dep.deployment_server)
     org = get_organization(session, dep.organization)
-    now = get_advanced_setting(session, "Organization", S2S_TENANT_ID, org.id)
-    return pd.DataFrame([{"organization": org.unique_name, "id": str(org.id), "setting": S2S_TENANT_ID,
-                          "wanted": tenant_id, "now": str(now or ""),
-                          "ok": str(now or "").lower() == tenant_id.lower()}])
+    return WantedState([_setting(session, f"{org.unique_name} ({org.id}) {S2S_TENANT_ID}", tenant_id,
+                                 "Organization", S2S_TENANT_ID, str(org.id))])
 
 
 def set_tenant_id(dep: Deployment, tenant_id: str, *, plan: bool = False) -> Action:
     from psbridge.crm.settings import set_tenant_id as crm_set_tenant_id
 
-    state = tenant_id_state(dep, tenant_id)
-    if bool(state["ok"].all()):
+    if tenant_id_state(dep, tenant_id).ok:
         return Action([], plan)
     what = f"set {dep.organization} {S2S_TENANT_ID} to {tenant_id}"
     if plan:
@@ -392,11 +503,9 @@ def require_present(state: pd.DataFrame) -> None:
         raise StepError("the certificate is still missing from: " + ", ".join(missing))
 
 
-def require_ok(state: pd.DataFrame, context: str) -> None:
-    bad = state.loc[~state["ok"].astype(bool)]
-    if len(bad):
-        what = "; ".join(f"{r.get('what', r.get('setting'))} is {r['now']!r}, wanted {r['wanted']!r}"
-                         for _, r in bad.iterrows())
+def require_ok(state: WantedState, context: str) -> None:
+    if not state.ok:
+        what = "; ".join(f"{r.what} is {r.now!r}, wanted {r.wanted!r}" for r in state.missing)
         raise StepError(f"{context} {what}")
 
 
@@ -429,7 +538,7 @@ SETUP_NOT_NEEDED = ("S2S is already configured with this certificate (step 4's s
                     "setup client secret and admin consent are not needed, so none are added.")
 
 
-def s2s_configured_already(dep: Deployment, graph: Any, cert: CertificateRef) -> pd.DataFrame | None:
+def s2s_configured_already(dep: Deployment, graph: Any, cert: CertificateRef) -> S2SState | None:
     """Step 4's state for this certificate, if there is one yet: all ok means step 3 has nothing to do.
 
     Without it a re-run would add back the secret and consent that step 4's teardown removed.
@@ -442,7 +551,7 @@ def s2s_configured_already(dep: Deployment, graph: Any, cert: CertificateRef) ->
 
 
 def ensure_entra_app(graph: Any, app_name: str, redirect_uri: str, client_secret: str, days: int,
-                     *, plan: bool = False, configured: pd.DataFrame | None = None) -> EntraApp:
+                     *, plan: bool = False, configured: S2SState | None = None) -> EntraApp:
     """Step 3 with psbridge.cloud: app + service principal, client secret, required access, consent.
 
     ``configured``: step 4's state (:func:`s2s_configured_already`); when all of it is ok the app
@@ -459,7 +568,7 @@ def ensure_entra_app(graph: Any, app_name: str, redirect_uri: str, client_secret
     )
 
     tenant_id = tenant_id_from_graph(graph)
-    if configured is not None and bool(configured["ok"].all()):
+    if configured is not None and configured.ok:
         return EntraApp(get_app(graph, app_name), None, None, None, tenant_id, [], SETUP_NOT_NEEDED)
     if plan:
         found = find_app(graph, app_name)
@@ -544,13 +653,19 @@ def facts_table(**facts: Any) -> pd.DataFrame:
 def final_state(dep: Deployment, admin_account: str, thumbprint: str, tenant_id: str, app_name: str = "",
                 teardown: bool = True) -> pd.DataFrame:
     """One table of everything the runbook set, read again where it lives."""
+    from psbridge.crm import find_leftovers
+
     rows = []
+    for name in dict.fromkeys([dep.deployment_server, *dep.servers]):
+        leftovers = find_leftovers(dep.session(name))
+        rows.append({"where": f"{name} psbridge upload folder", "ok": not leftovers,
+                     "state": "; ".join(str(x.path) for x in leftovers) or "empty (no PFX left behind)"})
     for r in certificate_state(dep, thumbprint).itertuples():
         rows.append({"where": r.where, "state": "certificate present" if r.present else "certificate MISSING",
                      "ok": bool(r.present)})
     graph = graph_client(dep, sign_in(dep, admin_account))
-    for _, r in s2s_state(dep, graph, thumbprint, tenant_id).iterrows():
-        rows.append({"where": r["what"], "state": r["now"], "ok": bool(r["ok"])})
+    for w in s2s_state(dep, graph, thumbprint, tenant_id).rows:
+        rows.append({"where": w.what, "state": w.now, "ok": w.ok})
     if app_name:
         left = setup_access_left(graph, app_name)
         rows.append({"where": f"setup access of {app_name!r} (client secret, consent)",

@@ -43,7 +43,7 @@ def in_process(state: Path, *args: str) -> tuple[int, str]:
 def wsman(config: LabConfig, server: str = "CRM01") -> WSMan:
     ep, admin = config.endpoint(server, "http"), config.account("crmadmin")
     return WSMan(ep.host, port=ep.port, path="wsman", ssl=False, auth="ntlm", encryption="always",
-                 username=admin.user, password=admin.password)
+                 username=admin.user, password=config.password("crmadmin").reveal())
 
 
 def run(pool: RunspacePool, cmdlet: str, **params: str) -> PowerShell:
@@ -80,7 +80,8 @@ def test_up_writes_lab_json_and_serves_in_the_background(state: Path) -> None:
     secrets_json = json.loads((state / "secrets.json").read_text(encoding="utf-8"))
     for account in raw["accounts"]:
         assert account["user"] == f"LAB\\{account['name']}"
-        assert secrets_json[account["password_ref"].removeprefix("lab:")] == account["password"]
+        assert "password" not in account  # only its reference: lab.json holds no secret value
+        assert len(secrets_json[account["password_ref"].removeprefix("lab:")]) >= 16
     assert [o["name"] for o in raw["organizations"]] == ["contoso", "fabrikam"]
     assert Path(raw["ca_bundle"]).is_file() and raw["entra"]["login_url"].startswith("https://127.0.0.1:")
     with RunspacePool(wsman(LabConfig.model_validate(raw), "CRM02")) as pool:
@@ -151,7 +152,8 @@ def test_down_then_up_keeps_world_and_passwords(state: Path) -> None:
     urls = [[e.url for s in c.servers for e in s.endpoints] for c in (before, after)]
     assert urls[0] == urls[1]
     assert after.entra == before.entra
-    assert [a.password for a in after.accounts] == [a.password for a in before.accounts]
+    assert [after.password(a.name) for a in after.accounts] == \
+        [before.password(a.name) for a in before.accounts]
     # The world's generations, not the (default) flags of the second `up`.
     assert [s.script_generation for s in after.servers] == ["current", "legacy"]
     with RunspacePool(wsman(after, "CRM02")) as pool:
@@ -166,7 +168,8 @@ def test_status_of_a_state_dir_without_a_lab(tmp_path: Path) -> None:
 
 
 def test_no_password_in_anything_the_commands_printed_or_logged(state: Path) -> None:
-    passwords = [a.password for a in LabConfig.load(state).accounts]
+    config = LabConfig.load(state)
+    passwords = [config.password(a.name).reveal() for a in config.accounts]
     assert passwords and all(len(p) >= 16 for p in passwords)
     assert OUTPUTS and any("lab:accounts/crmadmin" in out for out in OUTPUTS)
     for text in [*OUTPUTS, (state / "lab.log").read_text(encoding="utf-8")]:

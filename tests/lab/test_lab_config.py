@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from psbridge import secrets
 from psbridge.lab.cli import app
 from psbridge.lab.config import LabConfig, LabConfigError
 
@@ -29,15 +30,20 @@ def described(tmp_path: Path) -> LabConfig:
     })
 
 
-def test_round_trip_lookups_and_no_password_in_repr(tmp_path: Path) -> None:
+def test_round_trip_lookups_and_no_password_in_repr(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     config = described(tmp_path)
+    monkeypatch.setenv("PSBRIDGE_LAB_STATE", str(tmp_path))
+    secrets.store("lab:accounts/crmadmin", PASSWORD)
+    monkeypatch.delenv("PSBRIDGE_LAB_STATE")
     path = config.save()
+    # A password of an older lab.json is dropped on load and never written again.
+    assert PASSWORD not in path.read_text(encoding="utf-8")
     assert path == tmp_path / "lab.json" and not list(tmp_path.glob("*.tmp"))
     loaded = LabConfig.load(tmp_path)
     assert loaded == config == LabConfig.load(path)
     assert loaded.model_dump()["future_field"] == {"kept": True}  # a newer writer's fields survive
     assert loaded.endpoint("crm01", "HTTP").url == "http://[::1]:5985/wsman"
-    assert loaded.account("LAB\\CRMADMIN").secret().reveal() == PASSWORD
+    assert loaded.password("LAB\\CRMADMIN").reveal() == PASSWORD  # from this lab's store, wherever we are
     assert loaded.organization("0F0E0D0C-0000-4000-8000-000000000001").name == "contoso"
     for text in (repr(loaded), str(loaded), repr(loaded.accounts[0]), str(loaded.accounts[0])):
         assert PASSWORD not in text

@@ -26,7 +26,7 @@ def wsman(lab: Lab, server: str = "CRM01", scheme: str = "http", account: str = 
     https = scheme == "https"
     extra: dict[str, Any] = {"cert_validation": lab.config.ca_bundle} if https else {"encryption": "always"}
     return WSMan(ep.host, port=ep.port, path=ep.path.lstrip("/"), ssl=scheme == "https", auth="ntlm",
-                 username=acct.user, password=acct.password, **extra)
+                 username=acct.user, password=lab.config.password(account).reveal(), **extra)
 
 
 def organizations(pool: RunspacePool) -> dict[str, str]:
@@ -72,9 +72,10 @@ def test_lab_json_describes_the_running_lab(lab: Lab) -> None:
 def test_fixture_points_the_lab_secret_store_at_the_lab(lab: Lab) -> None:
     assert os.environ["PSBRIDGE_LAB_STATE"] == str(lab.state_dir)
     for account in lab.config.accounts:
-        assert secrets.resolve(account.password_ref).reveal() == account.password
-        assert account.password not in repr(account) and account.password not in repr(lab.config)
-        assert str(account.secret()) == secrets.MASK
+        password = lab.config.password(account.name)
+        assert secrets.resolve(account.password_ref) == password and str(password) == secrets.MASK
+        assert password.reveal() not in repr(account) and password.reveal() not in repr(lab.config)
+        assert password.reveal() not in lab.lab_json.read_text(encoding="utf-8")
 
 
 def test_readme_snippet_lists_the_organizations(lab: Lab, readme_snippet: Callable[[str], str]) -> None:
@@ -116,7 +117,8 @@ def test_restart_keeps_world_passwords_and_ports(fresh_lab: Lab) -> None:
     fresh_lab.restart()
     after = LabConfig.load(fresh_lab.state_dir)
     assert after.ready and after == fresh_lab.config
-    assert [a.password for a in after.accounts] == [a.password for a in before.accounts]
+    assert [after.password(a.name) for a in after.accounts] == \
+        [before.password(a.name) for a in before.accounts]
     assert [(e.scheme, e.port) for s in after.servers for e in s.endpoints] == \
         [(e.scheme, e.port) for s in before.servers for e in s.endpoints]
     assert after.entra is not None and before.entra is not None

@@ -28,5 +28,5 @@ def test_demo_reaches_a_verified_record(lab_keys: Path, tmp_path: Path,
     assert "Lab up: CRM servers CRM01, CRM02" in text and "Verified: every file matches manifest.json" in text
     records = list((tmp_path / "records" / "demo" / "contoso").iterdir())
     assert len(records) == 1 and evidence.verify(records[0]) == []
-    assert evidence.read_manifest(records[0])["status"] == "succeeded"
+    assert evidence.read_manifest(records[0])["status"] == "complete"
     assert "ready" in (state / "lab.json").read_text(encoding="utf-8")

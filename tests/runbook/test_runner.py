@@ -17,7 +17,7 @@ import yaml
 from psbridge import evidence
 from psbridge.runbook import definition
 from psbridge.runbook.params import ParamsError, validate
-from psbridge.runbook.runner import Runner
+from psbridge.runbook.runner import RunError, Runner
 
 
 def _notebook(path: Path, params: str, body: str) -> None:
@@ -78,7 +78,7 @@ def test_facts_flow_forward_and_record_verifies(book: definition.Runbook, tmp_pa
     assert result.steps[0].summary() == "made o"
     assert evidence.verify(result.record_dir) == []
     manifest = evidence.read_manifest(result.record_dir)
-    assert manifest["runbook"]["sha256"] == book.sha256 and manifest["status"] == "succeeded"
+    assert manifest["runbook"]["sha256"] == book.sha256 and manifest["status"] == "complete"
     assert [s["status"] for s in manifest["steps"]] == ["succeeded"] * 3
 
 
@@ -118,13 +118,13 @@ def test_run_to_a_step_then_from_the_next(book: definition.Runbook, tmp_path: Pa
     assert evidence.read_manifest(part.record_dir)["range"] == {"from": "make", "to": "use"}
     rest = Runner(book, params, records_root=tmp_path).run(start="end")
     assert [s.status for s in rest.steps] == ["carried", "carried", "succeeded"] and rest.facts["final"] == 61
-    with pytest.raises(RuntimeError, match="step make comes before end"):
+    with pytest.raises(RunError, match="step make comes before end"):
         Runner(book, params, records_root=tmp_path).run(start="end", until="make")
 
 
 def test_resume_without_earlier_record_is_refused(book: definition.Runbook, tmp_path: Path) -> None:
     params = validate(book, {"customer": "c", "org": "new"})
-    with pytest.raises(RuntimeError, match="holds number"):
+    with pytest.raises(RunError, match="holds number"):
         Runner(book, params, records_root=tmp_path).run(start="use")
 
 

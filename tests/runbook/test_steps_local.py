@@ -10,6 +10,7 @@ import pytest
 from psbridge import certs
 from psbridge.runbook import facts, steps
 from psbridge.runbook.deployment import Deployment, DeploymentError
+from psbridge.secretforms import forms
 from psbridge.secrets import Secret, remember, resolve
 
 
@@ -56,12 +57,43 @@ def test_real_deployment_from_parameters(tmp_path: Path, monkeypatch: pytest.Mon
     assert dep.profiles["CRM02"].endpoint == "https://crm02.contoso.local:5986/wsman"
     assert str(dep.script("ConfigureCrmServerSideSync.ps1")).endswith("Tools\\ConfigureCrmServerSideSync.ps1")
     with pytest.raises(DeploymentError, match="name the CRM servers"):
-        Deployment.from_params("contoso", cloud="global", tenant="x.onmicrosoft.com", service_account="NS")
-    with pytest.raises(DeploymentError, match="not an http"):
+        Deployment.from_params("contoso", cloud="global", tenant="x.onmicrosoft.com", service_account="NS\\x")
+    with pytest.raises(DeploymentError, match="a WinRM URL is http") as e:
         Deployment.from_params("contoso", servers=["CRM01=ftp://x"], cloud="global", tenant="t",
                                service_account="Network Service")
+    assert "tenant: 't' is neither a tenant GUID" in str(e.value)  # every problem at once
     with pytest.raises(DeploymentError, match="no lab"):
         Deployment.from_params("contoso", lab=str(tmp_path / "nolab"))
+
+
+@pytest.mark.parametrize(("given", "said"), [
+    ({"servers": "CRM01"}, "servers: expected a list such as [CRM01], got 'CRM01'"),
+    ({"winrm_scheme": "ftp"}, "winrm_scheme: 'ftp' is not one of http, https"),
+    ({"organization": "a" * 300}, "at most 30 characters"),
+    ({"tools_folder": "C:\\Tools\x00"}, "U+0000"),
+    ({"tenant": "contoso.onmicrosoft.com\u202e"}, "U+202E"),
+    ({"service_account": "bad"}, "names no domain"),
+    ({"cloud": "mars"}, "cloud: 'mars' is not one of"),
+])
+def test_deployment_refuses_bad_input_before_connecting(given: dict[str, object], said: str) -> None:
+    # A notebook run on its own (papermill -p, JupyterLab) checks what it was given, as a run does.
+    kw: dict[str, object] = {"organization": "contoso", "servers": ["CRM01=https://crm01.contoso.local/wsman"],
+                             "service_account": "CONTOSO\\async", "cloud": "global",
+                             "tenant": "contoso.onmicrosoft.com", **given}
+    with pytest.raises(DeploymentError) as e:
+        Deployment.from_params(**kw)  # type: ignore[arg-type]
+    assert said in str(e.value)
+
+
+def test_deployment_shows_no_secret(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    canary = "canary-winrm-\\'\"$ü-secret"
+    dep = _real_deployment(tmp_path, monkeypatch)
+    monkeypatch.setenv("PSBRIDGE_TEST_WINRM", canary)
+    dep.profiles["CRM01"].resolve_password()  # as a session opening would
+    for text in (repr(dep), str(dep), dep._repr_html_(), repr(dep.describe()), repr(vars(dep))):
+        for form in forms(canary):
+            assert form not in text
+        assert "env:PSBRIDGE_TEST_WINRM" in text
 
 
 def test_certificate_step_plans_generates_once_and_reuses(tmp_path: Path,
@@ -77,15 +109,40 @@ def test_certificate_step_plans_generates_once_and_reuses(tmp_path: Path,
                             f"stored a new PFX password at {ref}"]
     again = steps.ensure_certificate(dep, "cust", "", ref, 365)
     assert again.changes == [] and again.info is not None and again.info.thumbprint == made.info.thumbprint
-    # A certificate expiring within 30 days is replaced; the stored password is reused.
+    # A certificate expiring within 30 days is not replaced on the quiet: a new one is a rotation.
     short = certs.generate_self_signed("contoso", resolve(ref), days=10)
     short.write(made.path)
-    renewed = steps.ensure_certificate(dep, "cust", "", ref, 365)
-    assert renewed.changes == ["generated a self-signed RSA 2048 certificate valid 365 days"]
+    with pytest.raises(steps.StepError, match=r"expires within|expired on") as stopped:
+        steps.ensure_certificate(dep, "cust", "", ref, 365)
+    assert "replace_certificate" in str(stopped.value)
+    # Asked for, with a reason, it is replaced: the stored password is reused, the old PFX kept.
+    renewed = steps.ensure_certificate(dep, "cust", "", ref, 365, replace_certificate="expires in 10 days")
+    assert renewed.changes[0].startswith("generated a self-signed RSA 2048 certificate valid 365 days "
+                                         "(replacing it as asked (expires in 10 days): the kept certificate")
+    assert "the old PFX is kept at" in renewed.changes[0] and len(renewed.changes) == 1
+    assert len(list(made.path.parent.glob("s2s-replaced-*.pfx"))) == 1
     ref_cert = steps.certificate_for(dep, "cust", "", "", ref)
     assert ref_cert.exists and renewed.info is not None and ref_cert.thumbprint == renewed.info.thumbprint
     with pytest.raises(steps.StepError, match="run step 10 again"):
         steps.certificate_for(dep, "cust", "", "", ref, thumbprint="00" * 20)
+
+
+def test_a_kept_pfx_that_no_longer_opens_stops_the_step(tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    dep = _real_deployment(tmp_path, monkeypatch)
+    ref = f"file:{tmp_path / 'secrets' / 'pfx-password'}"
+    made = steps.ensure_certificate(dep, "cust", "", ref, 365)
+    secret_file = tmp_path / "secrets" / "pfx-password"
+    secret_file.write_text("not-the-password", encoding="utf-8")
+    before = made.path.read_bytes()
+    for plan in (True, False):
+        with pytest.raises(steps.StepError, match="does not open with the password at file:") as e:
+            steps.ensure_certificate(dep, "cust", "", ref, 365, plan=plan)
+        assert "replace_certificate" in str(e.value) and "not-the-password" not in str(e.value)
+    assert made.path.read_bytes() == before and list(made.path.parent.glob("*.pfx")) == [made.path]
+    secret_file.unlink()
+    with pytest.raises(steps.StepError, match="cannot be read"):
+        steps.ensure_certificate(dep, "cust", "", ref, 365)
 
 
 def test_a_provided_pfx_is_validated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,0 +1,179 @@
+"""The intent journal: what a run is about to change, written down before it changes it.
+
+A run can die at any line: a fault, Ctrl-C, ``kill -9``, a laptop lid. What it was doing must
+still be known afterwards, from the record alone, so that the next run (or ``psbridge verify
+--repair``) can say what was done and what was in flight, and the resume can look at the
+world for that one thing before acting. So every state-changing operation says::
+
+    with intent("install-certificate", "CRM01", f"CertificateReconfiguration.ps1 installs {thumb}"):
+        ...   # the change
+
+and the journal gets, durably (one JSON line, flushed and fsync'd), an ``intent`` entry before
+the block and an ``outcome`` entry after it (``done``, or ``failed`` with the reason). An intent
+without an outcome is a change in flight when the process died.
+
+Library code records intents as it logs: when no journal is configured (the bridge used on its
+own, a notebook in JupyterLab) they go nowhere. The runner points ``PSBRIDGE_JOURNAL`` at the
+record's ``journal.jsonl``, for itself and for the step kernels it starts.
+
+The entries carry no secret values: what and where, references at most; every text passes
+through :func:`psbridge.secrets.redact` on the way in, as a second line.
+
+For tests only, ``PSBRIDGE_TEST_CRASH_AT=ACTION[@WHERE]:before|after`` kills the process (and
+with ``PSBRIDGE_TEST_CRASH_PARENT=1`` its parent, the runner) with SIGKILL at that point: just
+after the intent is on disk (``before`` the change) or just after the change, before its
+outcome is written (``after``) — the two moments a crash leaves something to reconcile.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import itertools
+import json
+import os
+import signal
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from psbridge.secrets import redact
+
+ENV_JOURNAL = "PSBRIDGE_JOURNAL"
+ENV_CRASH_AT = "PSBRIDGE_TEST_CRASH_AT"
+ENV_CRASH_PARENT = "PSBRIDGE_TEST_CRASH_PARENT"
+JOURNAL = "journal.jsonl"
+
+DONE, FAILED, IN_FLIGHT = "done", "failed", "in flight"
+
+_lock = threading.Lock()
+_ids = itertools.count(1)
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
+
+
+def journal_path() -> Path | None:
+    where = os.environ.get(ENV_JOURNAL)
+    return Path(where) if where else None
+
+
+def append(entry: dict[str, Any], path: Path | None = None) -> None:
+    """Write one entry as one line, on disk before this returns (no-op without a journal)."""
+    target = path or journal_path()
+    if target is None:
+        return
+    line = redact(json.dumps({"t": _now(), **entry}, ensure_ascii=False, default=str)) + "\n"
+    with _lock:
+        # O_APPEND: the runner and its kernel append to one file, each line in one write.
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        try:
+            os.write(fd, line.encode("utf-8"))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _crash_point(action: str, where: str, phase: str) -> None:
+    wanted = os.environ.get(ENV_CRASH_AT)
+    if not wanted or wanted not in (f"{action}:{phase}", f"{action}@{where}:{phase}"):
+        return
+    kill = getattr(signal, "SIGKILL", signal.SIGTERM)
+    if os.environ.get(ENV_CRASH_PARENT) == "1":
+        os.kill(os.getppid(), kill)
+    os.kill(os.getpid(), kill)
+
+
+@contextlib.contextmanager
+def intent(action: str, where: str, what: str, **detail: Any) -> Iterator[dict[str, Any]]:
+    """Journal the intent, run the block, journal its outcome; yields a dict for outcome details."""
+    number = f"{os.getpid()}-{next(_ids)}"
+    append({"event": "intent", "id": number, "action": action, "where": where, "what": what, **detail})
+    _crash_point(action, where, "before")
+    said: dict[str, Any] = {}
+    try:
+        yield said
+    except BaseException as e:
+        append({"event": "outcome", "id": number, "outcome": FAILED, "why": f"{type(e).__name__}: {e}"})
+        raise
+    _crash_point(action, where, "after")
+    append({"event": "outcome", "id": number, "outcome": DONE, **said})
+
+
+def note(event: str, **detail: Any) -> None:
+    """A journal entry that is not an intent (a step started, a leftover found)."""
+    append({"event": event, **detail})
+
+
+# --- reading a journal back ------------------------------------------------------------------
+
+
+_INTENT_KEYS = ("t", "event", "id", "action", "where", "what")
+
+
+@dataclass
+class Change:
+    """One intent and what became of it."""
+
+    action: str
+    where: str
+    what: str
+    step: str | None
+    outcome: str = IN_FLIGHT
+    started: str = ""
+    ended: str | None = None
+    detail: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"step": self.step, "action": self.action, "where": self.where, "what": self.what,
+                "outcome": self.outcome, "started": self.started, "ended": self.ended, **self.detail}
+
+
+@dataclass
+class Journal:
+    """A journal as read back: its entries, and the changes they describe, in order."""
+
+    entries: list[dict[str, Any]]
+
+    @classmethod
+    def read(cls, path: Path) -> Journal:
+        entries = []
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return cls([])
+        for line in text.splitlines():
+            # The last line may be cut short by the crash itself: what was whole is kept.
+            with contextlib.suppress(ValueError):
+                entry = json.loads(line)
+                if isinstance(entry, dict):
+                    entries.append(entry)
+        return cls(entries)
+
+    def first(self, event: str) -> dict[str, Any] | None:
+        return next((e for e in self.entries if e.get("event") == event), None)
+
+    def changes(self) -> list[Change]:
+        step: str | None = None
+        found: dict[str, Change] = {}
+        for e in self.entries:
+            kind = e.get("event")
+            if kind == "step-start":
+                step = e.get("step")
+            elif kind == "intent":
+                extra = {k: v for k, v in e.items() if k not in _INTENT_KEYS}
+                key = str(e.get("id"))
+                found[key] = Change(str(e.get("action")), str(e.get("where")), str(e.get("what")), step,
+                                    started=str(e.get("t")), detail=extra)
+            elif kind == "outcome" and str(e.get("id")) in found:
+                change = found[str(e.get("id"))]
+                change.outcome = str(e.get("outcome"))
+                change.ended = str(e.get("t"))
+                change.detail.update({k: v for k, v in e.items() if k not in ("t", "event", "id", "outcome")})
+        return list(found.values())
+
+    def in_flight(self) -> list[Change]:
+        return [c for c in self.changes() if c.outcome == IN_FLIGHT]
