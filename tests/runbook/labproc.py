@@ -1,0 +1,84 @@
+"""A lab serving from another process (``psbridge lab up``, as the README says) and ``psbridge``
+commands run as a consultant runs them: in a process of their own, from a parameter file.
+
+Used by the tests that kill runs (a killed runner must not take the lab with it) and by the canary
+tests (the lab's own process writes its state, and that is searched too).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+TIMEOUT = 300
+PSBRIDGE = str(Path(sys.executable).with_name("psbridge"))
+
+
+def clean_env(state: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PSBRIDGE_")}
+    env.update({"PSBRIDGE_LAB_STATE": str(state), "PSBRIDGE_TOKEN_CACHE": str(state.parent / "msal"),
+                "COLUMNS": "200", "PYTHONIOENCODING": "utf-8"})
+    env.update(extra)
+    return env
+
+
+def lab_up(state: Path, keys: Path | None = None, *args: str) -> None:
+    if keys is not None:
+        for key in keys.rglob("*.pem"):
+            target = state / key.relative_to(keys)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if not target.exists():
+                shutil.copy2(key, target)
+    done = subprocess.run([sys.executable, "-m", "psbridge.lab", "up", "--state", str(state), *args],
+                          capture_output=True, text=True, timeout=TIMEOUT, env=clean_env(state), check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def lab_down(state: Path) -> None:
+    subprocess.run([sys.executable, "-m", "psbridge.lab", "down", "--state", str(state)],
+                   capture_output=True, text=True, timeout=TIMEOUT, env=clean_env(state), check=False)
+
+
+def params_file(path: Path, params: dict[str, Any]) -> Path:
+    path.write_text(yaml.safe_dump(params, allow_unicode=True), encoding="utf-8")
+    return path
+
+
+def psbridge(state: Path, *args: str, timeout: float = TIMEOUT,
+             **env: str) -> subprocess.CompletedProcess[bytes]:
+    """``psbridge ARGS`` in a process of its own; output kept as bytes (searched for canaries)."""
+    return subprocess.run([PSBRIDGE, *args], capture_output=True, timeout=timeout,
+                          env=clean_env(state, **env), check=False)
+
+
+def world(state: Path) -> dict[str, str]:
+    """A fingerprint of the lab's world: servers, CRM, the directory (refresh tokens aside)."""
+    out = {}
+    for p in sorted(state.rglob("*")):
+        if not p.is_file() or p.suffix in (".log", ".pid", ".tmp", ".lock") or p.name == "lab.json":
+            continue
+        data = p.read_bytes()
+        if p.name == "entra.json":
+            directory = json.loads(data)
+            directory.pop("refreshTokens", None)
+            data = json.dumps(directory, sort_keys=True).encode()
+        out[p.relative_to(state).as_posix()] = hashlib.sha256(data).hexdigest()
+    return out
+
+
+def read_world(state: Path) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((state / "world.json").read_text(encoding="utf-8"))
+    return data
+
+
+def read_directory(state: Path) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(next(state.rglob("entra.json")).read_text(encoding="utf-8"))
+    return data
