@@ -135,7 +135,7 @@ class GraphClient:
         if method == "GET":
             return self._send(method, path, params, json)
         # A change to the tenant: journalled before it is sent, its outcome after (crash safety).
-        where = urlsplit(self._url(path)).path
+        where = urlsplit(self._url(path)).path.removeprefix(urlsplit(self.settings.graph_v1).path)
         with intent(f"{method} {_ID.sub('{id}', where)}", "Entra ID", f"{method} {where}"):
             return self._send(method, path, params, json)
 

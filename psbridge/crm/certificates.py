@@ -126,7 +126,7 @@ def store_certificates(
 
     The filter runs here rather than in a Where-Object script block: no script text is sent.
     """
-    out = session.invoke("Get-ChildItem", Path=MACHINE_STORE).output
+    out = session.invoke("Get-ChildItem", LiteralPath=MACHINE_STORE).output
     certs = [StoreCertificate.from_record(o) for o in out if hasattr(o, "get_ci")]
     if subject is not None:
         want = normalize_subject(subject)
