@@ -9,13 +9,12 @@ they are lab secrets, random per state directory, and also kept in the lab secre
 from __future__ import annotations
 
 import json
-import os
-import uuid
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from psbridge.files import write_atomic
 from psbridge.secrets import Secret
 
 LAB_JSON = "lab.json"
@@ -126,13 +125,8 @@ class LabConfig(BaseModel):
         """Write atomically: a reader in another process sees the old file or the new one."""
         target = path or self.path_for(self.state_dir)
         target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f"{target.name}.{uuid.uuid4().hex}.tmp")
         # Owner-only: the file carries the lab accounts' passwords.
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(json.dumps(self.model_dump(mode="json"), indent=2))
-        os.replace(tmp, target)
-        return target
+        return write_atomic(target, json.dumps(self.model_dump(mode="json"), indent=2), private=True)
 
     # --- look-ups --------------------------------------------------------------------------
 
