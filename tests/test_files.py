@@ -20,6 +20,8 @@ from typing import Any
 import pytest
 
 from psbridge import files, secrets
+from psbridge.lab import background
+from psbridge.lab.orchestrator import LabError
 from psbridge.lab.world import World
 
 PROCESSES = 4
@@ -94,6 +96,13 @@ def _change_world_and_hang(state: str, held: Any) -> None:
         data["deployment"]["server_settings"]["half-done"] = True
         held.set()
         threading.Event().wait(WAIT)  # killed before the change is written
+
+
+def _claim_lab(state: str, held: Any) -> None:
+    claimed = background._claim(Path(state))  # kept: a claim nobody holds is released
+    held.set()
+    threading.Event().wait(WAIT)
+    claimed.close()
 
 
 def _start_event() -> Any:
@@ -193,6 +202,20 @@ def test_a_world_change_killed_midway_leaves_the_world_as_it_was(tmp_path: Path)
         data["deployment"]["server_settings"]["after"] = True
     settings = World.load(tmp_path).server_settings()
     assert settings["after"] is True and "half-done" not in settings
+
+
+def test_a_killed_lab_servers_claim_is_taken_over_and_a_live_ones_is_not(tmp_path: Path) -> None:
+    def refused_naming_its_pid() -> None:
+        with pytest.raises(LabError, match=r"already running for .* \(pid \d+\)"):
+            background._claim(tmp_path)
+
+    _killed_while_holding(_claim_lab, tmp_path, refused_naming_its_pid)
+    claimed = background._claim(tmp_path)
+    try:
+        assert (tmp_path / background.PID_FILE).read_text(encoding="ascii") == str(os.getpid())
+    finally:
+        claimed.close()
+    assert not (tmp_path / background.PID_FILE).exists()
 
 
 # --- in one process -------------------------------------------------------------------------------
