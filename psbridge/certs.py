@@ -32,6 +32,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from psbridge.files import write_atomic
 from psbridge.secrets import Secret
 
 MIN_RSA_BITS = 2048
@@ -211,8 +212,9 @@ class GeneratedCertificate:
     def write(self, path: Path) -> Path:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(self.pfx)
-        return path
+        # Whole or not at all: a run killed while writing must not leave a PFX that no longer
+        # opens. Owner-only: it holds the private key (sealed, but still).
+        return write_atomic(path, self.pfx, private=True)
 
 
 def generate_self_signed(label: str, password: Secret, *, key_bits: int = MIN_RSA_BITS,

@@ -263,6 +263,7 @@ def test_a_failed_write_keeps_the_old_file_and_no_temporary(tmp_path: Path,
 @pytest.mark.skipif(os.name != "posix", reason="file modes are advisory on Windows")
 def test_secret_files_are_owner_only_and_others_keep_the_usual_mode(tmp_path: Path,
                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    from psbridge.certs import generate_self_signed, new_pfx_password
     from psbridge.cloud.signin import PersistedCache
     from psbridge.lab.config import LabConfig
 
@@ -277,8 +278,9 @@ def test_secret_files_are_owner_only_and_others_keep_the_usual_mode(tmp_path: Pa
         cache = PersistedCache(tmp_path / "msal" / "me.json")
         cache.cache.has_state_changed = True
         cache.save()
+        generate_self_signed("contoso", new_pfx_password()).write(tmp_path / "s2s.pfx")
         for private in (tmp_path / "pfx-password", tmp_path / "lab" / "secrets.json",
-                        tmp_path / "lab" / "lab.json", tmp_path / "msal" / "me.json"):
+                        tmp_path / "lab" / "lab.json", tmp_path / "msal" / "me.json", tmp_path / "s2s.pfx"):
             assert _posix_mode(private) == 0o600, private
         World.seed(tmp_path / "lab", servers=1, orgs=1)
         assert _posix_mode(tmp_path / "lab" / "world.json") == 0o644
