@@ -339,6 +339,8 @@ class LabBackend:
             data[locator] = value
 
     def delete(self, locator: str) -> None:
+        if not self.path().exists():
+            return  # nothing stored: no lock file, nor a state folder, made for nothing
         with self._changing() as data:
             data.pop(locator, None)
 

@@ -315,3 +315,10 @@ def _refused_in_child(lock: str) -> None:
             raise SystemExit(1)
     except files.LockTimeout:
         raise SystemExit(0) from None
+
+
+def test_deleting_from_an_absent_lab_store_makes_nothing(tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PSBRIDGE_LAB_STATE", str(tmp_path / "no-lab"))
+    secrets.delete("lab:apps/contoso")
+    assert not (tmp_path / "no-lab").exists()
