@@ -21,9 +21,7 @@ PFX; no message carries it.
 from __future__ import annotations
 
 import datetime as dt
-import os
 import secrets as pysecrets
-import tempfile
 from dataclasses import dataclass
 from html import escape
 from pathlib import Path
@@ -34,6 +32,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from psbridge.files import write_atomic
 from psbridge.secrets import Secret
 
 MIN_RSA_BITS = 2048
@@ -217,16 +216,9 @@ class GeneratedCertificate:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         with intent("write-pfx", str(path), f"a new PFX holding {self.info.thumbprint}"):
-            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-            try:
-                with os.fdopen(fd, "wb") as f:
-                    f.write(self.pfx)
-                    f.flush()
-                    os.fsync(f.fileno())
-                os.replace(tmp, path)
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
+            # Whole or not at all: a run killed while writing must not leave a PFX that no longer
+            # opens. Owner-only: it holds the private key (sealed, but still).
+            write_atomic(path, self.pfx, private=True)
         return path
 
 

@@ -46,6 +46,7 @@ from urllib.parse import unquote, urlsplit
 
 import nbformat
 
+from psbridge.files import write_atomic
 from psbridge.intents import JOURNAL, Journal
 from psbridge.secrets import redact
 
@@ -93,9 +94,7 @@ class LocalStore:
     def write_bytes(self, name: str, data: bytes) -> None:
         p = self._path(name)
         p.parent.mkdir(parents=True, exist_ok=True)
-        tmp = p.with_name(p.name + ".partial")
-        tmp.write_bytes(data)
-        tmp.replace(p)
+        write_atomic(p, data)
 
     def read_bytes(self, name: str) -> bytes:
         return self._path(name).read_bytes()

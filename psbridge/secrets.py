@@ -21,12 +21,12 @@ import json
 import os
 import re
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Protocol
+from typing import Any, Protocol
 
-from psbridge import secretforms
+from psbridge import files, secretforms
 
 MASK = "********"
 
@@ -289,9 +289,7 @@ class FileBackend:
             raise SecretError(f"cannot read secret file:{locator}: {e.strerror}") from None
 
     def put(self, locator: str, value: str) -> None:
-        p = Path(locator).expanduser()
-        p.parent.mkdir(parents=True, exist_ok=True)
-        _write_private(p, value)
+        _write_private(Path(locator).expanduser(), value)
 
     def delete(self, locator: str) -> None:
         Path(locator).expanduser().unlink(missing_ok=True)
@@ -345,12 +343,12 @@ class LabBackend:
     """``lab:NAME``: the lab's secret store, ``<lab state>/secrets.json``.
 
     The lab's account passwords live here, and secrets a step creates during a demo land
-    here, so a demo needs no keyring. Not for production use.
+    here, so a demo needs no keyring. Not for production use. The lab server, the CLI, a run
+    and its kernels all write it: every change re-reads the file under a cross-process lock.
     """
 
     writable = True
     _NAME = re.compile(r"^[A-Za-z0-9_.@/-]+$")
-    _lock: ClassVar[threading.Lock] = threading.Lock()
 
     def check(self, locator: str) -> None:
         if not self._NAME.match(locator):
@@ -360,8 +358,7 @@ class LabBackend:
     def path() -> Path:
         return lab_state_dir() / "secrets.json"
 
-    def _load(self) -> dict[str, str]:
-        p = self.path()
+    def _load(self, p: Path) -> dict[str, str]:
         if not p.exists():
             return {}
         data = json.loads(p.read_text(encoding="utf-8"))
@@ -370,34 +367,43 @@ class LabBackend:
         return {str(k): str(v) for k, v in data.items()}
 
     def get(self, locator: str) -> str:
-        with self._lock:
-            data = self._load()
+        # No lock: every write replaces the whole file, so a read sees one version of it.
+        data = self._load(self.path())
         if locator not in data:
             raise SecretError(f"no secret 'lab:{locator}' in the lab secret store {self.path()}")
         return data[locator]
 
     def put(self, locator: str, value: str) -> None:
-        with self._lock:
-            data = self._load()
+        with self._changing() as data:
             data[locator] = value
-            p = self.path()
-            p.parent.mkdir(parents=True, exist_ok=True)
-            _write_private(p, json.dumps(data, indent=2, sort_keys=True))
 
     def delete(self, locator: str) -> None:
-        with self._lock:
-            data = self._load()
-            if data.pop(locator, None) is not None:
-                _write_private(self.path(), json.dumps(data, indent=2, sort_keys=True))
+        if not self.path().exists():
+            return  # nothing stored: no lock file, nor a state folder, made for nothing
+        with self._changing() as data:
+            data.pop(locator, None)
+
+    @contextlib.contextmanager
+    def _changing(self) -> Iterator[dict[str, str]]:
+        p = self.path()
+        with contextlib.ExitStack() as held:
+            try:
+                held.enter_context(files.locked(files.lock_path(p)))
+            except files.LockTimeout as e:
+                raise SecretError(
+                    f"the lab secret store {p} stayed locked by another process for {e.timeout:g} s"
+                ) from None
+            data = self._load(p)
+            before = dict(data)
+            yield data
+            if data != before:
+                _write_private(p, json.dumps(data, indent=2, sort_keys=True))
 
 
 def _write_private(path: Path, text: str) -> None:
-    """Write a file only its owner can read (on Windows the mode is advisory)."""
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    """Write a file only its owner can read, atomically (on Windows the mode is advisory)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    files.write_atomic(path, text, private=True)
 
 
 register_backend("env", EnvBackend())

@@ -36,6 +36,7 @@ import msal
 
 from psbridge.cloud.http import session_for
 from psbridge.cloud.settings import CloudSettings
+from psbridge.files import write_atomic
 from psbridge.secrets import Secret, SecretRef, redact, resolve
 
 # What step 3 does as the signed-in administrator.
@@ -121,11 +122,9 @@ class PersistedCache:
             if not self.cache.has_state_changed:
                 return
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self.path.with_name(self.path.name + ".tmp")
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(self.cache.serialize())
-            os.replace(tmp, self.path)
+            # Owner-only: the file holds refresh tokens. Atomic: a run signing in as the same
+            # account in another process reads a whole cache, never half of one.
+            write_atomic(self.path, self.cache.serialize(), private=True)
             self.cache.has_state_changed = False
 
     def move_to(self, path: Path) -> None:

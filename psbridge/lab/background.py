@@ -19,12 +19,14 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from psbridge.files import LockTimeout, claim, write_atomic
 from psbridge.lab.config import LabConfig, LabConfigError
 from psbridge.lab.orchestrator import Lab, LabError
 
 STOP_FILE = "lab.stop"
 LOG_FILE = "lab.log"
-LOCK_FILE = "lab.lock"  # the pid of the process serving this state directory
+LOCK_FILE = "lab.lock"  # locked (by the operating system) by the process serving this state directory
+PID_FILE = "lab.pid"  # that process's id
 _POLL = 0.1  # seconds between looks at lab.json / the process while waiting (each wait is bounded)
 
 
@@ -94,7 +96,7 @@ def _mark_stopped(state_dir: Path) -> None:
 
 def serve(lab: Lab, on_ready: Callable[[LabConfig], None] | None = None) -> None:
     """Start ``lab`` and serve until a signal or a stop request; then stop it cleanly."""
-    claim = _claim(lab.state_dir)
+    claimed = _claim(lab.state_dir)
     stop_file = lab.state_dir / STOP_FILE
     stop_file.unlink(missing_ok=True)
     stop = threading.Event()
@@ -118,31 +120,43 @@ def serve(lab: Lab, on_ready: Callable[[LabConfig], None] | None = None) -> None
     finally:
         lab.stop()
         stop_file.unlink(missing_ok=True)
-        claim.unlink(missing_ok=True)
+        claimed.close()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
 
 
-def _claim(state_dir: Path) -> Path:
-    """Become the one process serving ``state_dir`` (two at once would overwrite lab.json)."""
+def _claim(state_dir: Path) -> contextlib.ExitStack:
+    """Become the one process serving ``state_dir`` (two at once would overwrite lab.json).
+
+    The claim is an operating-system lock on ``lab.lock``: it lasts while this process lives and
+    the system drops it when the process ends, however it ends, so a killed server's claim is
+    free for the next one and a live one's is never taken. ``lab.pid`` beside it names the
+    holder for the refusal.
+    """
     state_dir.mkdir(parents=True, exist_ok=True)
-    lock = state_dir / LOCK_FILE
-    for _ in range(2):
-        try:
-            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-        except FileExistsError:
-            try:
-                holder = int(lock.read_text(encoding="ascii").strip() or 0)
-            except (OSError, ValueError):
-                holder = 0
-            if holder and pid_alive(holder):
-                raise LabError(f"a lab is already running for {state_dir} (pid {holder})") from None
-            lock.unlink(missing_ok=True)  # left by a process that is gone
-            continue
-        with os.fdopen(fd, "w", encoding="ascii") as f:
-            f.write(str(os.getpid()))
-        return lock
-    raise LabError(f"cannot claim {lock}: another process keeps creating it")
+    try:
+        lock = claim(state_dir / LOCK_FILE)
+    except LockTimeout:
+        holder = _holder(state_dir)
+        said = f" (pid {holder})" if holder else ""
+        raise LabError(f"a lab is already running for {state_dir}{said}") from None
+    held = contextlib.ExitStack()
+    held.callback(lock.release)
+    pid_file = state_dir / PID_FILE
+    try:
+        write_atomic(pid_file, str(os.getpid()))
+    except BaseException:
+        held.close()
+        raise
+    held.callback(pid_file.unlink, missing_ok=True)
+    return held
+
+
+def _holder(state_dir: Path) -> int | None:
+    try:
+        return int((state_dir / PID_FILE).read_text(encoding="ascii").strip())
+    except (OSError, ValueError):
+        return None  # the holder has not written it yet
 
 
 # --- the controlling side -----------------------------------------------------------------

@@ -14,13 +14,13 @@ import contextlib
 import json
 import os
 import threading
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from psbridge.files import write_atomic
 from psbridge.secrets import Secret
 
 LAB_JSON = "lab.json"
@@ -149,13 +149,8 @@ class LabConfig(BaseModel):
         """Write atomically: a reader in another process sees the old file or the new one."""
         target = path or self.path_for(self.state_dir)
         target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f"{target.name}.{uuid.uuid4().hex}.tmp")
-        # Owner-only, as any file under the lab state: it names the lab's own secret store.
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(json.dumps(self.model_dump(mode="json"), indent=2))
-        os.replace(tmp, target)
-        return target
+        # Owner-only, as every file of the lab's state.
+        return write_atomic(target, json.dumps(self.model_dump(mode="json"), indent=2), private=True)
 
     # --- look-ups --------------------------------------------------------------------------
 

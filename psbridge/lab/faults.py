@@ -18,14 +18,16 @@ the file's identity, so an unchanged file costs one ``stat``). Knobs:
 
 from __future__ import annotations
 
+import contextlib
 import json
-import os
 import threading
-import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from psbridge.files import lock_path, locked, write_atomic
 
 FAULTS_FILE = "faults.json"
 KNOBS = ("drop_after", "delay", "fail_commands", "deny_auth")
@@ -60,23 +62,22 @@ def _load(state_dir: Path) -> dict[str, dict[str, Any]]:
 
 
 def _store(state_dir: Path, data: dict[str, dict[str, Any]]) -> None:
-    path = _path(state_dir)
-    path.parent.mkdir(parents=True, exist_ok=True)
     # Readers in another process must never see half a file.
-    tmp = path.with_name(f"{path.name}.{uuid.uuid4().hex}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True), encoding="utf-8")
-    for attempt in range(5):
-        try:
-            os.replace(tmp, path)
-            return
-        except PermissionError:  # Windows: a reader has the file open this instant
-            if attempt == 4:
-                tmp.unlink(missing_ok=True)
-                raise
-            time.sleep(0.05)
+    write_atomic(_path(state_dir), json.dumps(data, indent=2, sort_keys=True))
 
 
-_WRITE_LOCK = threading.Lock()
+@contextlib.contextmanager
+def _changing(state_dir: Path) -> Iterator[dict[str, dict[str, Any]]]:
+    """Read, change and write the faults under one lock.
+
+    ``psbridge lab fault`` in another process and this process's threads all take it, so no
+    change overwrites another.
+    """
+    Path(state_dir).mkdir(parents=True, exist_ok=True)
+    with locked(lock_path(_path(state_dir))):
+        data = _load(state_dir)
+        yield data
+        _store(state_dir, data)
 
 
 def _validate(knobs: dict[str, Any]) -> dict[str, Any]:
@@ -107,8 +108,7 @@ def _validate(knobs: dict[str, Any]) -> dict[str, Any]:
 def set_faults(state_dir: Path, server: str, **knobs: Any) -> Faults:
     """Set (merge) fault knobs for ``server``; a knob set to ``None`` is removed."""
     changes = _validate(knobs)
-    with _WRITE_LOCK:
-        data = _load(state_dir)
+    with _changing(state_dir) as data:
         entry = {k: v for k, v in data.get(server, {}).items() if k in KNOBS}
         entry.update(changes)
         # "drop after 0 requests" is a setting; a zero delay or an empty map is not.
@@ -118,19 +118,16 @@ def set_faults(state_dir: Path, server: str, **knobs: Any) -> Faults:
             data[server] = entry
         else:
             data.pop(server, None)
-        _store(state_dir, data)
     return read_faults(state_dir, server)
 
 
 def clear_faults(state_dir: Path, server: str | None = None) -> None:
     """Remove the faults of one server, or of every server."""
-    with _WRITE_LOCK:
-        data = _load(state_dir)
+    with _changing(state_dir) as data:
         if server is None:
-            data = {}
+            data.clear()
         else:
             data.pop(server, None)
-        _store(state_dir, data)
 
 
 def _from_entry(entry: dict[str, Any]) -> Faults:

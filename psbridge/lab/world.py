@@ -14,18 +14,16 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
-import os
 import threading
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
+
+from psbridge.files import LockTimeout, lock_path, locked, retrying_on_windows, write_atomic
 
 if TYPE_CHECKING:  # pandas costs ~0.8 s to import; only `lab status` needs it
     import pandas as pd
-
-T = TypeVar("T")
 
 WORLD_FILE = "world.json"
 FORMAT = 1
@@ -73,7 +71,6 @@ ACCOUNTS: dict[str, dict[str, bool]] = {
 SERVICE_ACCOUNTS = ["LAB\\CRMAsyncService", "LAB\\CRMAppPool", "NT AUTHORITY\\NETWORK SERVICE"]
 
 _LOCK_TIMEOUT = 30.0
-_STALE_LOCK = 60.0
 
 
 class WorldError(Exception):
@@ -104,52 +101,21 @@ def _signature(path: Path) -> tuple[int, int, int]:
     return st.st_mtime_ns, st.st_size, st.st_ino
 
 
-def _retrying(action: Callable[[], T], attempts: int = 50) -> T:
-    """Windows refuses to replace (or open) a file another thread is reading for a moment: retry."""
-    for _ in range(attempts - 1):
-        try:
-            return action()
-        except PermissionError:
-            time.sleep(0.01)
-    return action()
-
-
 # --- locking -----------------------------------------------------------------------------------
 
-_process_locks: dict[str, threading.RLock] = {}
 _process_locks_guard = threading.Lock()
 _shared: dict[str, World] = {}
 
 
-def _thread_lock(path: Path) -> threading.RLock:
-    key = str(path.resolve())
-    with _process_locks_guard:
-        return _process_locks.setdefault(key, threading.RLock())
-
-
 @contextlib.contextmanager
-def _file_lock(path: Path, timeout: float = _LOCK_TIMEOUT) -> Iterator[None]:
-    """A lock file made with O_EXCL: portable (no fcntl/msvcrt), broken when clearly stale."""
-    deadline = time.monotonic() + timeout
-    while True:
+def _locked(state_dir: Path) -> Iterator[None]:
+    """The world's cross-process lock (an OS lock: a holder that dies releases it)."""
+    with contextlib.ExitStack() as held:
         try:
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-            break
-        except FileExistsError:
-            with contextlib.suppress(FileNotFoundError):
-                if time.time() - path.stat().st_mtime > _STALE_LOCK:
-                    path.unlink()  # its holder died mid-change
-                    continue
-            if time.monotonic() > deadline:
-                raise WorldError(f"the lab world is locked by another process ({path})") from None
-            time.sleep(0.005)
-    try:
-        os.write(fd, str(os.getpid()).encode())
-        os.close(fd)
+            held.enter_context(locked(lock_path(state_dir / WORLD_FILE), timeout=_LOCK_TIMEOUT))
+        except LockTimeout as e:
+            raise WorldError(f"the lab world is locked by another process ({e.path})") from None
         yield
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            path.unlink()
 
 
 class World:
@@ -176,7 +142,7 @@ class World:
         if orgs < 0 or not 0 <= legacy_servers <= servers:
             raise ValueError("orgs must be >= 0 and legacy_servers between 0 and servers")
         state_dir.mkdir(parents=True, exist_ok=True)
-        with _thread_lock(state_dir / WORLD_FILE), _file_lock(state_dir / (WORLD_FILE + ".lock")):
+        with _locked(state_dir):
             if (state_dir / WORLD_FILE).exists():
                 return cls.load(state_dir)
             world = cls(state_dir, _seeded(servers, orgs, legacy_servers))
@@ -190,7 +156,7 @@ class World:
         path = Path(state_dir) / WORLD_FILE
         try:
             seen = _signature(path)  # taken first: a change after it makes the next reload read again
-            data = json.loads(_retrying(lambda: path.read_text(encoding="utf-8")))
+            data = json.loads(retrying_on_windows(lambda: path.read_text(encoding="utf-8")))
         except FileNotFoundError:
             raise WorldError(f"no lab world at {path}: seed it first") from None
         except json.JSONDecodeError as e:
@@ -227,10 +193,8 @@ class World:
         self.data, self._seen = fresh.data, fresh._seen
 
     def _write(self) -> None:
-        tmp = self.path.with_name(f"{WORLD_FILE}.{os.getpid()}.{threading.get_ident()}.tmp")
         # Compact: an indented dump goes through json's pure-Python encoder, ten times slower.
-        tmp.write_text(json.dumps(self.data, separators=(",", ":")), encoding="utf-8")
-        _retrying(lambda: os.replace(tmp, self.path))
+        write_atomic(self.path, json.dumps(self.data, separators=(",", ":")))
         self._seen = _signature(self.path)
 
     @contextlib.contextmanager
@@ -239,7 +203,7 @@ class World:
 
         If the block raises, nothing is written and the in-memory state is the one on disk.
         """
-        with _thread_lock(self.path), _file_lock(self.state_dir / (WORLD_FILE + ".lock")):
+        with _locked(self.state_dir):
             # Always read under the lock: another process's replace can leave (mtime, size,
             # inode) equal to what we saw (coarse mtime, reused inode), and a skipped re-read
             # would silently drop that writer's change.

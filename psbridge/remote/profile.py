@@ -4,21 +4,34 @@ A profile is data a runbook can write down (YAML, a notebook parameter, a manife
 password is a secret *reference*, resolved only when a session opens. The profile refuses
 combinations a careful administrator would refuse — credentials or payloads in clear text on
 the wire, certificate validation quietly off — at construction, before any connection.
+
+"At construction" means by every route pydantic offers, not only the constructor: pydantic's
+``model_copy``, ``model_construct`` (and their deprecated ``copy``/``construct``) skip validation
+by design, which would let ``profile.model_copy(update={"scheme": "http", "auth": "basic"})``
+make exactly the profile this class exists to refuse. Here they validate like the
+constructor, and every route (``model_validate``, ``model_validate_json``,
+``model_validate_strings``, the deprecated ``parse_*``, unpickling, assignment) raises
+:class:`~psbridge.remote.errors.ProfileError` whose message never repeats an input value,
+since the input may hold a password. Validated as a field of another model or through a
+``TypeAdapter``, the same checks run and the error is that validation's ``ValidationError``.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Self, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from psbridge.remote.errors import ProfileError
 from psbridge.secrets import Secret, SecretError, SecretRef
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 Auth = Literal["negotiate", "kerberos", "ntlm", "credssp", "basic"]
 Scheme = Literal["http", "https"]
@@ -38,7 +51,11 @@ class ConnectionProfile(BaseModel):
     this long on the server), ``command_timeout`` the default for one whole command.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # revalidate_instances: a profile passed where one is validated (a field, a TypeAdapter) is
+    # checked again, so one altered behind pydantic's back is refused there too.
+    # hide_input_in_errors: the input may hold a password.
+    model_config = ConfigDict(frozen=True, extra="forbid", revalidate_instances="always",
+                              hide_input_in_errors=True)
 
     host: str = Field(min_length=1)
     port: int | None = Field(default=None, ge=1, le=65535)
@@ -104,15 +121,64 @@ class ConnectionProfile(BaseModel):
         return self
 
     def __init__(self, **data: Any) -> None:
-        try:
-            super().__init__(**data)
-        except ValueError as e:  # pydantic's ValidationError is a ValueError
-            raise ProfileError(_plain_validation_message(e)) from None
+        # pydantic validates through this __init__ on every validating route (a custom __init__
+        # makes it so), so the warning below is given whichever way a profile is made.
+        _checked(lambda: super(ConnectionProfile, self).__init__(**data))
         if not self.cert_validation and self.scheme == "https":
             # Explicit and recorded: the session journal repeats it, so it lands in the evidence.
             log.warning(
                 "certificate validation is OFF for %s: the server's identity is not checked", self.endpoint
             )
+
+    # --- every other way pydantic makes or changes one ----------------------------------------
+
+    @classmethod
+    def model_validate(cls, obj: Any, *args: Any, **kwargs: Any) -> Self:
+        return _checked(lambda: super(ConnectionProfile, cls).model_validate(obj, *args, **kwargs))
+
+    @classmethod
+    def model_validate_json(cls, json_data: Any, *args: Any, **kwargs: Any) -> Self:
+        return _checked(lambda: super(ConnectionProfile, cls).model_validate_json(json_data, *args, **kwargs))
+
+    @classmethod
+    def model_validate_strings(cls, obj: Any, *args: Any, **kwargs: Any) -> Self:
+        return _checked(lambda: super(ConnectionProfile, cls).model_validate_strings(obj, *args, **kwargs))
+
+    @classmethod
+    def model_construct(cls, _fields_set: set[str] | None = None, **values: Any) -> Self:
+        """Validated like the constructor (pydantic's skips validation: trusted data only)."""
+        return cls._made(values, set(values) if _fields_set is None else set(_fields_set))
+
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
+        """A copy, validated like a new profile: ``update`` cannot make it unsafe."""
+        return self._revalidated(super().model_copy(update=update, deep=deep))
+
+    def copy(self, *args: Any, **kwargs: Any) -> Self:  # pydantic's deprecated v1 API, still public
+        return self._revalidated(super().copy(*args, **kwargs))
+
+    def __setstate__(self, state: dict[Any, Any]) -> None:
+        # Unpickling sets the fields without validation: check what arrived.
+        super().__setstate__(state)
+        self._revalidated(self)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        # pydantic's own refusal (frozen) would repeat the value, which may be a password.
+        raise ProfileError(
+            f"a connection profile cannot be changed (field {name}): make another with "
+            "model_copy(update=...), which checks it"
+        )
+
+    def __delattr__(self, name: str) -> None:
+        raise ProfileError(f"a connection profile cannot be changed (field {name})")
+
+    def _revalidated(self, candidate: ConnectionProfile) -> Self:
+        return type(self)._made(dict(candidate.__dict__), set(candidate.model_fields_set))
+
+    @classmethod
+    def _made(cls, values: dict[str, Any], fields_set: set[str]) -> Self:
+        profile = cls(**values)
+        object.__setattr__(profile, "__pydantic_fields_set__", fields_set)
+        return profile
 
     # --- derived -----------------------------------------------------------------------------
 
@@ -249,13 +315,28 @@ def _lab_data(lab: str | Path | Any) -> dict[str, Any]:
     raise ProfileError(f"cannot read a lab description from {type(lab).__name__}")
 
 
-def _plain_validation_message(e: ValueError) -> str:
-    errors = getattr(e, "errors", None)
-    if callable(errors):
-        parts = []
-        for err in errors():
-            loc = ".".join(str(x) for x in err.get("loc", ()))
-            msg = str(err.get("msg", "")).removeprefix("Value error, ")
-            parts.append(f"{loc}: {msg}" if loc else msg)
-        return "invalid connection profile: " + "; ".join(parts)
-    return f"invalid connection profile: {e}"
+def _checked(make: Callable[[], T]) -> T:
+    """Run a pydantic entry point; a ValidationError becomes a ProfileError.
+
+    Raised outside the ``except`` block so that the ProfileError carries no context: the
+    ValidationError holds the input, and the input may hold a password.
+    """
+    try:
+        return make()
+    except ValidationError as e:
+        error = _profile_error(e)
+    raise error
+
+
+def _profile_error(e: ValidationError) -> ProfileError:
+    """The checks' own words (never the input): a ProfileError raised inside, or pydantic's messages."""
+    errors = e.errors(include_url=False, include_input=False)
+    inner = [err.get("ctx", {}).get("error") for err in errors]
+    if len(inner) == 1 and isinstance(inner[0], ProfileError):
+        return ProfileError(str(inner[0]))
+    parts = []
+    for err in errors:
+        loc = ".".join(str(x) for x in err.get("loc", ()))
+        msg = str(err.get("msg", "")).removeprefix("Value error, ")
+        parts.append(f"{loc}: {msg}" if loc else msg)
+    return ProfileError("invalid connection profile: " + "; ".join(parts))

@@ -10,8 +10,11 @@ import pytest
 from typer.testing import CliRunner
 
 from psbridge import secrets
+from psbridge.files import claim
+from psbridge.lab import background
 from psbridge.lab.cli import app
 from psbridge.lab.config import LabConfig, LabConfigError
+from psbridge.lab.orchestrator import LabError
 
 PASSWORD = "Lab-Pa55 'quoted' $(x)"
 
@@ -95,7 +98,25 @@ def test_down_and_fault_without_a_lab(tmp_path: Path) -> None:
 
 
 def test_a_second_lab_process_for_the_same_state_dir_is_refused(tmp_path: Path) -> None:
-    (tmp_path / "lab.lock").write_text(str(os.getpid()), encoding="ascii")  # a live process holds it
-    code, out = cli("serve", "--state", str(tmp_path))
+    held = claim(tmp_path / "lab.lock")  # as the serving process holds it, with its pid beside
+    (tmp_path / "lab.pid").write_text(str(os.getpid()), encoding="ascii")
+    try:
+        code, out = cli("serve", "--state", str(tmp_path))
+    finally:
+        held.release()
     assert code == 1 and f"already running for {tmp_path.resolve()} (pid {os.getpid()})" in out
     assert not (tmp_path / "lab.json").exists()
+
+
+def test_a_lab_pid_file_without_the_lock_claims_nothing(tmp_path: Path) -> None:
+    # What a killed server leaves: its pid (here a live one) but no lock, which died with it.
+    (tmp_path / "lab.pid").write_text(str(os.getpid()), encoding="ascii")
+    (tmp_path / "lab.lock").write_text(str(os.getpid()), encoding="ascii")
+    claimed = background._claim(tmp_path)
+    try:
+        assert (tmp_path / "lab.pid").read_text(encoding="ascii") == str(os.getpid())
+        with pytest.raises(LabError, match=f"already running for .* \\(pid {os.getpid()}\\)"):
+            background._claim(tmp_path)  # a second claim fails in the holding process too
+    finally:
+        claimed.close()
+    assert not (tmp_path / "lab.pid").exists()

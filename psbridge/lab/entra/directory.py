@@ -14,7 +14,6 @@ import datetime as dt
 import hashlib
 import hmac
 import json
-import os
 import secrets
 import threading
 import uuid
@@ -22,6 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from psbridge.files import lock_path, locked, write_atomic
 from psbridge.lab.entra import seed
 
 DEFAULT_DOMAIN = "psbridgelab.onmicrosoft.com"
@@ -58,18 +58,18 @@ class Directory:
     @classmethod
     def load_or_seed(cls, state_dir: Path, domain: str = DEFAULT_DOMAIN) -> Directory:
         path = Path(state_dir) / "entra.json"
-        if path.exists():
-            return cls(path, json.loads(path.read_text(encoding="utf-8")))
-        d = cls(path, _seeded(domain))
-        d.save()
-        return d
+        # Two processes starting a twin on one new state dir must not seed two tenants.
+        with locked(lock_path(path)):
+            if path.exists():
+                return cls(path, json.loads(path.read_text(encoding="utf-8")))
+            d = cls(path, _seeded(domain))
+            d.save()
+            return d
 
     def save(self) -> None:
         with self.lock:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self.path.with_name(self.path.name + ".tmp")
-            tmp.write_text(json.dumps(self.data, indent=1, sort_keys=True), encoding="utf-8")
-            os.replace(tmp, self.path)
+            write_atomic(self.path, json.dumps(self.data, indent=1, sort_keys=True))
 
     @contextlib.contextmanager
     def change(self) -> Iterator[dict[str, Any]]:

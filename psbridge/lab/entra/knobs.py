@@ -16,12 +16,15 @@ Kept in ``<state>/entra-knobs.json`` and re-read when the file changes, so anoth
 
 from __future__ import annotations
 
+import contextlib
 import json
-import os
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from psbridge.files import lock_path, locked, write_atomic
 
 DEFAULTS: dict[str, Any] = {
     "throttle": 0,
@@ -41,22 +44,28 @@ class Knobs:
         self._mtime: int | None = None
         self._values: dict[str, Any] = dict(DEFAULTS)
 
-    def _refresh(self) -> None:
+    def _refresh(self, force: bool = False) -> None:
         try:
             mtime = self.path.stat().st_mtime_ns
         except FileNotFoundError:
             self._mtime, self._values = None, dict(DEFAULTS)
             return
-        if mtime != self._mtime:
+        if force or mtime != self._mtime:
             data = json.loads(self.path.read_text(encoding="utf-8") or "{}")
             self._values = {**DEFAULTS, **{k: v for k, v in data.items() if k in DEFAULTS}}
             self._mtime = mtime
 
     def _write(self) -> None:
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        tmp.write_text(json.dumps(self._values, indent=1, sort_keys=True), encoding="utf-8")
-        os.replace(tmp, self.path)
+        write_atomic(self.path, json.dumps(self._values, indent=1, sort_keys=True))
         self._mtime = self.path.stat().st_mtime_ns
+
+    @contextlib.contextmanager
+    def _changing(self) -> Iterator[None]:
+        # The CLI in another process sets knobs while the twin uses up its faults: a change
+        # re-reads the file under a cross-process lock (an equal mtime proves nothing).
+        with self._lock, locked(lock_path(self.path)):
+            self._refresh(force=True)
+            yield
 
     def get(self, name: str) -> Any:
         with self._lock:
@@ -76,20 +85,20 @@ class Knobs:
             )
         if "device_code_approval" in values and values["device_code_approval"] not in ("auto", "manual"):
             raise ValueError("device_code_approval must be 'auto' or 'manual'")
-        with self._lock:
-            self._refresh()
+        with self._changing():
             self._values.update(values)
             self._write()
 
     def reset(self) -> None:
-        with self._lock:
+        with self._changing():
             self._values = dict(DEFAULTS)
             self._write()
 
     def take_fault(self) -> tuple[int, int] | None:
         """Use up one injected fault, if any: ``(status, retry_after)``."""
-        with self._lock:
-            self._refresh()
+        if not any(int(self.get(name)) > 0 for name in ("throttle", "unavailable")):
+            return None  # the usual case, on every Graph request: no lock taken
+        with self._changing():
             for name, status in (("throttle", 429), ("unavailable", 503)):
                 if int(self._values[name]) > 0:
                     self._values[name] = int(self._values[name]) - 1
