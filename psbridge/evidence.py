@@ -40,13 +40,13 @@ import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, Protocol
 from urllib.parse import unquote, urlsplit
 
 import nbformat
 
-from psbridge.files import write_atomic
+from psbridge.files import TEMPORARY_SUFFIX, write_atomic
 from psbridge.intents import JOURNAL, Journal
 from psbridge.secrets import redact
 
@@ -275,6 +275,11 @@ def write_manifest_from_journal(location: str | Path, keep: frozenset[str] = fro
     """Hash every file of the record and write the manifest its journal describes."""
     store = store_for(location)
     manifest = manifest_from_journal(Journal.read(Path(str(store.location)) / JOURNAL))
+    if isinstance(store, LocalStore):
+        # A write cut short by the crash: its temporary file is not part of the record.
+        for name in store.names():
+            if PurePosixPath(name).name.startswith(".") and name.endswith(TEMPORARY_SUFFIX):
+                (store.root / name).unlink(missing_ok=True)
     writer = RecordWriter(store)
     for name in store.names():
         if name != MANIFEST:

@@ -76,16 +76,16 @@ def verify(record_dir: Path, repair: bool = False) -> int:
     where = escape(str(record_dir))
     found = evidence.inspect(record_dir)
     if found.needs_repair and repair:
-        from filelock import FileLock, Timeout
+        from psbridge import files
 
         # The org's run lock, where the record sits in a records tree: a record without a
         # manifest may belong to a run still going.
         lock_path = evidence.run_lock_of(record_dir)
-        lock = FileLock(str(lock_path), timeout=0) if lock_path.parent.is_dir() else contextlib.nullcontext()
+        lock = files.locked(lock_path, timeout=0) if lock_path.parent.is_dir() else contextlib.nullcontext()
         try:
             with lock:
                 evidence.write_manifest_from_journal(record_dir)
-        except Timeout:
+        except files.LockTimeout:
             console.print(f"[red]{where}: a run of this organization is in progress; repair it afterwards[/]")
             return int(evidence.Verdict.INTERRUPTED)
         console.print(f"{where}: the manifest of the interrupted run was rebuilt from its journal")

@@ -45,7 +45,7 @@ from typing import Any
 import nbformat
 import pandas as pd
 
-from psbridge import __version__, evidence, intents
+from psbridge import __version__, evidence, files, intents
 from psbridge.runbook import facts as factmod
 from psbridge.runbook.definition import MODE_PARAMETER, Runbook, StepSpec
 from psbridge.runbook.kernel import KERNEL_NAME, engine_kwargs, new_stderr_log
@@ -317,23 +317,16 @@ class Runner:
     def _holding_org(self) -> Iterator[None]:
         """This org's lock for the whole run: two runs of one org never overlap, on any process.
 
-        An OS file lock (filelock): released by the OS when a run is killed, so a dead run
-        never blocks the next one.
+        An OS file lock (:func:`psbridge.files.locked`): released by the OS when a run is
+        killed, so a dead run never blocks the next one.
         """
-        from filelock import FileLock, Timeout
-
         path = evidence.run_lock(self.records_root, self.customer, self.org)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        lock = FileLock(str(path))
         try:
-            lock.acquire(timeout=0)
-        except Timeout:
+            with files.locked(path, timeout=0):
+                yield
+        except files.LockTimeout:
             raise RunError(f"another run of {self.customer}/{self.org} is in progress (it holds {path}); "
                            "wait for it to end") from None
-        try:
-            yield
-        finally:
-            lock.release()
 
     def repair_interrupted(self) -> list[Path]:
         """Write the manifest of every record of this org that a dead run left without one."""
