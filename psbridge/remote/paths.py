@@ -31,4 +31,7 @@ def server_path(value: str | PurePath, field: str = "path") -> PureWindowsPath:
         )
     if path.name in ("", ".", ".."):
         raise ValidationError(field, f"{shown(text)} does not name a file or folder")
+    if any(part in (".", "..") for part in path.parts[1:]):
+        # A server path is written out whole: one that climbs back up is a typo or a trick.
+        raise ValidationError(field, f"{shown(text)} has . or .. in it: give the folder's full path")
     return path

@@ -136,7 +136,20 @@ def _display_name(v: str) -> str | None:
 
 
 def _lab(v: str) -> str | None:
-    return None if v.strip().lower() == "auto" else _local_path(v)
+    """A lab that is up: 'auto' (the default state directory), a state directory or its lab.json."""
+    from psbridge.lab.config import LabConfig, LabConfigError
+    from psbridge.secrets import lab_state_dir
+
+    if v.strip().lower() != "auto" and _local_path(v):
+        return _local_path(v)
+    where = lab_state_dir() if v.strip().lower() == "auto" else Path(v).expanduser()
+    try:
+        config = LabConfig.load(where)
+    except (LabConfigError, OSError, ValueError):
+        return f"no lab at {where}: start it with 'psbridge lab up' (or run 'psbridge demo')"
+    if not config.ready:
+        return f"the lab at {config.state_dir} is not running: start it with 'psbridge lab up'"
+    return None
 
 
 def _local_path(v: str) -> str | None:

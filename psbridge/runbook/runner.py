@@ -266,6 +266,11 @@ class Runner:
         self._interrupted = False
         self._kernel_log = new_stderr_log()
         self._keep: set[str] = self._references(self.params)
+        # The schema allows no such names; a caller who built parameters by hand gets the same answer.
+        root, here = self.records_root.resolve(), self.org_records.resolve()
+        if here.parent.parent != root:
+            raise RunError(f"the records of {self.customer!r}/{self.org!r} would be outside "
+                           f"{self.records_root}")
 
     # The value of each secret reference the run can read is remembered, so the scrubber
     # masks it wherever a notebook might have shown it.
@@ -368,8 +373,6 @@ class Runner:
             raise RunError(f"step {book.steps[last].id} comes before {book.steps[first].id}: nothing to run")
         run_id = new_run_id() + ("-plan" if self.mode == "plan" else "")
         record_dir = self.org_records / run_id
-        if self.records_root.resolve() not in record_dir.resolve().parents:
-            raise RunError(f"the record of {self.customer}/{self.org} would be outside {self.records_root}")
         writer = evidence.RecordWriter.at(record_dir)
         outcomes = [StepOutcome(s) for s in book.steps]
         known: dict[str, Any] = {k: v for k, v in self.params.items() if k in book.facts}
