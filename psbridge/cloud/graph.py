@@ -80,7 +80,7 @@ def _retry_after(resp: requests.Response) -> float | None:
 
 class GraphClient:
     def __init__(self, settings: CloudSettings, token_provider: TokenProvider, *,
-                 max_attempts: int = 6, retry_budget: float = 120.0,
+                 max_attempts: int = 10, retry_budget: float = 120.0,
                  sleep: Callable[[float], None] = time.sleep,
                  session: requests.Session | None = None) -> None:
         self.settings = settings

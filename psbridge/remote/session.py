@@ -168,6 +168,19 @@ class Session:
         return f"<Session {self.server} {self.profile.endpoint} {state}>"
 
     def _open_pool(self) -> _Pool:
+        try:
+            return self._open_pool_once()
+        except _Dropped as e:
+            # The server closed the connection before answering: opening a pool is safe to try
+            # again once (a shell it may have made without telling us times out on its own).
+            log.info("%s: %s; opening the pool once more", self.server, e)
+            self._record("retry", f"the connection dropped while opening the pool ({e}); opened again")
+            try:
+                return self._open_pool_once()
+            except _Dropped as again:
+                raise ConnectError(str(again)) from None
+
+    def _open_pool_once(self) -> _Pool:
         p = self.profile
         password = p.resolve_password()
         wsman = WSMan(**p.wsman_kwargs(password))
@@ -188,6 +201,8 @@ class Session:
             ) from None
         except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as e:
             wsman.close()
+            if _was_dropped(e):
+                raise _Dropped(f"the connection to {p.server} ({p.endpoint}) dropped: {_short(e)}") from None
             raise ConnectError(f"cannot reach {p.server} at {p.endpoint}: {_short(e)}") from None
         except (WinRMError, OSError) as e:
             wsman.close()
@@ -426,6 +441,23 @@ _DROPPED = (
     ConnectionResetError,
     BrokenPipeError,
 )
+
+
+class _Dropped(ConnectError):
+    """The server closed the connection without an answer (not: could not be reached at all)."""
+
+
+def _was_dropped(e: BaseException) -> bool:
+    # requests wraps urllib3's wrap of http.client's RemoteDisconnected or a reset: look inside.
+    seen: BaseException | None = e
+    while seen is not None:
+        if isinstance(seen, ConnectionResetError | BrokenPipeError) or type(seen).__name__ in (
+                "RemoteDisconnected", "ProtocolError"):
+            return True
+        args = getattr(seen, "args", ())
+        inner = next((a for a in args if isinstance(a, BaseException)), None)
+        seen = inner or seen.__cause__ or seen.__context__
+    return False
 
 
 def _one_batch(values: list[Any]) -> Iterator[list[Any]]:
