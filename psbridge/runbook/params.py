@@ -99,6 +99,21 @@ def _check(name: str, spec: ParameterSpec, value: Any) -> tuple[Any, list[str]]:
     return value, problems
 
 
+def _fact_problems(name: str, kind: str, value: Any) -> list[str]:
+    kinds = {"str": str, "secret": str, "int": int, "bool": bool, "list": list, "dict": dict}
+    if value is None:
+        return []
+    if not isinstance(value, kinds[kind]) or (kind == "int" and isinstance(value, bool)):
+        return [f"{name}: a fact of kind {kind}, got {type(value).__name__}"]
+    texts = [value] if isinstance(value, str) else [v for v in value if isinstance(v, str)] \
+        if isinstance(value, list) else []
+    if any(invisible(t) for t in texts):
+        return [f"{name}: holds control or invisible characters"]
+    if kind == "secret" and not secrets.is_reference(value):
+        return [f"{name}: a secret fact is a reference such as lab:NAME, never the value"]
+    return []
+
+
 def validate(book: Runbook, given: dict[str, Any], where: str = "parameters") -> dict[str, Any]:
     """The complete parameters (defaults filled in), or ParamsError listing every problem."""
     problems: list[str] = []
@@ -108,7 +123,8 @@ def validate(book: Runbook, given: dict[str, Any], where: str = "parameters") ->
         if key in known:
             continue
         if key in book.facts:
-            # A fact given by hand (e.g. from a previous run) is passed on as it is.
+            # A fact given by hand (e.g. from a previous run) is passed on as it is, if it is of its kind.
+            problems += _fact_problems(key, book.facts[key].type, given[key])
             out[key] = given[key]
             continue
         if key == MODE_PARAMETER:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import nbformat
+import pytest
 
 from psbridge import evidence
 from psbridge.secrets import MASK, remember
@@ -71,3 +72,70 @@ def test_a_reference_is_kept_whole_when_a_short_secret_is_part_of_its_name(tmp_p
                             keep=frozenset({"lab:x/pfx-qzx7"}))
     assert body["parameters"] == {"pfx_password": "lab:x/pfx-qzx7", "note": f"a {MASK}"}
     assert evidence.verify(tmp_path / "rec") == []
+
+
+def _journalled_record(root: Path, end: str | None) -> Path:
+    """A record as a run leaves it: journal first, then (unless it died) the manifest."""
+    from psbridge import intents
+
+    rec = root / "cust" / "org" / "20261201T000000Z-abcd"
+    rec.mkdir(parents=True)
+    journal = rec / intents.JOURNAL
+
+    def say(**entry: object) -> None:
+        intents.append(entry, journal)
+
+    steps = [{"id": "make", "status": "not run"}, {"id": "use", "status": "not run"}]
+    say(event="run-start", head={"run_id": rec.name, "mode": "apply"}, steps=steps)
+    say(event="step-start", step="make")
+    say(event="intent", id="1", action="upload", where="CRM01", what="x.pfx")
+    say(event="outcome", id="1", outcome="done")
+    say(event="intent", id="2", action="install", where="CRM01", what="x")
+    (rec / "00-make.ipynb").write_text("{}", encoding="utf-8")
+    if end is not None:
+        say(event="outcome", id="2", outcome="done")
+        say(event="step-end", outcome={"id": "make", "status": "succeeded"})
+        say(event="run-end", status=end, failure=None if end == "complete" else "x")
+        evidence.write_manifest_from_journal(rec)
+    return rec
+
+
+@pytest.mark.parametrize(("state", "code", "word"), [
+    ("complete", 0, "COMPLETE"), ("failed", 3, "FAILED"), ("interrupted", 4, "INTERRUPTED")])
+def test_verify_tells_the_three_states_apart(tmp_path: Path, state: str, code: int, word: str) -> None:
+    from typer.testing import CliRunner
+
+    from psbridge.cli import app
+
+    rec = _journalled_record(tmp_path, None if state == "interrupted" else state)
+    if state == "interrupted":
+        said = CliRunner().invoke(app, ["verify", str(rec)], env={"COLUMNS": "200"})
+        assert said.exit_code == 4 and "verify --repair" in said.output, said.output
+        said = CliRunner().invoke(app, ["verify", "--repair", str(rec)], env={"COLUMNS": "200"})
+        assert "rebuilt from its journal" in said.output
+        manifest = evidence.read_manifest(rec)
+        assert manifest["status"] == "interrupted" and manifest["interrupted_step"] == "make"
+        assert [(c["action"], c["outcome"]) for c in manifest["changes"]] == [("upload", "done"),
+                                                                              ("install", "in flight")]
+        assert "in flight: install on CRM01" in said.output
+    said = CliRunner().invoke(app, ["verify", str(rec)], env={"COLUMNS": "200"})
+    assert said.exit_code == code and word in said.output, said.output
+    # Tampered wins over any state, with its own code.
+    (rec / "00-make.ipynb").write_text('{"x": 1}', encoding="utf-8")
+    said = CliRunner().invoke(app, ["verify", str(rec)], env={"COLUMNS": "200"})
+    assert said.exit_code == 1 and "TAMPERED" in said.output and "changed: 00-make.ipynb" in said.output
+
+
+def test_verify_says_what_a_folder_that_is_no_record_is(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from psbridge.cli import app
+
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "file.txt").write_text("x", encoding="utf-8")
+    for where, code, word in ((tmp_path / "empty", 5, "not a psbridge record"),
+                              (tmp_path / "missing", 6, "no such folder"),
+                              (tmp_path / "file.txt", 7, "a file, not a record folder")):
+        said = CliRunner().invoke(app, ["verify", str(where)], env={"COLUMNS": "200"})
+        assert said.exit_code == code and word in " ".join(said.output.split()), said.output
+        assert said.exception is None or isinstance(said.exception, SystemExit)
