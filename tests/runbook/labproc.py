@@ -60,7 +60,11 @@ def psbridge(state: Path, *args: str, timeout: float = TIMEOUT,
 
 
 def world(state: Path) -> dict[str, str]:
-    """A fingerprint of the lab's world: servers, CRM, the directory (refresh tokens aside)."""
+    """A fingerprint of everything the lab keeps on disk (servers, CRM, directory, secret store).
+
+    A sign-in's refresh token is the one thing a read-only run leaves in the directory, as any
+    sign-in does; it is not configuration, so it is left out.
+    """
     out = {}
     for p in sorted(state.rglob("*")):
         if not p.is_file() or p.suffix in (".log", ".pid", ".tmp", ".lock") or p.name == "lab.json":

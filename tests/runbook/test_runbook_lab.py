@@ -7,7 +7,6 @@ world, then the full run, then everything that needs a completed run.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import secrets as pysecrets
@@ -20,6 +19,7 @@ from typing import Any
 
 import pytest
 import yaml
+from labproc import world
 from typer.testing import CliRunner
 
 from psbridge import evidence
@@ -59,25 +59,6 @@ def lab_env(lab_keys: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterato
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
-
-
-def world(state: Path) -> dict[str, str]:
-    """A fingerprint of everything the lab keeps on disk (servers, CRM, directory, secret store).
-
-    A sign-in's refresh token is the one thing a read-only run leaves in the directory, as any
-    sign-in does; it is not configuration, so it is left out.
-    """
-    out = {}
-    for p in sorted(state.rglob("*")):
-        if not p.is_file() or p.suffix in (".log", ".pid", ".tmp", ".lock") or p.name == "lab.json":
-            continue
-        data = p.read_bytes()
-        if p.name == "entra.json":
-            directory = json.loads(data)
-            directory.pop("refreshTokens", None)
-            data = json.dumps(directory, sort_keys=True).encode()
-        out[p.relative_to(state).as_posix()] = hashlib.sha256(data).hexdigest()
-    return out
 
 
 def params(env: dict[str, Any]) -> dict[str, Any]:
