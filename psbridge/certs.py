@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import datetime as dt
 import secrets as pysecrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from html import escape
 from pathlib import Path
 
@@ -77,6 +77,7 @@ class CertificateInfo:
     self_signed: bool
     key_usage: tuple[str, ...]  # names of the KeyUsage bits set; () when the extension is absent
     friendly_name: str | None = None
+    der: bytes = field(default=b"", repr=False)  # the certificate itself (public), for Graph's keyCredentials
 
     @property
     def expired(self) -> bool:
@@ -169,6 +170,7 @@ def describe(cert: x509.Certificate, key: object = None, friendly_name: str | No
         self_signed=cert.issuer == cert.subject,
         key_usage=_key_usage(cert),
         friendly_name=friendly_name,
+        der=cert.public_bytes(serialization.Encoding.DER),
     )
 
 

@@ -17,7 +17,9 @@ app = typer.Typer(
 )
 app.add_typer(lab_app, name="lab", help="The embedded lab: simulated CRM servers, Entra ID and Graph.")
 
-RunbookOpt = Annotated[Path | None, typer.Option("--runbook", help="runbook definition (YAML)")]
+RunbookOpt = Annotated[str | None, typer.Option(
+    "--runbook", help="a runbook's name (psbridge runbooks lists them) or its folder; default "
+    "exchange-online-s2s")]
 RecordsOpt = Annotated[Path, typer.Option("--records", help="where records/<customer>/<org>/<run>/ go")]
 
 
@@ -77,6 +79,43 @@ def demo(
     from psbridge.runbook import cli_support
 
     raise typer.Exit(cli_support.demo(state, records, organization))
+
+
+@app.command()
+def runbooks() -> None:
+    """List the runbooks psbridge knows: its own, other packages', by name."""
+    from psbridge.runbook import cli_support
+
+    raise typer.Exit(cli_support.list_runbooks())
+
+
+@app.command()
+def schema(runbook: RunbookOpt = None) -> None:
+    """Print a runbook's parameter schema as JSON Schema (for an editor checking parameter files)."""
+    from psbridge.runbook import cli_support
+
+    raise typer.Exit(cli_support.schema(runbook))
+
+
+notebooks_app = typer.Typer(help="The step notebooks of a runbook: their .py sources and .ipynb twins.",
+                            no_args_is_help=True)
+app.add_typer(notebooks_app, name="notebooks")
+
+
+@notebooks_app.command("sync")
+def notebooks_sync(runbook: RunbookOpt = None) -> None:
+    """Write each notebook's parameters cell from runbook.yaml, and its .ipynb from its .py."""
+    from psbridge.runbook import cli_support
+
+    raise typer.Exit(cli_support.notebooks(runbook, write=True))
+
+
+@notebooks_app.command("check")
+def notebooks_check(runbook: RunbookOpt = None) -> None:
+    """Exit 1 when a notebook's .py, .ipynb and runbook.yaml disagree."""
+    from psbridge.runbook import cli_support
+
+    raise typer.Exit(cli_support.notebooks(runbook, write=False))
 
 
 def main() -> None:

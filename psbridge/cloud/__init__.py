@@ -28,7 +28,7 @@ from psbridge.cloud.consent import (
     resolve_permissions,
     revoke_admin_consent,
 )
-from psbridge.cloud.crm_sp import read_crm_service_principal
+from psbridge.cloud.crm_sp import read_crm_service_principal, trust_certificate
 from psbridge.cloud.graph import GraphClient, GraphError, odata_quote
 from psbridge.cloud.models import (
     AppRegistration,
@@ -86,4 +86,5 @@ __all__ = [
     "teardown",
     "tenant_id_from_discovery",
     "tenant_id_from_graph",
+    "trust_certificate",
 ]

@@ -60,3 +60,49 @@ def read_crm_service_principal(graph: GraphClient) -> CrmServicePrincipal:
         service_principal_names=list(sp.get("servicePrincipalNames", [])),
         key_credentials=[_key(k) for k in sp.get("keyCredentials", [])],
     )
+
+
+def _expired(cred: dict[str, Any], moment: dt.datetime) -> bool:
+    end = _time(cred.get("endDateTime"))
+    return end is not None and end <= moment
+
+
+def trust_certificate(graph: GraphClient, der: bytes, *, now: dt.datetime | None = None) -> list[str]:
+    """What ConfigureCrmServerSideSync.ps1 does in Entra ID, for a cloud the script cannot reach.
+
+    The certificate becomes a key credential of the Dynamics CRM service principal (type
+    ``AsymmetricX509Cert``, usage ``Verify``) unless the same certificate is there already, the
+    expired ones are dropped as the script drops them, and the CRM app id is among its
+    servicePrincipalNames. Graph takes the whole collection back: existing credentials are sent
+    by ``keyId`` without their ``key``. Returns what changed, as sentences.
+    """
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+
+    cert = x509.load_der_x509_certificate(der)
+    thumb = cert.fingerprint(hashes.SHA1()).hex().upper()  # noqa: S303 - a thumbprint is SHA-1
+    moment = now or dt.datetime.now(dt.UTC)
+    found = graph.get_all("/servicePrincipals", {
+        "$filter": f"appId eq {odata_quote(CRM_APP_ID)}",
+        "$select": "id,appId,servicePrincipalNames,keyCredentials",
+    })
+    if not found:
+        raise LookupError(f"the tenant has no Dynamics CRM service principal (appId {CRM_APP_ID})")
+    sp = found[0]
+    existing = sp.get("keyCredentials", [])
+    changes = []
+    if not any(_key(k).thumbprint == thumb for k in existing):
+        kept = [{k: v for k, v in cred.items() if k not in ("key", "displayName")} for cred in existing
+                if not _expired(cred, moment)]
+        dropped = len(existing) - len(kept)
+        new = {"type": "AsymmetricX509Cert", "usage": "Verify", "key": base64.b64encode(der).decode("ascii"),
+               "startDateTime": cert.not_valid_before_utc.strftime("%Y-%m-%dT%H:%M:%SZ"),
+               "endDateTime": cert.not_valid_after_utc.strftime("%Y-%m-%dT%H:%M:%SZ")}
+        graph.patch(f"/servicePrincipals/{sp['id']}", {"keyCredentials": [*kept, new]})
+        changes.append(f"added key credential {thumb} to the Dynamics CRM service principal"
+                       + (f" (dropped {dropped} expired)" if dropped else ""))
+    names = list(sp.get("servicePrincipalNames", []))
+    if CRM_APP_ID not in names:
+        graph.patch(f"/servicePrincipals/{sp['id']}", {"servicePrincipalNames": [*names, CRM_APP_ID]})
+        changes.append(f"added {CRM_APP_ID} to the Dynamics CRM service principal's servicePrincipalNames")
+    return changes

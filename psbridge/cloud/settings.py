@@ -21,6 +21,15 @@ from typing import Any
 # a device code, so a consultant needs no app registration of their own to start step 3.
 GRAPH_CLI_CLIENT_ID = "14d82eec-204b-4c2f-b7e8-296a70dab67e"
 
+# The S2S authorization server's metadata (ServerSettings S2SDefaultAuthorizationServerMetadataUrl).
+# Commercial: what the official script sets. GCC High: Microsoft's page for this procedure names
+# login.microsoftonline.us. DoD shares GCC High's sign-in host, so the same document is taken
+# there; Microsoft's page says nothing of 21Vianet's cloud, whose sign-in host is taken by the
+# same rule — both marked as inferred in preflight's record of the cloud.
+ACS_METADATA_GLOBAL = "https://accounts.accesscontrol.windows.net/metadata/json/1"
+ACS_METADATA_USGOV = "https://login.microsoftonline.us/metadata/json/1"
+ACS_METADATA_CHINA = "https://login.chinacloudapi.cn/metadata/json/1"
+
 
 @dataclass(frozen=True)
 class CloudSettings:
@@ -34,6 +43,11 @@ class CloudSettings:
     ca_bundle: str | None = None
     timeout: float = 30.0
     device_code_client_id: str = GRAPH_CLI_CLIENT_ID
+    # What CRM's ServerSettings S2SDefaultAuthorizationServerMetadataUrl must name in this cloud.
+    acs_metadata_url: str = ACS_METADATA_GLOBAL
+    # Whether the official ConfigureCrmServerSideSync.ps1 can do its work here: it hard-codes
+    # login.microsoftonline.com and graph.microsoft.com, so only in the commercial cloud.
+    script_reaches: bool = True
 
     def authority(self, tenant: str) -> str:
         return f"{self.authority_host.rstrip('/')}/{tenant}"
@@ -93,9 +107,12 @@ CLOUDS: dict[str, CloudSettings] = {
     "global": CloudSettings("global", "https://login.microsoftonline.com", "https://graph.microsoft.com",
                             "https://graph.microsoft.com"),
     "usgov": CloudSettings("usgov", "https://login.microsoftonline.us", "https://graph.microsoft.us",
-                           "https://graph.microsoft.us"),
+                           "https://graph.microsoft.us", acs_metadata_url=ACS_METADATA_USGOV,
+                           script_reaches=False),
     "usgov-dod": CloudSettings("usgov-dod", "https://login.microsoftonline.us",
-                               "https://dod-graph.microsoft.us", "https://dod-graph.microsoft.us"),
+                               "https://dod-graph.microsoft.us", "https://dod-graph.microsoft.us",
+                               acs_metadata_url=ACS_METADATA_USGOV, script_reaches=False),
     "china": CloudSettings("china", "https://login.chinacloudapi.cn", "https://microsoftgraph.chinacloudapi.cn",
-                           "https://microsoftgraph.chinacloudapi.cn"),
+                           "https://microsoftgraph.chinacloudapi.cn", acs_metadata_url=ACS_METADATA_CHINA,
+                           script_reaches=False),
 }

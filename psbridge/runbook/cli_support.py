@@ -24,11 +24,70 @@ def _console() -> Console:
     return Console(highlight=False)
 
 
-def _book(path: Path | None) -> definition.Runbook:
-    return definition.load(path or definition.default_runbook_path())
+def _book(name_or_path: str | Path | None) -> definition.Runbook:
+    from psbridge.runbook import registry
+
+    return registry.load(name_or_path)
 
 
-def run(params_file: Path, runbook: Path | None, records: Path, *, mode: str = "apply",
+def list_runbooks() -> int:
+    from rich.table import Table
+
+    from psbridge.runbook import registry
+
+    console = _console()
+    table = Table(title="runbooks")
+    for col in ("name", "title", "steps", "from", "folder"):
+        table.add_column(col, overflow="fold")
+    for name, src in sorted(registry.available().items()):
+        try:
+            book = definition.load(src.path)
+        except definition.DefinitionError as e:
+            table.add_row(escape(name), f"[red]{escape(str(e))}[/]", "", escape(src.origin),
+                          escape(str(src.path.parent)))
+            continue
+        table.add_row(escape(name), escape(book.title), str(len(book.steps)), escape(src.origin),
+                      escape(str(src.path.parent)))
+    console.print(table)
+    return 0
+
+
+def schema(runbook: str | None) -> int:
+    import json
+
+    from psbridge.runbook.schema import json_schema
+
+    try:
+        book = _book(runbook)
+    except definition.DefinitionError as e:
+        _console().print(f"[red]{escape(str(e))}[/]")
+        return 2
+    print(json.dumps(json_schema(book), indent=2, ensure_ascii=False))
+    return 0
+
+
+def notebooks(runbook: str | None, *, write: bool) -> int:
+    from psbridge.runbook import notebooks as nbs
+
+    console = _console()
+    try:
+        book = _book(runbook)
+    except definition.DefinitionError as e:
+        console.print(f"[red]{escape(str(e))}[/]")
+        return 2
+    if write:
+        for path in nbs.sync(book):
+            console.print(f"wrote {escape(str(path))}")
+        return 0
+    problems = nbs.check(book)
+    for p in problems:
+        console.print(f"[red]{escape(p)}[/]")
+    if not problems:
+        console.print(f"{book.name}: every notebook is in step with runbook.yaml and its .py source")
+    return 1 if problems else 0
+
+
+def run(params_file: Path, runbook: str | None, records: Path, *, mode: str = "apply",
         start: str | None = None, only: str | None = None, until: str | None = None,
         resume: bool = False) -> int:
     console = _console()

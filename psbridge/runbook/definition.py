@@ -1,24 +1,36 @@
 """A runbook definition: the ordered steps, the parameter schema and the facts between steps.
 
-Read from YAML (``runbooks/exchange-online-s2s.yaml``)::
+The one source of a runbook, read from its ``runbook.yaml`` (found by name through
+:mod:`psbridge.runbook.registry`)::
 
     name: exchange-online-s2s
-    notebooks: ../notebooks            # relative to the YAML file
+    notebooks: .                       # relative to the YAML file
+    groups:
+      connection: [lab, servers, winrm_user, winrm_password]
     parameters:
-      organization: {type: str, required: true, help: CRM organization unique name}
+      organization: {type: str, required: true, format: organization, interactive: contoso}
       client_secret: {type: secret, writable: true, required: true}
     facts:
       thumbprint: {type: str, help: SHA-1 thumbprint of the S2S certificate}
     steps:
-      - {id: certificate, notebook: 10-certificate.ipynb, produces: [thumbprint]}
-      - {id: install-certificate, notebook: 20-install-certificate.ipynb, consumes: [thumbprint]}
+      - {id: certificate, notebook: 10-certificate.ipynb, scope: deployment,
+         parameters: [organization, "@connection"], produces: [thumbprint]}
+      - {id: install-certificate, notebook: 20-install-certificate.ipynb, scope: deployment,
+         parameters: ["@connection"], consumes: [thumbprint]}
 
-The definition checks itself when loaded: step ids unique, every fact produced by one step
-and consumed only after it, every notebook present.
+A step's notebook takes the parameters it lists (``@group`` for a group), the facts it consumes
+and ``plan``; its ``parameters`` cell is derived from this file (:mod:`psbridge.runbook.schema`).
+A step's ``scope`` says what it works on — the ``deployment`` (its servers, its configuration
+database), the ``tenant`` (Entra ID), or one ``organization`` — so a batch runs it once per
+deployment, tenant or organization.
+
+The definition checks itself when loaded: step ids unique, every fact produced by one step and
+consumed only after it, every parameter a step names declared, every notebook present.
 """
 
 from __future__ import annotations
 
+import enum
 import hashlib
 from pathlib import Path
 from typing import Any, Literal
@@ -34,7 +46,13 @@ MODE_PARAMETER = "plan"
 
 
 class DefinitionError(Exception):
-    pass
+    """A runbook definition that cannot be used, or a step that is not in it."""
+
+
+class Scope(enum.StrEnum):
+    DEPLOYMENT = "deployment"
+    TENANT = "tenant"
+    ORGANIZATION = "organization"
 
 
 class ParameterSpec(BaseModel):
@@ -43,6 +61,8 @@ class ParameterSpec(BaseModel):
     type: ParamType = "str"
     required: bool = False
     default: Any = None
+    # The value a notebook opened on its own starts with (its parameters cell); the default if unset.
+    interactive: Any = None
     help: str = ""
     choices: list[str] | None = None
     min: int | None = None
@@ -81,6 +101,9 @@ class StepSpec(BaseModel):
     id: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
     notebook: str
     title: str = ""
+    scope: Scope = Scope.ORGANIZATION
+    # The runbook parameters its notebook takes (``@name`` for a group), as written in the YAML.
+    parameters: list[str] = []
     produces: list[str] = []
     consumes: list[str] = []
     # A step that only reads (checks, summary): it never has anything to change.
@@ -97,7 +120,8 @@ class Runbook(BaseModel):
     name: str
     title: str = ""
     version: str = "1"
-    notebooks: str = "notebooks"
+    notebooks: str = "."
+    groups: dict[str, list[str]] = {}
     parameters: dict[str, ParameterSpec]
     facts: dict[str, FactSpec] = {}
     steps: list[StepSpec]
@@ -124,6 +148,15 @@ class Runbook(BaseModel):
                 elif fact in produced:
                     problems.append(f"fact {fact!r} is produced by both {produced[fact]} and {step.id}")
                 produced.setdefault(fact, step.id)
+        for step in self.steps:
+            for name in step.parameters:
+                if name.startswith("@") and name[1:] not in self.groups:
+                    problems.append(f"step {step.id} names an undeclared group {name!r}")
+                elif not name.startswith("@") and name not in self.parameters:
+                    problems.append(f"step {step.id} takes an undeclared parameter {name!r}")
+        for group, names in self.groups.items():
+            problems += [f"group {group} names an undeclared parameter {n!r}" for n in names
+                         if n not in self.parameters]
         clash = sorted(set(self.facts) & set(self.parameters))
         if clash:
             problems.append(f"names used both as parameter and fact: {', '.join(clash)}")
@@ -155,6 +188,13 @@ class Runbook(BaseModel):
     @property
     def secret_parameters(self) -> list[str]:
         return [n for n, p in self.parameters.items() if p.secret]
+
+    def step_parameters(self, step: StepSpec) -> list[str]:
+        """The runbook parameters a step's notebook takes, groups expanded, in the order written."""
+        names: list[str] = []
+        for name in step.parameters:
+            names += self.groups.get(name[1:], []) if name.startswith("@") else [name]
+        return list(dict.fromkeys(names))
 
 
 def load(path: str | Path) -> Runbook:
@@ -189,6 +229,4 @@ def _messages(e: ValidationError) -> list[str]:
     return out
 
 
-def default_runbook_path() -> Path:
-    """The runbook shipped beside the package (a source checkout keeps ``runbooks/`` at the top)."""
-    return Path(__file__).resolve().parents[2] / "runbooks" / "exchange-online-s2s.yaml"
+DEFAULT_RUNBOOK = "exchange-online-s2s"

@@ -45,7 +45,8 @@ def load_params(path: str | Path) -> dict[str, Any]:
     return {str(k): v for k, v in data.items()}
 
 
-def _check(name: str, spec: ParameterSpec, value: Any) -> tuple[Any, list[str]]:
+def check_value(name: str, spec: ParameterSpec, value: Any) -> tuple[Any, list[str]]:
+    """One value checked against its spec: (the value as kept, the problems found)."""
     if spec.type == "secret":
         if not isinstance(value, str):
             kind = type(value).__name__
@@ -115,7 +116,11 @@ def _fact_problems(name: str, kind: str, value: Any) -> list[str]:
 
 
 def validate(book: Runbook, given: dict[str, Any], where: str = "parameters") -> dict[str, Any]:
-    """The complete parameters (defaults filled in), or ParamsError listing every problem."""
+    """The complete parameters (defaults filled in), or ParamsError listing every problem.
+
+    The checks are the fields of :func:`psbridge.runbook.schema.parameters_model`, built from
+    the runbook's YAML: one schema for files, notebooks and editors.
+    """
     problems: list[str] = []
     out: dict[str, Any] = {}
     known = set(book.parameters)
@@ -134,16 +139,23 @@ def validate(book: Runbook, given: dict[str, Any], where: str = "parameters") ->
         hint = f" (did you mean {close[0]}?)" if close else ""
         label = key if key.isidentifier() else shown(key)  # a name with odd characters, escaped
         problems.append(f"{label}: unknown parameter{hint}")
-    for name, spec in book.parameters.items():
-        if name not in given or given[name] is None:
-            if spec.required:
+    from pydantic import ValidationError
+
+    from psbridge.runbook.schema import parameters_model
+
+    wanted = {k: v for k, v in given.items() if k in known and v is not None}
+    try:
+        checked = parameters_model(book).model_validate(wanted)
+    except ValidationError as e:
+        for err in e.errors():
+            name = str(err["loc"][0]) if err["loc"] else ""
+            if err["type"] == "missing":
+                spec = book.parameters[name]
                 problems.append(f"{name}: required" + (f" ({spec.help})" if spec.help else ""))
             else:
-                out[name] = spec.default
-            continue
-        value, found = _check(name, spec, given[name])
-        problems.extend(found)
-        out[name] = value
+                problems += str(err["msg"]).split("\n")
+    else:
+        out.update(checked.model_dump())
     if problems:
         raise ParamsError(where, problems)
     return out

@@ -2,7 +2,7 @@
 
 ::
 
-    book = definition.load("runbooks/exchange-online-s2s.yaml")
+    book = registry.load("exchange-online-s2s")
     params = validate(book, load_params("contoso.yaml"))
     result = Runner(book, params, records_root=Path("records")).run()
     result.status, result.record_dir, result.table()

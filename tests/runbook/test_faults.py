@@ -22,12 +22,12 @@ from psbridge.lab.orchestrator import Lab
 from psbridge.remote.errors import BridgeError, ConnectionLost, TransferError
 from psbridge.remote.profile import ConnectionProfile
 from psbridge.remote.session import Session
-from psbridge.runbook import definition
+from psbridge.runbook import registry
 from psbridge.runbook.cli_support import demo_parameters
 from psbridge.runbook.runner import Runner, RunResult
 
 ROOT = Path(__file__).resolve().parents[2]
-BOOK = definition.load(ROOT / "runbooks" / "exchange-online-s2s.yaml")
+BOOK = registry.load("exchange-online-s2s")
 
 
 @pytest.fixture

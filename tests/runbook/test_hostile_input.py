@@ -19,12 +19,12 @@ from typer.testing import CliRunner
 
 from psbridge.cli import app
 from psbridge.lab.orchestrator import Lab
-from psbridge.runbook import definition
+from psbridge.runbook import definition, registry
 from psbridge.runbook.params import ParamsError, validate
 from psbridge.runbook.runner import RunError, Runner
 
 ROOT = Path(__file__).resolve().parents[2]
-BOOK = definition.load(ROOT / "runbooks" / "exchange-online-s2s.yaml")
+BOOK = registry.load("exchange-online-s2s")
 
 HOSTILE = {
     "quotes": "a'b\"c",

@@ -25,13 +25,14 @@ from typer.testing import CliRunner
 from psbridge import evidence
 from psbridge import secrets as sec
 from psbridge.cli import app
-from psbridge.runbook import definition, steps
+from psbridge.runbook import registry
 from psbridge.runbook.cli_support import demo_parameters
 from psbridge.runbook.deployment import Deployment
 from psbridge.runbook.runner import Runner, RunResult
+from psbridge.runbook.steps.install import certificate_state
 
 ROOT = Path(__file__).resolve().parents[2]
-BOOK = definition.load(ROOT / "runbooks" / "exchange-online-s2s.yaml")
+BOOK = registry.load("exchange-online-s2s")
 ORG = "contoso"
 
 
@@ -132,7 +133,7 @@ def test_demo_run_reaches_a_verified_record_and_no_secret_is_written(
         sec.resolve(p["client_secret"])
     # The world, read again over the wire: every server holds the certificate, CRM trusts it.
     with Deployment.from_params(ORG, lab=str(lab_env["state"])) as dep:
-        assert bool(steps.certificate_state(dep, facts["thumbprint"])["present"].all())
+        assert certificate_state(dep, facts["thumbprint"]).complete
         assert facts["installed_on"] == dep.servers and len(dep.servers) >= 2
 
     # Canary: the PFX password, the client secret the twin issued, the lab admin's password.
@@ -170,7 +171,7 @@ def test_a_step_runs_from_plain_papermill_with_a_params_file(lab_env: dict[str, 
     params_file.write_text(yaml.safe_dump(params(lab_env)), encoding="utf-8")
     out = lab_env["root"] / "50-tenant-id.out.ipynb"
     done = subprocess.run(
-        [sys.executable, "-m", "papermill", str(ROOT / "notebooks" / "50-tenant-id.ipynb"), str(out),
+        [sys.executable, "-m", "papermill", str(BOOK.notebook_dir / "50-tenant-id.ipynb"), str(out),
          "-f", str(params_file), "--no-progress-bar"],
         capture_output=True, text=True, timeout=240, env=dict(os.environ), cwd=lab_env["root"],
     )
@@ -196,9 +197,9 @@ def test_notebooks_run_as_stored_like_in_jupyterlab(lab_env: dict[str, Any]) -> 
     before = world(lab_env["state"])
     got = {}
     for stem in ("00-preflight", "50-tenant-id", "90-summary"):
-        nb = nbformat.read(ROOT / "notebooks" / f"{stem}.ipynb", as_version=4)
+        nb = nbformat.read(BOOK.notebook_dir / f"{stem}.ipynb", as_version=4)
         NotebookClient(nb, timeout=240, kernel_name="python3",
-                       resources={"metadata": {"path": str(ROOT / "notebooks")}}).execute()
+                       resources={"metadata": {"path": str(BOOK.notebook_dir)}}).execute()
         got[stem] = read_facts(nb)
         assert got[stem]["changes"] == [], stem
     assert got["00-preflight"]["organization_id"] == lab_env["runs"]["first"].facts["organization_id"]

@@ -8,8 +8,10 @@ import nbformat
 import pytest
 
 from psbridge import certs
-from psbridge.runbook import facts, steps
+from psbridge.runbook import facts
 from psbridge.runbook.deployment import Deployment, DeploymentError
+from psbridge.runbook.steps import certificate as steps
+from psbridge.runbook.steps.common import certificate_for
 from psbridge.secretforms import forms
 from psbridge.secrets import Secret, remember, resolve
 
@@ -121,10 +123,10 @@ def test_certificate_step_plans_generates_once_and_reuses(tmp_path: Path,
                                          "(replacing it as asked (expires in 10 days): the kept certificate")
     assert "the old PFX is kept at" in renewed.changes[0] and len(renewed.changes) == 1
     assert len(list(made.path.parent.glob("s2s-replaced-*.pfx"))) == 1
-    ref_cert = steps.certificate_for(dep, "cust", "", "", ref)
+    ref_cert = certificate_for(dep, "cust", "", "", ref)
     assert ref_cert.exists and renewed.info is not None and ref_cert.thumbprint == renewed.info.thumbprint
     with pytest.raises(steps.StepError, match="run step 10 again"):
-        steps.certificate_for(dep, "cust", "", "", ref, thumbprint="00" * 20)
+        certificate_for(dep, "cust", "", "", ref, thumbprint="00" * 20)
 
 
 def test_a_kept_pfx_that_no_longer_opens_stops_the_step(tmp_path: Path,

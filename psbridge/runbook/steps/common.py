@@ -1,0 +1,224 @@
+"""What every step has: an :class:`Action` (what it changed, or would change), typed state rows
+(:class:`Wanted`) that render themselves as tables, the certificate later steps work with, and the
+sign-in to Entra ID.
+
+A step's before and after states are objects with attributes, never tables read back: a step
+decides from ``state.missing`` or ``state.lacking``, and the notebook shows the same object.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import html
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from psbridge import certs, secrets
+from psbridge.runbook.deployment import Deployment
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from psbridge.cloud import GraphClient, SignIn
+    from psbridge.remote.session import Session
+
+RENEW_BEFORE = dt.timedelta(days=30)
+
+
+class StepError(Exception):
+    """A step cannot go on; the message says why and what to do."""
+
+
+def norm_thumbprint(thumbprint: str | None) -> str:
+    return (thumbprint or "").replace(" ", "").upper()
+
+
+def table_html(rows: list[dict[str, Any]], columns: list[str]) -> str:
+    """A small HTML table (escaped), without importing pandas for it."""
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(r.get(c, '')))}</td>" for c in columns) + "</tr>"
+                   for r in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def dataframe(rows: list[dict[str, Any]], columns: list[str]) -> pd.DataFrame:
+    import pandas as pd
+
+    return pd.DataFrame(rows, columns=columns)
+
+
+@dataclass
+class Action:
+    """What a step did (or in a plan, would do), with what the servers answered."""
+
+    changes: list[str]
+    planned: bool = False
+    shown: list[Any] = field(default_factory=list)  # tables and script results, in order
+
+    def __bool__(self) -> bool:
+        return bool(self.changes)
+
+    def __add__(self, other: Action) -> Action:
+        return Action(self.changes + other.changes, self.planned or other.planned, self.shown + other.shown)
+
+    def _repr_html_(self) -> str:
+        if not self.changes:
+            head = "<p><b>Already done:</b> nothing to change.</p>"
+        else:
+            verb = "Would change" if self.planned else "Changed"
+            items = "".join(f"<li>{html.escape(c)}</li>" for c in self.changes)
+            head = f"<p><b>{verb}:</b></p><ul>{items}</ul>"
+        parts = []
+        for item in self.shown:
+            if hasattr(item, "_repr_html_"):
+                parts.append(item._repr_html_())
+            elif hasattr(item, "to_html"):
+                parts.append(item.to_html(index=False))
+            else:
+                parts.append(f"<pre>{html.escape(str(item))}</pre>")
+        return head + "".join(parts)
+
+    def __repr__(self) -> str:
+        verb = "would" if self.planned else "did"
+        return f"Action({verb}: {'; '.join(self.changes) or 'nothing'})"
+
+
+@dataclass(frozen=True)
+class Wanted:
+    """One thing that should hold a value: what it is, the value wanted, the value now.
+
+    ``entity``/``setting``/``org_id`` name a configuration-database setting, so that a step can
+    set exactly the rows that are not right.
+    """
+
+    what: str
+    wanted: str
+    now: str
+    ok: bool
+    entity: str | None = None
+    setting: str | None = None
+    org_id: str | None = None
+
+
+@dataclass
+class WantedState:
+    """Rows of :class:`Wanted`; all ``ok`` means the step has nothing to do."""
+
+    rows: list[Wanted]
+
+    COLUMNS: ClassVar[list[str]] = ["what", "wanted", "now", "ok"]
+
+    @property
+    def ok(self) -> bool:
+        return all(r.ok for r in self.rows)
+
+    @property
+    def missing(self) -> list[Wanted]:
+        return [r for r in self.rows if not r.ok]
+
+    def __iter__(self) -> Iterator[Wanted]:
+        return iter(self.rows)
+
+    def _dicts(self) -> list[dict[str, Any]]:
+        return [{"what": r.what, "wanted": r.wanted, "now": r.now, "ok": r.ok} for r in self.rows]
+
+    def frame(self) -> pd.DataFrame:
+        return dataframe(self._dicts(), self.COLUMNS)
+
+    def _repr_html_(self) -> str:
+        return table_html(self._dicts(), self.COLUMNS)
+
+    def __repr__(self) -> str:
+        return "\n".join(f"{'ok ' if r.ok else 'NO '} {r.what}: {r.now!r} (wanted {r.wanted!r})"
+                         for r in self.rows)
+
+    def require(self, context: str) -> None:
+        if not self.ok:
+            what = "; ".join(f"{r.what} is {r.now!r}, wanted {r.wanted!r}" for r in self.missing)
+            raise StepError(f"{context} {what}")
+
+
+def setting_row(session: Session, what: str, wanted: str, entity: str, setting: str,
+                org_id: str | None = None, *, case: bool = False) -> Wanted:
+    """A configuration-database setting as a :class:`Wanted` row (compared without case unless ``case``)."""
+    from psbridge.crm.settings import get_advanced_setting
+
+    now = str(get_advanced_setting(session, entity, setting, org_id) or "")
+    ok = now == wanted if case else now.lower() == wanted.lower()
+    return Wanted(what, wanted, now, ok, entity, setting, org_id)
+
+
+# --- the certificate later steps use ------------------------------------------------------------
+
+
+@dataclass
+class CertificateRef:
+    """The certificate later steps use: handed on by step 10, or found again from its PFX."""
+
+    pfx_file: str
+    thumbprint: str
+    subject: str
+    exists: bool
+    der: bytes = b""
+
+    def _repr_html_(self) -> str:
+        state = "" if self.exists else " (not made yet: the plan shows what would happen)"
+        return (f"<p>Certificate <code>{html.escape(self.thumbprint or '?')}</code> "
+                f"{html.escape(self.subject)}{state}<br>PFX <code>{html.escape(self.pfx_file)}</code></p>")
+
+
+def certificate_for(dep: Deployment, customer: str, pfx_path: str, pfx_file: str, pfx_password: str,
+                    thumbprint: str = "", *, required: bool = True) -> CertificateRef:
+    """The certificate of step 10, from its facts or (run on its own) from the PFX it left.
+
+    In a plan (``required=False``) it may not exist yet: the step then says what it would do.
+    """
+    path = Path(pfx_file or pfx_path or dep.work_dir(customer) / "s2s.pfx").expanduser()
+    if not path.exists():
+        if thumbprint or required:
+            raise StepError(f"no PFX at {path}: run step 10 (certificate) first")
+        return CertificateRef(str(path), "", "", False)
+    info = certs.inspect_pfx(path, secrets.resolve(pfx_password))
+    if thumbprint and norm_thumbprint(thumbprint) != info.thumbprint:
+        raise StepError(f"{path} holds certificate {info.thumbprint}, but step 10 recorded "
+                        f"{norm_thumbprint(thumbprint)}: run step 10 again")
+    return CertificateRef(str(path), info.thumbprint, info.subject, True, info.der)
+
+
+# --- the cloud -----------------------------------------------------------------------------------
+
+
+def sign_in(dep: Deployment, admin_account: str = "") -> SignIn:
+    """The administrator's sign-in (device code; the cached one when it is still good)."""
+    from psbridge.cloud import sign_in_device_code
+    from psbridge.runbook.timing import timed
+
+    signed: SignIn = timed("signin", sign_in_device_code)(dep.cloud, dep.tenant,
+                                                          account=admin_account or None)
+    return signed
+
+
+def graph_client(dep: Deployment, admin: SignIn) -> GraphClient:
+    from psbridge.cloud import GraphClient
+    from psbridge.runbook.timing import instrument
+
+    client: GraphClient = instrument(GraphClient(dep.cloud, admin), "request", "graph")
+    return client
+
+
+def discover_tenant_id(dep: Deployment) -> str:
+    from psbridge.cloud import tenant_id_from_discovery
+
+    return tenant_id_from_discovery(dep.cloud, dep.tenant)
+
+
+def sweep_leftovers(dep: Deployment, *, plan: bool = False) -> Action:
+    """psbridge's own leftovers (uploaded PFX files) on every server, removed (in a plan: listed)."""
+    from psbridge.crm import sweep_leftovers as sweep
+
+    said: list[str] = []
+    for name in dict.fromkeys([dep.deployment_server, *dep.servers]):
+        said += sweep(dep.session(name), plan=plan)
+    return Action(said, plan)
