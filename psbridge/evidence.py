@@ -223,7 +223,8 @@ class RecordWriter:
         body["self_sha256"] = sha256(_canonical(body))
         text = json.dumps(body, indent=2, ensure_ascii=False) + "\n"
         self.store.write_bytes(MANIFEST, text.encode("utf-8"))
-        return body
+        written: dict[str, Any] = body
+        return written
 
 
 # --- the manifest, from the journal -----------------------------------------------------------

@@ -86,7 +86,7 @@ class RequiredAccess(_Shown):
     def _repr_html_(self) -> str:
         state = "updated" if self.changed else "already as required"
         head = f"<p>Required access of app {escape(self.app_id)}: {state}</p>"
-        return head + self.table().to_html(index=False)
+        return head + str(self.table().to_html(index=False))
 
 
 class ConsentResult(_Shown):
@@ -101,7 +101,7 @@ class ConsentResult(_Shown):
         return df
 
     def _repr_html_(self) -> str:
-        return f"<p>Admin consent for app {escape(self.app_id)}</p>" + self.table().to_html(index=False)
+        return f"<p>Admin consent for app {escape(self.app_id)}</p>" + str(self.table().to_html(index=False))
 
 
 class KeyCredentialInfo(_Shown):
@@ -140,7 +140,7 @@ class CrmServicePrincipal(_Shown):
     def _repr_html_(self) -> str:
         spns = "".join(f"<li>{escape(s)}</li>" for s in self.service_principal_names)
         return (f"<p>{escape(self.display_name)} ({escape(self.app_id)}), object {escape(self.object_id)}</p>"
-                f"<p>servicePrincipalNames:</p><ul>{spns}</ul>" + self.table().to_html(index=False))
+                f"<p>servicePrincipalNames:</p><ul>{spns}</ul>" + str(self.table().to_html(index=False)))
 
 
 class TeardownReport(_Shown):

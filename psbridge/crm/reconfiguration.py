@@ -28,6 +28,7 @@ from psbridge.crm.scripts import (
 )
 from psbridge.intents import intent
 from psbridge.remote.errors import BridgeError
+from psbridge.remote.paths import server_path
 from psbridge.remote.result import Result
 from psbridge.remote.session import Session
 from psbridge.remote.transfer import uploaded
@@ -80,7 +81,7 @@ class CertificateInstallation:
         import html
 
         head = html.escape(str(self).splitlines()[0])
-        return f"<b>{head}</b>" + self.to_frame().to_html(index=False, escape=True)
+        return f"<b>{head}</b>" + str(self.to_frame().to_html(index=False, escape=True))
 
     def facts(self) -> dict[str, str]:
         return {
@@ -113,7 +114,7 @@ def certificate_reconfiguration(
     pfx_password = secret(password, "password")
     info = validation.inspect_pfx(pfx, pfx_password)
     script = script_path(CERTIFICATE_RECONFIGURATION, tools_folder)
-    folder = validation.server_path(upload_folder, "upload_folder")
+    folder = server_path(upload_folder, "upload_folder")
     remote_pfx = folder / f"{info.thumbprint}.pfx"
     installed = {}
     for s in servers:

@@ -14,8 +14,8 @@ from pathlib import Path, PurePath
 
 from psbridge.crm import validation
 from psbridge.crm.inputs import secret
+from psbridge.crm.leftovers import UPLOAD_FOLDER
 from psbridge.crm.organizations import get_organization
-from psbridge.crm.reconfiguration import UPLOAD_FOLDER
 from psbridge.crm.scripts import (
     CONFIGURE_SERVER_SIDE_SYNC,
     SERVER_SIDE_SYNC_PARAMETERS,
@@ -27,6 +27,7 @@ from psbridge.crm.settings import S2S_TENANT_ID, get_advanced_setting
 from psbridge.intents import intent
 from psbridge.remote.command import SecureString
 from psbridge.remote.errors import BridgeError
+from psbridge.remote.paths import server_path
 from psbridge.remote.result import Result
 from psbridge.remote.session import Session
 from psbridge.remote.transfer import uploaded
@@ -73,7 +74,7 @@ def configure_server_side_sync(
     app_secret = secret(client_secret, "client_secret")
     info = validation.inspect_pfx(pfx, key_password)
     script = script_path(CONFIGURE_SERVER_SIDE_SYNC, tools_folder)
-    folder = validation.server_path(upload_folder, "upload_folder")
+    folder = server_path(upload_folder, "upload_folder")
     require_parameters(session, script, SERVER_SIDE_SYNC_PARAMETERS)
     org = get_organization(session, org_name)
 

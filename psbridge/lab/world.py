@@ -231,7 +231,8 @@ class World:
     def server(self, name: str) -> dict[str, Any]:
         for s in self.data["servers"]:
             if s["name"].lower() == name.lower():
-                return s
+                server: dict[str, Any] = s
+                return server
         raise KeyError(f"the lab has no server {name!r} (servers: {', '.join(self.server_names())})")
 
     def server_roles(self, name: str) -> list[str]:

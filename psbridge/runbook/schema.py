@@ -24,7 +24,8 @@ from psbridge.runbook.definition import MODE_PARAMETER, FactSpec, ParameterSpec,
 
 CELL_HEADER = ("# Parameters (papermill -p NAME VALUE, -f params.yaml, or psbridge run). "
                "Secrets are references.")
-_PY_TYPES = {"str": "str", "secret": "str", "int": "int", "bool": "bool", "list": "list", "dict": "dict"}
+_PY_TYPES = {"str": "str", "secret": "str", "int": "int", "bool": "bool", "list": "list[str]",
+             "dict": "dict[str, str]"}
 _EMPTY: dict[str, Any] = {"str": "", "secret": "", "int": 0, "bool": False, "list": [], "dict": {}}
 PLAN_HELP = "True: read-only, only say what would change"
 

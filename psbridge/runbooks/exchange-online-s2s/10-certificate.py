@@ -37,7 +37,7 @@
 customer: str = "demo"                                                  # short name of the customer; records go to records/<customer>/<organization>/
 organization: str = "contoso"                                           # CRM organization unique name (Get-CrmOrganization -Name)
 lab: str = "auto"                                                       # 'auto' (the running lab, PSBRIDGE_LAB_STATE), a lab state directory or lab.json; empty for a real deployment
-servers: list = []                                                      # CRM servers running the Asynchronous Processing Service: NAME https://host:5986/wsman each (in the lab, names or empty for all)
+servers: list[str] = []                                                 # CRM servers running the Asynchronous Processing Service: NAME https://host:5986/wsman each (in the lab, names or empty for all)
 deployment_server: str = ""                                             # the server with the Deployment Tools role (default the first server)
 winrm_scheme: str = "http"                                              # WinRM transport (http uses NTLM/Kerberos message encryption)
 winrm_user: str = ""                                                    # DOMAIN\user, local administrator and CRM deployment administrator (in the lab: LAB\crmadmin)

@@ -33,7 +33,7 @@
 customer: str = "demo"                                                  # short name of the customer; records go to records/<customer>/<organization>/
 organization: str = "contoso"                                           # CRM organization unique name (Get-CrmOrganization -Name)
 lab: str = "auto"                                                       # 'auto' (the running lab, PSBRIDGE_LAB_STATE), a lab state directory or lab.json; empty for a real deployment
-servers: list = []                                                      # CRM servers running the Asynchronous Processing Service: NAME https://host:5986/wsman each (in the lab, names or empty for all)
+servers: list[str] = []                                                 # CRM servers running the Asynchronous Processing Service: NAME https://host:5986/wsman each (in the lab, names or empty for all)
 deployment_server: str = ""                                             # the server with the Deployment Tools role (default the first server)
 winrm_scheme: str = "http"                                              # WinRM transport (http uses NTLM/Kerberos message encryption)
 winrm_user: str = ""                                                    # DOMAIN\user, local administrator and CRM deployment administrator (in the lab: LAB\crmadmin)
@@ -45,7 +45,7 @@ cloud: str = "lab"                                                      # which 
 tenant: str = ""                                                        # Entra ID tenant, domain (contoso.onmicrosoft.com) or GUID; in the lab empty means the twin's
 pfx_path: str = ""                                                      # a CA-issued PFX to use; empty to generate a self-signed certificate (evaluation)
 pfx_password: str = "lab:demo/contoso/pfx-password"                     # where the PFX password is kept (a generated certificate's new password is stored here)
-async_servers: list = []                                                # fact from 00-preflight: servers that run the Asynchronous Processing Service
+async_servers: list[str] = []                                           # fact from 00-preflight: servers that run the Asynchronous Processing Service
 pfx_file: str = ""                                                      # fact from 10-certificate: local path of the PFX the later steps upload
 thumbprint: str = ""                                                    # fact from 10-certificate: SHA-1 thumbprint of the S2S certificate
 certificate_subject: str = ""                                           # fact from 10-certificate: subject of the S2S certificate (unique in LocalMachine\My)

@@ -24,7 +24,7 @@
 customer: str = "demo"                                                  # short name of the customer; records go to records/<customer>/<organization>/
 organization: str = "contoso"                                           # CRM organization unique name (Get-CrmOrganization -Name)
 lab: str = "auto"                                                       # 'auto' (the running lab, PSBRIDGE_LAB_STATE), a lab state directory or lab.json; empty for a real deployment
-servers: list = []                                                      # CRM servers running the Asynchronous Processing Service: NAME https://host:5986/wsman each (in the lab, names or empty for all)
+servers: list[str] = []                                                 # CRM servers running the Asynchronous Processing Service: NAME https://host:5986/wsman each (in the lab, names or empty for all)
 deployment_server: str = ""                                             # the server with the Deployment Tools role (default the first server)
 winrm_scheme: str = "http"                                              # WinRM transport (http uses NTLM/Kerberos message encryption)
 winrm_user: str = ""                                                    # DOMAIN\user, local administrator and CRM deployment administrator (in the lab: LAB\crmadmin)
@@ -40,18 +40,18 @@ teardown: bool = True                                                   # once S
 pfx_path: str = ""                                                      # a CA-issued PFX to use; empty to generate a self-signed certificate (evaluation)
 pfx_password: str = "lab:demo/contoso/pfx-password"                     # where the PFX password is kept (a generated certificate's new password is stored here)
 organization_id: str = ""                                               # fact from 00-preflight: GUID of the CRM organization
-async_servers: list = []                                                # fact from 00-preflight: servers that run the Asynchronous Processing Service
+async_servers: list[str] = []                                           # fact from 00-preflight: servers that run the Asynchronous Processing Service
 pfx_file: str = ""                                                      # fact from 10-certificate: local path of the PFX the later steps upload
 thumbprint: str = ""                                                    # fact from 10-certificate: SHA-1 thumbprint of the S2S certificate
 certificate_subject: str = ""                                           # fact from 10-certificate: subject of the S2S certificate (unique in LocalMachine\My)
 certificate_not_after: str = ""                                         # fact from 10-certificate: end of the certificate's validity (UTC)
-installed_on: list = []                                                 # fact from 20-install-certificate: servers whose LocalMachine\My store holds the certificate
+installed_on: list[str] = []                                            # fact from 20-install-certificate: servers whose LocalMachine\My store holds the certificate
 app_id: str = ""                                                        # fact from 30-entra-app: application (client) id of the app registration
 tenant_id: str = ""                                                     # fact from 30-entra-app: Entra ID tenant GUID
 client_secret_ref: str = ""                                             # fact from 30-entra-app: reference of the stored client secret
 s2s_configured: bool = False                                            # fact from 40-configure-s2s: the CRM service principal trusts the certificate and CRM knows the tenant
 s2s_tenant_id: str = ""                                                 # fact from 50-tenant-id: the organization's S2STenantId as read back
-setup_access_left: list = []                                            # fact from 40-configure-s2s: what of the setup client secret and consent is still in the tenant ([] after the teardown)
+setup_access_left: list[str] = []                                       # fact from 40-configure-s2s: what of the setup client secret and consent is still in the tenant ([] after the teardown)
 plan: bool = False                                                      # True: read-only, only say what would change
 
 # %%
