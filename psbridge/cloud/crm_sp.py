@@ -71,9 +71,10 @@ def trust_certificate(graph: GraphClient, der: bytes, *, now: dt.datetime | None
     """What ConfigureCrmServerSideSync.ps1 does in Entra ID, for a cloud the script cannot reach.
 
     The certificate becomes a key credential of the Dynamics CRM service principal (type
-    ``AsymmetricX509Cert``, usage ``Verify``) unless the same certificate is there already, the
-    expired ones are dropped as the script drops them, and the CRM app id is among its
-    servicePrincipalNames. Graph takes the whole collection back: existing credentials are sent
+    ``AsymmetricX509Cert``, usage ``Verify``) unless the same certificate is there already, and
+    the CRM app id is among its servicePrincipalNames. Expired credentials are dropped on the way,
+    which the published script means to do but never does under Windows PowerShell 5.1 (its date
+    comparison compares text). Graph takes the whole collection back: existing credentials are sent
     by ``keyId`` without their ``key``. Returns what changed, as sentences.
     """
     from cryptography import x509
