@@ -24,12 +24,13 @@ from pypsrp.wsman import WSMan
 from psbridge.lab.ca import LabCA
 from psbridge.lab.winrm import Endpoint, EndpointSpec, start_endpoint
 from psbridge.lab.world import World
+from psbridge.remote.session import new_wsman
 
 ACCOUNTS = {"LAB\\crmadmin": "Bench-pw1"}
 
 
 def wsman(ep: Endpoint, ca: str | None = None) -> WSMan:
-    return WSMan("127.0.0.1", port=ep.port, ssl=ep.spec.scheme == "https", username="LAB\\crmadmin",
+    return new_wsman("127.0.0.1", port=ep.port, ssl=ep.spec.scheme == "https", username="LAB\\crmadmin",
                  password="Bench-pw1", auth="negotiate", cert_validation=ca or True, operation_timeout=20)
 
 

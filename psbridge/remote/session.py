@@ -49,6 +49,17 @@ _PS_FAILED = 5
 _WSMAN_TIMEOUT = 0x80338029
 _FAILED_MARKER = "Process Failed."
 
+# pypsrp's WSMan.__init__ registers its XML prefixes in ElementTree's process-wide namespace map
+# every time; two constructions in two threads race on that dict ("dictionary keys changed
+# during iteration"). Every WSMan of this process is built under one lock: use new_wsman().
+_WSMAN_INIT = threading.Lock()
+
+
+def new_wsman(server: str, **kwargs: Any) -> WSMan:
+    """``pypsrp.wsman.WSMan(server, **kwargs)``, built under the process-wide lock (``_WSMAN_INIT``)."""
+    with _WSMAN_INIT:
+        return WSMan(server, **kwargs)
+
 
 @dataclass(frozen=True)
 class JournalEntry:
@@ -170,7 +181,7 @@ class Session:
     def _open_pool(self) -> _Pool:
         p = self.profile
         password = p.resolve_password()
-        wsman = WSMan(**p.wsman_kwargs(password))
+        wsman = new_wsman(**p.wsman_kwargs(password))
         pool = RunspacePool(wsman, configuration_name=p.configuration_name, min_runspaces=1, max_runspaces=1)
         try:
             pool.open()
