@@ -59,15 +59,18 @@ def custom_object(props: dict[str, Any], type_name: str | None = None) -> pst.PS
     return obj
 
 
+MSCORLIB = "mscorlib, Version=4.0.0.0, Culture=neutral, PublicKeyToken=b77a5c561934e089"
+SMA_ASSEMBLY = (
+    "System.Management.Automation, Version=3.0.0.0, Culture=neutral, PublicKeyToken=31bf3856ad364e35"
+)
+
+
 def typed_list(
     items: list[Any], element_type: str, generic: str = "System.Collections.ObjectModel.Collection`1"
 ) -> pst.PSList:
+    assembly = SMA_ASSEMBLY if element_type.startswith("System.Management.Automation.") else MSCORLIB
     lst = pst.PSList(items)
-    lst.PSObject.type_names = [
-        f"{generic}[[{element_type}, mscorlib, Version=4.0.0.0, Culture=neutral, "
-        "PublicKeyToken=b77a5c561934e089]]",
-        "System.Object",
-    ]
+    lst.PSObject.type_names = [f"{generic}[[{element_type}, {assembly}]]", "System.Object"]
     return lst
 
 
@@ -219,10 +222,11 @@ def for_wire(value: Any, depth: int = 1) -> Any:
     out = pst.PSObject()
     out.PSObject.type_names = list(meta.type_names)
     only = getattr(value, "_lab_serialization_set", None)
+    adapted = list(meta.adapted_properties)
+    if only is not None:  # the set's properties, in the set's order
+        adapted = [p for name in only for p in adapted if p.name == name]
     out.PSObject.adapted_properties = [
-        pst.PSNoteProperty(p.name, for_wire(p.get_value(value), depth - 1))
-        for p in meta.adapted_properties
-        if only is None or p.name in only
+        pst.PSNoteProperty(p.name, for_wire(p.get_value(value), depth - 1)) for p in adapted
     ]
     # Members of the object itself keep its depth (5.1: IsInstance ? depth : depth - 1).
     out.PSObject.extended_properties = [
