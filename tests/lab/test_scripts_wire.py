@@ -209,7 +209,8 @@ def test_certificate_reconfiguration_over_the_wire(pool: RunspacePool, pfx: byte
 def test_script_failure_completes_with_exit_code_1(pool: RunspacePool, pfx: bytes) -> None:
     upload(pool, pfx)
     ps, code = run_script(
-        pool, RECONFIGURE, certificateFile=PFX, password="wrong", certificateType="S2STokenIssuer"
+        pool, RECONFIGURE, certificateFile=PFX, password="wrong", certificateType="S2STokenIssuer",
+        serviceAccount="LAB\\CRMAsyncService",
     )
     assert ps.state == PSInvocationState.COMPLETED  # the pipeline does not fail ...
     assert code == 1  # ... only $LASTEXITCODE and the messages tell
