@@ -84,7 +84,7 @@ def check_prerequisites(session: Session, tools_folder: str | PurePath = TOOLS_F
     report.checks.append(_local_admin(session))
     for name in (CERTIFICATE_RECONFIGURATION, CONFIGURE_SERVER_SIDE_SYNC):
         path = script_path(name, tools_folder)
-        present = session.invoke("Test-Path", Path=str(path)).output
+        present = session.invoke("Test-Path", LiteralPath=str(path)).output  # -Path would glob "[" "]"
         ok = bool(present) and present[-1] is True
         report.checks.append(Check(f"{name} present", ok, str(path) if ok else f"not found at {path}"))
     session.record("prerequisites", "; ".join(f"{c.name}={c.ok}" for c in report.checks))
