@@ -25,6 +25,7 @@ import requests
 from pypsrp.exceptions import AuthenticationError, WinRMError, WSManFaultError
 from pypsrp.powershell import PowerShell, RunspacePool
 from pypsrp.serializer import TaggedValue
+from pypsrp.shell import SignalCode
 from pypsrp.wsman import WSMan
 
 from psbridge.remote.command import Cmd, Pipeline, SecureString, as_statements, display
@@ -361,7 +362,30 @@ class Session:
             # The pool cannot be trusted any more: the next command opens a new one.
             log.warning("stopping the pipeline on %s (%s) failed: %s", self.server, why, e)
             pool.broken = True
+            self._stop_on_a_new_connection(ps, pool)
             self._discard_pool()
+
+    def _stop_on_a_new_connection(self, ps: PowerShell, pool: _Pool) -> None:
+        """Ctrl-C inside a Receive breaks that request's connection, and the NTLM/Kerberos context
+        the server bound to it: the stop must go on a new connection, or the pipeline runs on.
+        The pool's shell is closed there too, as the pool is given up."""
+        shell = pool.pool.shell
+        used = shell.wsman
+        try:
+            fresh = new_wsman(**self.profile.wsman_kwargs(self.profile.resolve_password()))
+        except (WinRMError, requests.RequestException, OSError) as e:
+            log.warning("no new connection to %s to stop the pipeline: %s", self.server, e)
+            return
+        shell.wsman = fresh
+        try:
+            shell.signal(SignalCode.PS_CTRL_C, str(ps.id).upper())
+            shell.close()
+        except (WinRMError, requests.RequestException, OSError) as e:
+            log.warning("stopping the pipeline on %s on a new connection failed: %s", self.server, e)
+        finally:
+            shell.wsman = used
+            with contextlib.suppress(Exception):
+                fresh.close()
 
     def _close_pipeline(self, ps: PowerShell, pool: _Pool) -> None:
         try:
