@@ -239,6 +239,55 @@ def test_configure_server_side_sync_end_to_end(ctx: Recorder, twin: EntraTwin, p
     assert ctx.output == [twin.tenant_id]
 
 
+def test_configure_server_side_sync_sends_the_published_scripts_requests(
+    ctx: Recorder, twin: EntraTwin, pfx: bytes
+) -> None:
+    # The request sequence of PowerApps-Samples' ConfigureCrmServerSideSync.ps1, as 5.1 sends it.
+    upload(ctx, pfx)
+    ctx.cloud = cloud(twin)
+    app = register_app(twin)
+    crm_app = "00000007-0000-0000-c000-000000000000"
+    sp = twin.directory.sp_by_app_id(crm_app)
+    old = {"keyId": "6f1f9f6e-3d5a-4b1a-9d52-0c3f0f1b7a11", "type": "AsymmetricX509Cert", "usage": "Verify",
+           "displayName": "CN=older s2s", "customKeyIdentifier": "AB12",
+           "startDateTime": "2026-01-01T00:00:00Z", "endDateTime": "2099-01-01T00:00:00Z", "key": "MIIB"}
+    with twin.directory.change() as data:
+        crm = next(s for s in data["servicePrincipals"] if s["appId"] == crm_app)
+        crm["keyCredentials"] = [dict(old)]
+        crm["servicePrincipalNames"] = [n for n in crm["servicePrincipalNames"] if n != crm_app]
+    twin.journal.take()
+    assert sync(ctx, app, twin.tenant_domain)[-1] == "Process succeeded."
+    seen = twin.journal.take()
+    assert [(r.service, r.method, r.path) for r in seen] == [
+        ("login", "POST", f"/{twin.tenant_domain}/oauth2/v2.0/token"),
+        ("graph", "GET", "/v1.0/organization"),
+        ("graph", "GET", "/v1.0/servicePrincipals"),
+        ("graph", "PATCH", f"/v1.0/servicePrincipals/{sp['id']}"),
+        ("graph", "PATCH", f"/v1.0/servicePrincipals/{sp['id']}"),
+    ]
+    token, organization, lookup, keys, names = seen
+    assert token.content_type.startswith("application/x-www-form-urlencoded")
+    assert sorted(token.form_fields) == ["Client_Id", "Client_Secret", "Grant_Type", "Scope"]
+    assert all(r.user_agent.endswith("WindowsPowerShell/5.1.17763.6414") for r in seen)
+    assert organization.query == {}
+    assert lookup.query == {"$filter": f"appId eq '{crm_app}'",
+                            "$select": "id,appId,servicePrincipalNames,keyCredentials"}
+    assert all(r.status in (200, 204) for r in seen)
+    # The existing credential goes back as Graph listed it, without key and displayName; the new
+    # one with null dates.
+    sent_old, sent_new = keys.body["keyCredentials"]
+    assert sent_old == {k: v for k, v in old.items() if k not in ("key", "displayName")}
+    assert sent_new["startDateTime"] is None and sent_new["endDateTime"] is None
+    assert (sent_new["type"], sent_new["usage"], sent_new["displayName"]) == (
+        "AsymmetricX509Cert", "Verify", "CN=psbridge S2S contoso")
+    assert names.body == {"servicePrincipalNames": [*sp["servicePrincipalNames"], crm_app]} or (
+        names.body["servicePrincipalNames"][-1] == crm_app)
+    # Graph kept the existing credential whole (identified by keyId) and dated the new one.
+    kept, added = crm_key_credentials(twin)
+    assert kept == old
+    assert added["startDateTime"] and added["endDateTime"] and added["key"]
+
+
 def test_login_unreachable_fails_without_network(ctx: Recorder, pfx: bytes) -> None:
     upload(ctx, pfx)
     ctx.cloud = CloudEndpoints(None, None)
