@@ -288,6 +288,23 @@ def test_configure_server_side_sync_sends_the_published_scripts_requests(
     assert added["startDateTime"] and added["endDateTime"] and added["key"]
 
 
+def test_the_pfx_path_check_is_the_published_scripts(ctx: Recorder, twin: EntraTwin, pfx: bytes) -> None:
+    ctx.cloud = cloud(twin)
+    app = register_app(twin)
+    # "-ne" ignores case: an upper-case extension passes.
+    upload(ctx, pfx, "C:\\Temp\\psbridge\\UPPER.PFX")
+    upper = sync(ctx, app, twin.tenant_id, pfx_path="C:\\Temp\\psbridge\\UPPER.PFX")
+    assert upper[-1] == "Process succeeded."
+    # Test-Path -Path reads "[1]" as a wildcard: a PFX that is there counts as missing.
+    run(ctx, cmd("Set-Content", LiteralPath="C:\\Temp\\psbridge\\s2s[1].pfx", Value=pfx, Encoding="Byte"))
+    messages = sync(ctx, app, twin.tenant_id, pfx_path="C:\\Temp\\psbridge\\s2s[1].pfx")
+    assert messages[-2:] == [
+        "The specified value of the pfxFilePath parameter isn't valid. Please enter the correct path of the "
+        "Personal Information Exchange file.",
+        "Process Failed.",
+    ]
+
+
 def test_login_unreachable_fails_without_network(ctx: Recorder, pfx: bytes) -> None:
     upload(ctx, pfx)
     ctx.cloud = CloudEndpoints(None, None)

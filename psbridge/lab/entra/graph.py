@@ -409,7 +409,8 @@ class Graph:
                 "keyId": key_id,
                 "type": entry["type"],
                 "usage": entry["usage"],
-                "displayName": entry.get("displayName") or cert.subject.rfc4514_string(),
+                # "Longer values are accepted but shortened" (90 characters at most).
+                "displayName": (entry.get("displayName") or cert.subject.rfc4514_string())[:90],
                 "customKeyIdentifier": _thumbprint_form(entry.get("customKeyIdentifier"), thumb),
                 "startDateTime": entry.get("startDateTime") or graph_time(cert.not_valid_before_utc),
                 "endDateTime": entry.get("endDateTime") or graph_time(cert.not_valid_after_utc),

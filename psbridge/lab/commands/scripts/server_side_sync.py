@@ -72,7 +72,7 @@ def _check_pfx_path(call: Call) -> str:
             "correct path of the Personal Information Exchange file.",
         )
     item = run_cmdlet(call, "Get-Item", ("Path", path))
-    if str(get_property(item[0], "Extension", "")) != ".pfx":
+    if str(get_property(item[0], "Extension", "")).lower() != ".pfx":  # -ne ignores case
         exit_with_error(
             call,
             "The specified value of the pfxFilePath parameter isn't valid. Please enter the "
