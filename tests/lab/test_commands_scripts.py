@@ -273,6 +273,8 @@ def test_configure_server_side_sync_sends_the_published_scripts_requests(
     assert lookup.query == {"$filter": f"appId eq '{crm_app}'",
                             "$select": "id,appId,servicePrincipalNames,keyCredentials"}
     assert all(r.status in (200, 204) for r in seen)
+    assert lookup.response["@odata.context"].endswith(
+        "/v1.0/$metadata#servicePrincipals(id,appId,servicePrincipalNames,keyCredentials)")
     # The existing credential goes back as Graph listed it, without key and displayName; the new
     # one with null dates.
     sent_old, sent_new = keys.body["keyCredentials"]

@@ -148,6 +148,19 @@ class Exchange:
         return el.attrib["State"].rsplit("/", 1)[-1], el.findtext(f"{{{SHELL}}}ExitCode")
 
 
+def _payloads(x: Exchange) -> list[ET.Element]:
+    """The CLIXML of each PSRP message an answer carries."""
+    out = []
+    for stream in x.body.iter(f"{{{SHELL}}}Stream"):
+        data = base64.b64decode(stream.text or "")
+        while data:
+            _, _, flags, length = struct.unpack(">QQBI", data[:21])
+            blob, data = data[21:21 + length], data[21 + length:]
+            if flags & 0x1:
+                out.append(ET.fromstring(blob[40:].decode("utf-8-sig")))  # noqa: S314
+    return out
+
+
 def _text(el: ET.Element, path: str) -> str:
     return el.findtext(path) or ""
 
@@ -271,6 +284,14 @@ def test_open_and_close_a_pool(ep: Endpoint, capture: Capture) -> None:
     assert shell.findtext(f"{{{SHELL}}}Owner") == "LAB\\crmadmin"
     assert shell.findtext(f"{{{SHELL}}}ProcessId", "").isdigit()
     assert delete.raw.endswith(b"<s:Body></s:Body></s:Envelope>")
+    # The server's capability and $PSVersionTable as a Windows PowerShell 5.1 endpoint sends them.
+    capability, private = _payloads(got[1])
+    # Windows writes protocolversion first, psrpcore PSVersion first: clients read them by name.
+    assert {v.attrib["N"]: v.text for v in capability.iter("Version")} == {
+        "protocolversion": "2.3", "PSVersion": "2.0", "SerializationVersion": "1.1.0.1"}
+    table = [k.text for k in private.iter("S") if k.attrib.get("N") == "Key"]
+    assert table == ["PSVersionTable", "PSVersion", "PSEdition", "PSCompatibleVersions", "CLRVersion",
+                     "BuildVersion", "WSManStackVersion", "PSRemotingProtocolVersion", "SerializationVersion"]
 
 
 def test_a_pool_created_with_an_idle_timeout_and_no_profile(ep: Endpoint, capture: Capture) -> None:

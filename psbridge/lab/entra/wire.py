@@ -77,6 +77,9 @@ class Seen:
     form_fields: tuple[str, ...]
     body: Any
     status: int
+    # A Graph GET's answer. Not kept: the authority's answers (tokens) and other Graph answers
+    # (addPassword's holds the new secret).
+    response: Any = None
 
 
 class Journal:
@@ -97,8 +100,14 @@ class Journal:
                 body = req.json()
             except ValueError:
                 body = None
+        answer: Any = None
+        if service == "graph" and req.method == "GET" and resp.body:
+            try:
+                answer = json.loads(resp.body.decode("utf-8"))
+            except ValueError:
+                answer = None
         seen = Seen(service, req.method, req.path, dict(req.query), content_type,
-                    req.headers.get("user-agent", ""), form, body, resp.status)
+                    req.headers.get("user-agent", ""), form, body, resp.status, answer)
         with self._lock:
             self._seen.append(seen)
 
