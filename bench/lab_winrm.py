@@ -4,8 +4,9 @@
 
 Prints: endpoint start, runspace pool open (HTTP + NTLM + message encryption, and HTTPS),
 one-command round trips (median, p95) over each, commands a second with several pools in
-parallel, a 1 MiB value there and back, and the Python memory one open pool costs (client
-and server together, as both run in this process).
+parallel, a 1 MiB value there and back, how late a long command's end reaches a client whose
+Receives time out every second (what a client pays for the long poll), and the Python memory
+one open pool costs (client and server together, as both run in this process).
 """
 
 from __future__ import annotations
@@ -24,13 +25,15 @@ from pypsrp.wsman import WSMan
 from psbridge.lab.ca import LabCA
 from psbridge.lab.winrm import Endpoint, EndpointSpec, start_endpoint
 from psbridge.lab.world import World
+from psbridge.remote.session import new_wsman
 
 ACCOUNTS = {"LAB\\crmadmin": "Bench-pw1"}
 
 
-def wsman(ep: Endpoint, ca: str | None = None) -> WSMan:
-    return WSMan("127.0.0.1", port=ep.port, ssl=ep.spec.scheme == "https", username="LAB\\crmadmin",
-                 password="Bench-pw1", auth="negotiate", cert_validation=ca or True, operation_timeout=20)
+def wsman(ep: Endpoint, ca: str | None = None, operation_timeout: int = 20) -> WSMan:
+    return new_wsman("127.0.0.1", port=ep.port, ssl=ep.spec.scheme == "https", username="LAB\\crmadmin",
+                     password="Bench-pw1", auth="negotiate", cert_validation=ca or True,
+                     operation_timeout=operation_timeout)
 
 
 def command(pool: RunspacePool) -> None:
@@ -106,6 +109,17 @@ def main() -> None:
             value = out[0].adapted_properties.get("Value") or out[0].extended_properties.get("Value")
             assert value == big, "the value did not come back whole"
             print(f"1 MiB value there and back (encrypted): {took * 1000:.0f} ms")
+
+        with RunspacePool(wsman(http_ep, operation_timeout=1)) as pool:
+            for millis in (200, 2500):
+                lateness = []
+                for _ in range(5):
+                    ps = PowerShell(pool)
+                    ps.add_cmdlet("Start-Sleep").add_parameter("Milliseconds", millis)
+                    t = time.perf_counter()
+                    ps.invoke()
+                    lateness.append(time.perf_counter() - t - millis / 1000)
+                print(f"Start-Sleep {millis} ms, Receives of 1 s: end seen {ms(lateness)} after it")
 
         tracemalloc.start()
         before = tracemalloc.take_snapshot()

@@ -27,6 +27,11 @@ from psbridge.lab.orchestrator import Lab
 
 _KEY_SERVERS = 4  # server certificates made once for the session: crm01..crm04
 
+# The lab's official scripts take as long as on a real server unless told otherwise; the suite
+# runs them at once (tests of long-running scripts set their own pace). Lab processes the tests
+# start inherit it.
+os.environ.setdefault("PSBRIDGE_LAB_PACE", "0")
+
 
 @pytest.fixture(autouse=True)
 def _redactor_per_test() -> Iterator[None]:

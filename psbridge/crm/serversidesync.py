@@ -26,7 +26,7 @@ from psbridge.crm.scripts import (
 from psbridge.crm.settings import S2S_TENANT_ID, get_advanced_setting
 from psbridge.intents import intent
 from psbridge.remote.command import SecureString
-from psbridge.remote.errors import BridgeError
+from psbridge.remote.errors import BridgeError, ValidationError
 from psbridge.remote.paths import server_path
 from psbridge.remote.result import Result
 from psbridge.remote.session import Session
@@ -75,6 +75,14 @@ def configure_server_side_sync(
     info = validation.inspect_pfx(pfx, key_password)
     script = script_path(CONFIGURE_SERVER_SIDE_SYNC, tools_folder)
     folder = server_path(upload_folder, "upload_folder")
+    if any(c in str(folder) for c in "[]"):
+        # The script checks -pfxFilePath with Test-Path -Path: brackets are wildcards there.
+        raise ValidationError(
+            "upload_folder",
+            f"{str(folder)!r} contains '[' or ']'; {CONFIGURE_SERVER_SIDE_SYNC} checks -pfxFilePath with "
+            "Test-Path -Path, which reads them as wildcards and would not find the PFX: choose another "
+            "folder",
+        )
     require_parameters(session, script, SERVER_SIDE_SYNC_PARAMETERS)
     org = get_organization(session, org_name)
 

@@ -35,6 +35,37 @@ class Invocation:
     use_local_scope: bool | None = None
 
 
+def psversion_table() -> dict[str, Any]:
+    """``$PSVersionTable`` of the lab's servers (Windows Server 2019, Windows PowerShell 5.1).
+
+    The transport sends it in the pool's application private data, as a Windows endpoint does;
+    ``Get-Variable PSVersionTable`` shows the same table.
+    """
+    import psrpcore.types as pst
+
+    version = "5.1.17763.6414"
+    return {
+        "PSVersion": pst.PSVersion(version),
+        "PSEdition": "Desktop",
+        "PSCompatibleVersions": [pst.PSVersion(v) for v in ("1.0", "2.0", "3.0", "4.0", "5.0", version)],
+        "CLRVersion": pst.PSVersion("4.0.30319.42000"),
+        "BuildVersion": pst.PSVersion("10.0.17763.6414"),
+        "WSManStackVersion": pst.PSVersion("3.0"),
+        "PSRemotingProtocolVersion": pst.PSVersion("2.3"),
+        "SerializationVersion": pst.PSVersion("1.1.0.1"),
+    }
+
+
+@dataclass
+class MetadataRequest:
+    """A PSRP GetCommandMetadata request (what ``Import-PSSession`` and pypsrp's
+    ``get_command_metadata`` send): command name patterns, a ``CommandTypes`` mask, modules."""
+
+    names: list[str]
+    command_type: int = 0x1FF  # CommandTypes.All
+    namespaces: list[str] = field(default_factory=list)
+
+
 @dataclass
 class ErrorRecord:
     """What PowerShell's ErrorRecord carries, in the terms a client shows.
@@ -80,6 +111,29 @@ class ScriptExit(Exception):
         self.code = code
 
 
+# The lab knob for how long the official scripts take: a multiple of a real server's time.
+# Unset: 1.0 (seconds per script, as on a server); the test suite sets it to 0.
+PACE_ENV = "PSBRIDGE_LAB_PACE"
+
+
+def default_pace() -> float:
+    """The scripts' pace from ``PSBRIDGE_LAB_PACE`` (a non-negative number), else 1.0."""
+    import os
+
+    text = os.environ.get(PACE_ENV, "").strip()
+    if not text:
+        return 1.0
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(
+            f"{PACE_ENV} must be a number (1 = as long as on a real server), not {text!r}"
+        ) from None
+    if value < 0 or value != value:
+        raise ValueError(f"{PACE_ENV} must not be negative, not {text!r}")
+    return value
+
+
 @dataclass(frozen=True)
 class CloudEndpoints:
     """Where an emulated CRM server's scripts reach Entra ID and Graph.
@@ -112,6 +166,9 @@ class CommandContext(Protocol):
     # Fault injection: lower-case command name -> message. The dispatcher makes such a
     # command fail with a terminating error carrying the message (set per server).
     fail_commands: dict[str, str]
+    # How long the official scripts take, as a multiple of what they take on a real server
+    # (1.0: seconds, as there; 0: at once). See PACE_ENV.
+    pace: float
 
     def write_output(self, value: Any) -> None: ...
 
@@ -142,3 +199,7 @@ class CommandContext(Protocol):
 
     def is_stopping(self) -> bool:
         """True once the client sent a stop signal; long commands check it and return."""
+
+    def wait(self, seconds: float) -> bool:
+        """Let ``seconds`` of work pass (``Start-Sleep``, a script's slow step); True when the
+        client stopped the pipeline meanwhile, which ends the wait at once."""

@@ -25,6 +25,7 @@ import requests
 from pypsrp.exceptions import AuthenticationError, WinRMError, WSManFaultError
 from pypsrp.powershell import PowerShell, RunspacePool
 from pypsrp.serializer import TaggedValue
+from pypsrp.shell import SignalCode
 from pypsrp.wsman import WSMan
 
 from psbridge.remote.command import Cmd, Pipeline, SecureString, as_statements, display
@@ -48,6 +49,17 @@ _PS_FAILED = 5
 # ERROR_WSMAN_OPERATION_TIMEDOUT: a Receive found nothing new within its operation timeout.
 _WSMAN_TIMEOUT = 0x80338029
 _FAILED_MARKER = "Process Failed."
+
+# pypsrp's WSMan.__init__ registers its XML prefixes in ElementTree's process-wide namespace map
+# every time; two constructions in two threads race on that dict ("dictionary keys changed
+# during iteration"). Every WSMan of this process is built under one lock: use new_wsman().
+_WSMAN_INIT = threading.Lock()
+
+
+def new_wsman(server: str, **kwargs: Any) -> WSMan:
+    """``pypsrp.wsman.WSMan(server, **kwargs)``, built under the process-wide lock (``_WSMAN_INIT``)."""
+    with _WSMAN_INIT:
+        return WSMan(server, **kwargs)
 
 
 @dataclass(frozen=True)
@@ -183,7 +195,7 @@ class Session:
     def _open_pool_once(self) -> _Pool:
         p = self.profile
         password = p.resolve_password()
-        wsman = WSMan(**p.wsman_kwargs(password))
+        wsman = new_wsman(**p.wsman_kwargs(password))
         pool = RunspacePool(wsman, configuration_name=p.configuration_name, min_runspaces=1, max_runspaces=1)
         try:
             pool.open()
@@ -367,7 +379,30 @@ class Session:
             # The pool cannot be trusted any more: the next command opens a new one.
             log.warning("stopping the pipeline on %s (%s) failed: %s", self.server, why, e)
             pool.broken = True
+            self._stop_on_a_new_connection(ps, pool)
             self._discard_pool()
+
+    def _stop_on_a_new_connection(self, ps: PowerShell, pool: _Pool) -> None:
+        """Ctrl-C inside a Receive breaks that request's connection, and the NTLM/Kerberos context
+        the server bound to it: the stop must go on a new connection, or the pipeline runs on.
+        The pool's shell is closed there too, as the pool is given up."""
+        shell = pool.pool.shell
+        used = shell.wsman
+        try:
+            fresh = new_wsman(**self.profile.wsman_kwargs(self.profile.resolve_password()))
+        except (WinRMError, requests.RequestException, OSError) as e:
+            log.warning("no new connection to %s to stop the pipeline: %s", self.server, e)
+            return
+        shell.wsman = fresh
+        try:
+            shell.signal(SignalCode.PS_CTRL_C, str(ps.id).upper())
+            shell.close()
+        except (WinRMError, requests.RequestException, OSError) as e:
+            log.warning("stopping the pipeline on %s on a new connection failed: %s", self.server, e)
+        finally:
+            shell.wsman = used
+            with contextlib.suppress(Exception):
+                fresh.close()
 
     def _close_pipeline(self, ps: PowerShell, pool: _Pool) -> None:
         try:

@@ -39,6 +39,8 @@ class Recorder:
     warnings: list[str] = field(default_factory=list)
     stopping: bool = False
     stop_when: str | None = None  # the client stops the pipeline once this host line is written
+    pace: float = 0.0
+    waited: float = 0.0  # what the commands asked to wait, in seconds (never really waited)
 
     def write_output(self, value: Any) -> None:
         self.output.append(value)
@@ -75,6 +77,10 @@ class Recorder:
         pass
 
     def is_stopping(self) -> bool:
+        return self.stopping
+
+    def wait(self, seconds: float) -> bool:
+        self.waited += seconds
         return self.stopping
 
     # --- conveniences for tests ---------------------------------------------------------------

@@ -6,10 +6,10 @@ from urllib.parse import urlparse
 
 from pypsrp.complex_objects import PSInvocationState
 from pypsrp.powershell import PowerShell, RunspacePool
-from pypsrp.wsman import WSMan
 
 from psbridge.lab.orchestrator import Lab
 from psbridge.lab.world import World
+from psbridge.remote.session import new_wsman
 
 SYNC = "C:\\Program Files\\Microsoft Dynamics CRM\\Tools\\ConfigureCrmServerSideSync.ps1"
 
@@ -17,7 +17,7 @@ SYNC = "C:\\Program Files\\Microsoft Dynamics CRM\\Tools\\ConfigureCrmServerSide
 def pool_for(lab: Lab, server: str = "CRM01") -> RunspacePool:
     url = urlparse(lab.url(server, "http"))
     return RunspacePool(
-        WSMan(
+        new_wsman(
             url.hostname or "127.0.0.1",
             port=url.port,
             path=url.path.strip("/"),

@@ -239,6 +239,74 @@ def test_configure_server_side_sync_end_to_end(ctx: Recorder, twin: EntraTwin, p
     assert ctx.output == [twin.tenant_id]
 
 
+def test_configure_server_side_sync_sends_the_published_scripts_requests(
+    ctx: Recorder, twin: EntraTwin, pfx: bytes
+) -> None:
+    # The request sequence of PowerApps-Samples' ConfigureCrmServerSideSync.ps1, as 5.1 sends it.
+    upload(ctx, pfx)
+    ctx.cloud = cloud(twin)
+    app = register_app(twin)
+    crm_app = "00000007-0000-0000-c000-000000000000"
+    sp = twin.directory.sp_by_app_id(crm_app)
+    old = {"keyId": "6f1f9f6e-3d5a-4b1a-9d52-0c3f0f1b7a11", "type": "AsymmetricX509Cert", "usage": "Verify",
+           "displayName": "CN=older s2s", "customKeyIdentifier": "AB12",
+           "startDateTime": "2026-01-01T00:00:00Z", "endDateTime": "2099-01-01T00:00:00Z", "key": "MIIB"}
+    with twin.directory.change() as data:
+        crm = next(s for s in data["servicePrincipals"] if s["appId"] == crm_app)
+        crm["keyCredentials"] = [dict(old)]
+        crm["servicePrincipalNames"] = [n for n in crm["servicePrincipalNames"] if n != crm_app]
+    twin.journal.take()
+    assert sync(ctx, app, twin.tenant_domain)[-1] == "Process succeeded."
+    seen = twin.journal.take()
+    assert [(r.service, r.method, r.path) for r in seen] == [
+        ("login", "POST", f"/{twin.tenant_domain}/oauth2/v2.0/token"),
+        ("graph", "GET", "/v1.0/organization"),
+        ("graph", "GET", "/v1.0/servicePrincipals"),
+        ("graph", "PATCH", f"/v1.0/servicePrincipals/{sp['id']}"),
+        ("graph", "PATCH", f"/v1.0/servicePrincipals/{sp['id']}"),
+    ]
+    token, organization, lookup, keys, names = seen
+    assert token.content_type.startswith("application/x-www-form-urlencoded")
+    assert sorted(token.form_fields) == ["Client_Id", "Client_Secret", "Grant_Type", "Scope"]
+    assert all(r.user_agent.endswith("WindowsPowerShell/5.1.17763.6414") for r in seen)
+    assert organization.query == {}
+    assert lookup.query == {"$filter": f"appId eq '{crm_app}'",
+                            "$select": "id,appId,servicePrincipalNames,keyCredentials"}
+    assert all(r.status in (200, 204) for r in seen)
+    assert lookup.response["@odata.context"].endswith(
+        "/v1.0/$metadata#servicePrincipals(id,appId,servicePrincipalNames,keyCredentials)")
+    # The existing credential goes back as Graph listed it, without key and displayName; the new
+    # one with null dates.
+    sent_old, sent_new = keys.body["keyCredentials"]
+    assert sent_old == {k: v for k, v in old.items() if k not in ("key", "displayName")}
+    assert sent_new["startDateTime"] is None and sent_new["endDateTime"] is None
+    assert (sent_new["type"], sent_new["usage"], sent_new["displayName"]) == (
+        "AsymmetricX509Cert", "Verify", "CN=psbridge S2S contoso")
+    assert names.body == {"servicePrincipalNames": [*sp["servicePrincipalNames"], crm_app]} or (
+        names.body["servicePrincipalNames"][-1] == crm_app)
+    # Graph kept the existing credential whole (identified by keyId) and dated the new one.
+    kept, added = crm_key_credentials(twin)
+    assert kept == old
+    assert added["startDateTime"] and added["endDateTime"] and added["key"]
+
+
+def test_the_pfx_path_check_is_the_published_scripts(ctx: Recorder, twin: EntraTwin, pfx: bytes) -> None:
+    ctx.cloud = cloud(twin)
+    app = register_app(twin)
+    # "-ne" ignores case: an upper-case extension passes.
+    upload(ctx, pfx, "C:\\Temp\\psbridge\\UPPER.PFX")
+    upper = sync(ctx, app, twin.tenant_id, pfx_path="C:\\Temp\\psbridge\\UPPER.PFX")
+    assert upper[-1] == "Process succeeded."
+    # Test-Path -Path reads "[1]" as a wildcard: a PFX that is there counts as missing.
+    run(ctx, cmd("Set-Content", LiteralPath="C:\\Temp\\psbridge\\s2s[1].pfx", Value=pfx, Encoding="Byte"))
+    messages = sync(ctx, app, twin.tenant_id, pfx_path="C:\\Temp\\psbridge\\s2s[1].pfx")
+    assert messages[-2:] == [
+        "The specified value of the pfxFilePath parameter isn't valid. Please enter the correct path of the "
+        "Personal Information Exchange file.",
+        "Process Failed.",
+    ]
+
+
 def test_login_unreachable_fails_without_network(ctx: Recorder, pfx: bytes) -> None:
     upload(ctx, pfx)
     ctx.cloud = CloudEndpoints(None, None)
@@ -330,40 +398,51 @@ def exit_code_unchanged(ctx: Recorder) -> bool:
     return exit_code(ctx) == 0
 
 
-def test_expired_key_credentials_are_dropped_and_a_rerun_adds_the_key_again(
+def test_expired_key_credentials_stay_and_a_rerun_adds_the_key_again(
     ctx: Recorder, twin: EntraTwin, pfx: bytes
 ) -> None:
+    # Windows PowerShell 5.1 compares Graph's date string with a DateTime as strings
+    # ("2025-..." against "05/..."), so the published script never sees an expired credential.
     upload(ctx, pfx)
     ctx.cloud = cloud(twin)
+    old = {
+        "keyId": "0b7ef0a4-94a3-4c27-b2a3-0a3f2a1e7a11",
+        "type": "AsymmetricX509Cert",
+        "usage": "Verify",
+        "displayName": "CN=old s2s",
+        "customKeyIdentifier": "AB12",
+        "startDateTime": "2024-01-01T00:00:00Z",
+        "endDateTime": "2025-01-01T00:00:00Z",
+        "key": "MIIB",
+    }
     with twin.directory.change() as data:
         crm = next(
             s for s in data["servicePrincipals"] if s["appId"] == "00000007-0000-0000-c000-000000000000"
         )
-        crm["keyCredentials"] = [
-            {
-                "keyId": "0b7ef0a4-94a3-4c27-b2a3-0a3f2a1e7a11",
-                "type": "AsymmetricX509Cert",
-                "usage": "Verify",
-                "displayName": "CN=old s2s",
-                "customKeyIdentifier": "AB12",
-                "startDateTime": "2024-01-01T00:00:00Z",
-                "endDateTime": "2025-01-01T00:00:00Z",
-                "key": "MIIB",
-            }
-        ]
+        crm["keyCredentials"] = [dict(old)]
     app = register_app(twin)
     assert sync(ctx, app, twin.tenant_id)[-1] == "Process succeeded."
-    assert any(
-        "'CN=old s2s', with thumbprint 'AB12' has expired on 2025-01-01T00:00:00Z" in str(o)
-        for o in ctx.output
-    )
-    [key] = crm_key_credentials(twin)
-    assert key["displayName"] == "CN=psbridge S2S contoso"
-    # As with the real script: Graph lists key credentials without their "key", so the script
-    # cannot see that the certificate is already there and adds it once more on a re-run.
+    assert not any("has expired" in str(o) for o in ctx.output)
+    kept, added = crm_key_credentials(twin)
+    # Sent back by keyId without key and displayName: Graph keeps the credential as it was.
+    assert kept == old
+    assert added["displayName"] == "CN=psbridge S2S contoso"
+    # Graph lists key credentials without their "key", so the script cannot see that the
+    # certificate is already there and adds it once more on a re-run.
     assert sync(ctx, app, twin.tenant_id)[-1] == "Process succeeded."
     keys = crm_key_credentials(twin)
-    assert len(keys) == 2 and keys[0]["customKeyIdentifier"] == keys[1]["customKeyIdentifier"]
+    assert len(keys) == 3 and keys[1]["customKeyIdentifier"] == keys[2]["customKeyIdentifier"]
+
+
+def test_a_key_credential_without_an_end_date_is_removed(ctx: Recorder, twin: EntraTwin, pfx: bytes) -> None:
+    # The one case the script's expiry check catches: $null -lt a date.
+    from psbridge.lab.commands.scripts.server_side_sync import _ps_less_than_now
+
+    now = dt.datetime(2026, 5, 10, 12, 0, tzinfo=dt.UTC)
+    assert _ps_less_than_now(None, now)
+    assert not _ps_less_than_now("2025-01-01T00:00:00Z", now)
+    assert not _ps_less_than_now("1999-12-31T00:00:00Z", dt.datetime(2026, 1, 1, tzinfo=dt.UTC))
+    assert _ps_less_than_now("01/01/2026 00:00:00", now)  # a string in the same form does compare
 
 
 def test_remove_crm_certificate_by_pipeline_and_by_id(ctx: Recorder, pfx: bytes) -> None:

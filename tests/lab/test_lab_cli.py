@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 from psbridge.lab.background import pid_alive
 from psbridge.lab.cli import app
 from psbridge.lab.config import LabConfig
+from psbridge.remote.session import new_wsman
 
 TENANT = "5e0c8a7b-3d2f-4b1a-8e9c-7a6b5c4d3e2f"
 TIMEOUT = 120
@@ -42,8 +43,8 @@ def in_process(state: Path, *args: str) -> tuple[int, str]:
 
 def wsman(config: LabConfig, server: str = "CRM01") -> WSMan:
     ep, admin = config.endpoint(server, "http"), config.account("crmadmin")
-    return WSMan(ep.host, port=ep.port, path="wsman", ssl=False, auth="ntlm", encryption="always",
-                 username=admin.user, password=config.password("crmadmin").reveal())
+    return new_wsman(ep.host, port=ep.port, path="wsman", ssl=False, auth="ntlm", encryption="always",
+                     username=admin.user, password=config.password("crmadmin").reveal())
 
 
 def run(pool: RunspacePool, cmdlet: str, **params: str) -> PowerShell:

@@ -17,6 +17,7 @@ from psbridge import secrets
 from psbridge.lab.config import LabConfig, LabConfigError
 from psbridge.lab.orchestrator import Lab, LabError
 from psbridge.lab.world import World
+from psbridge.remote.session import new_wsman
 
 TENANT = "0b7d3f5e-2a41-4c8e-9d6b-8f1e2c3a4b5d"
 
@@ -25,8 +26,8 @@ def wsman(lab: Lab, server: str = "CRM01", scheme: str = "http", account: str = 
     ep, acct = lab.config.endpoint(server, scheme), lab.config.account(account)
     https = scheme == "https"
     extra: dict[str, Any] = {"cert_validation": lab.config.ca_bundle} if https else {"encryption": "always"}
-    return WSMan(ep.host, port=ep.port, path=ep.path.lstrip("/"), ssl=scheme == "https", auth="ntlm",
-                 username=acct.user, password=lab.config.password(account).reveal(), **extra)
+    return new_wsman(ep.host, port=ep.port, path=ep.path.lstrip("/"), ssl=scheme == "https", auth="ntlm",
+                     username=acct.user, password=lab.config.password(account).reveal(), **extra)
 
 
 def organizations(pool: RunspacePool) -> dict[str, str]:

@@ -16,13 +16,13 @@ from commands_kit import RECONFIGURE, SYNC, crm_key_credentials, make_pfx, regis
 from pypsrp.complex_objects import PSInvocationState
 from pypsrp.powershell import PowerShell, RunspacePool
 from pypsrp.serializer import TaggedValue
-from pypsrp.wsman import WSMan
 
 from psbridge.lab.ca import LabCA
 from psbridge.lab.entra import EntraTwin, start_twin
 from psbridge.lab.runspace import CloudEndpoints
 from psbridge.lab.winrm import Endpoint, EndpointSpec, start_endpoint
 from psbridge.lab.world import World
+from psbridge.remote.session import new_wsman
 
 PASSWORD = "crm-Adm1n!"
 ACCOUNTS = {"LAB\\crmadmin": PASSWORD, "LAB\\operator": "0perator!"}
@@ -57,7 +57,7 @@ def endpoints(state: Path, twin: EntraTwin) -> Iterator[dict[str, Endpoint]]:
 
 
 def open_pool(ep: Endpoint, user: str = "LAB\\crmadmin", password: str = PASSWORD) -> RunspacePool:
-    wsman = WSMan(
+    wsman = new_wsman(
         "127.0.0.1",
         port=ep.port,
         username=user,
@@ -159,7 +159,7 @@ def test_crm_cmdlets_after_the_snapin(pool: RunspacePool) -> None:
 def test_parameter_metadata_of_the_scripts(endpoints: dict[str, Endpoint]) -> None:
     for server, has_client in (("CRM01", True), ("CRM02", False)):
         with RunspacePool(
-            WSMan(
+            new_wsman(
                 "127.0.0.1",
                 port=endpoints[server].port,
                 username="LAB\\crmadmin",
@@ -209,7 +209,8 @@ def test_certificate_reconfiguration_over_the_wire(pool: RunspacePool, pfx: byte
 def test_script_failure_completes_with_exit_code_1(pool: RunspacePool, pfx: bytes) -> None:
     upload(pool, pfx)
     ps, code = run_script(
-        pool, RECONFIGURE, certificateFile=PFX, password="wrong", certificateType="S2STokenIssuer"
+        pool, RECONFIGURE, certificateFile=PFX, password="wrong", certificateType="S2STokenIssuer",
+        serviceAccount="LAB\\CRMAsyncService",
     )
     assert ps.state == PSInvocationState.COMPLETED  # the pipeline does not fail ...
     assert code == 1  # ... only $LASTEXITCODE and the messages tell

@@ -18,6 +18,7 @@ from pypsrp.wsman import WSMan
 from psbridge.lab.faults import Faults, all_faults, clear_faults, read_faults, set_faults
 from psbridge.lab.winrm import Endpoint, EndpointSpec, start_endpoint
 from psbridge.lab.world import World
+from psbridge.remote.session import new_wsman
 
 ACCOUNTS = {"LAB\\crmadmin": "Crm-admin1", "LAB\\operator": "0perator!"}
 
@@ -44,7 +45,7 @@ def no_faults_left(state: Path) -> Iterator[None]:
 
 def wsman(ep: Endpoint, **kw: Any) -> WSMan:
     kw.setdefault("read_timeout", 15)
-    return WSMan("127.0.0.1", port=ep.port, ssl=False, username="LAB\\crmadmin", password="Crm-admin1",
+    return new_wsman("127.0.0.1", port=ep.port, ssl=False, username="LAB\\crmadmin", password="Crm-admin1",
                  auth="negotiate", operation_timeout=10, connection_timeout=5, **kw)
 
 

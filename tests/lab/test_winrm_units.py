@@ -19,7 +19,10 @@ def test_durations() -> None:
     assert wsman.parse_duration("PT20S") == 20
     assert wsman.parse_duration("PT1M30.5S") == 90.5
     assert wsman.parse_duration("PT2H") == 7200
-    assert wsman.parse_duration("P1D") is None and wsman.parse_duration(None) is None
+    assert wsman.parse_duration("P0DT0H1M5S") == 65 and wsman.parse_duration("P1D") == 86400
+    for bad in ("PT-1S", "P", "PT", "20", None):
+        assert wsman.parse_duration(bad) is None
+    assert wsman.duration(3725) == "P0DT1H2M5S" and wsman.timeout_text(7200) == "PT7200.000S"
 
 
 def test_request_parts_and_faults() -> None:

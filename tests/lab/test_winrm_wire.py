@@ -26,6 +26,7 @@ from psbridge.lab.ca import LabCA
 from psbridge.lab.runspace import ErrorRecord, Invocation, TerminatingError
 from psbridge.lab.winrm import Endpoint, EndpointSpec, start_endpoint
 from psbridge.lab.world import World
+from psbridge.remote.session import new_wsman
 
 PASSWORD = "Lab:pa55 w0rd;ü"
 ACCOUNTS = {"LAB\\crmadmin": PASSWORD, "LAB\\operator": "0perator!"}
@@ -126,7 +127,7 @@ def https_ep(state: Path, dispatcher: Dispatcher) -> Iterator[Endpoint]:
 def wsman(ep: Endpoint, user: str = "LAB\\crmadmin", password: str = PASSWORD, **kw: Any) -> WSMan:
     kw.setdefault("ssl", ep.spec.scheme == "https")
     kw.setdefault("auth", "negotiate")
-    return WSMan("127.0.0.1", port=ep.port, username=user, password=password,
+    return new_wsman("127.0.0.1", port=ep.port, username=user, password=password,
                  operation_timeout=10, read_timeout=15, connection_timeout=5, **kw)
 
 
@@ -451,7 +452,7 @@ def test_nothing_readable_crosses_plain_http(http_ep: Endpoint) -> None:
     marker = "psbridge-marker-Zürich"
     tap = _Tap(http_ep.port)
     try:
-        w = WSMan("127.0.0.1", port=tap.port, ssl=False, username="LAB\\crmadmin", password=PASSWORD,
+        w = new_wsman("127.0.0.1", port=tap.port, ssl=False, username="LAB\\crmadmin", password=PASSWORD,
                   auth="negotiate", operation_timeout=10, read_timeout=15)
         with RunspacePool(w) as p:
             assert run(p, ("Echo-Args", {"Marker": marker})).output == [f"Marker={marker}"]

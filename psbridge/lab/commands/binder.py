@@ -197,8 +197,15 @@ def _convert(param: Param, value: Any, spec: CommandSpec) -> Any:
     if t == INT:
         if isinstance(value, bool | int):
             return int(value)
+        if isinstance(value, float):
+            return _to_int32(value, param, value)
         try:
             return int(str(value).strip())
+        except ValueError:
+            pass
+        try:
+            # PowerShell reads "2.5" as a double and rounds it to even, as [int] does.
+            return _to_int32(float(str(value).strip()), param, value)
         except ValueError:
             raise _NoConversion(
                 f'Cannot convert value "{_shown(param, value)}" to type "{t}". Error: "Input '
@@ -238,6 +245,15 @@ def _convert(param: Param, value: Any, spec: CommandSpec) -> Any:
     )
 
 
+def _to_int32(number: float, param: Param, shown: Any) -> int:
+    if number != number or abs(number) > 2**31:
+        raise _NoConversion(
+            f'Cannot convert value "{shown}" to type "System.Int32". Error: "Value was either too large '
+            'or too small for an Int32."'
+        )
+    return round(number)  # banker's rounding, as .NET's Convert.ToInt32
+
+
 def _check(param: Param, value: Any, spec: CommandSpec, mandatory: bool) -> None:
     if mandatory and value is None:
         raise _fail(
@@ -255,6 +271,20 @@ def _check(param: Param, value: Any, spec: CommandSpec, mandatory: bool) -> None
             category="InvalidData",
             exception=VALIDATION,
         )
+    if param.range and isinstance(value, int) and not isinstance(value, bool):
+        low, high = param.range
+        if not low <= value <= high:
+            edge, word, compare = (low, "less than the minimum", "greater than or equal to") if value < low \
+                else (high, "greater than the maximum", "less than or equal to")
+            raise _fail(
+                spec,
+                f"Cannot validate argument on parameter '{param.name}'. The {value} argument is {word} "
+                f"allowed range of {edge}. Supply an argument that is {compare} {edge} and then try the "
+                "command again.",
+                "ParameterArgumentValidationError",
+                category="InvalidData",
+                exception=VALIDATION,
+            )
     if param.choices and value is not None:
         values = value if isinstance(value, list) else [value]
         for v in values:

@@ -25,7 +25,8 @@ from psbridge.lab.commands.registry import (
     Param,
     cmdlet,
 )
-from psbridge.lab.commands.runtime import CRM_SNAPIN, SNAPINS, Call
+from psbridge.lab.commands.runtime import CRM_SNAPIN, SNAPINS, Call, PipelineStopped
+from psbridge.lab.runspace import psversion_table
 
 CORE = "Microsoft.PowerShell.Core"
 UTILITY = "Microsoft.PowerShell.Utility"
@@ -160,18 +161,7 @@ def _variable(name: str, value: Any) -> Any:
 
 def _automatic() -> dict[str, Any]:
     """Automatic variables every Windows PowerShell 5.1 session on the server has."""
-    table = pst.PSDict({
-        "PSVersion": pst.PSVersion("5.1.17763.6414"),
-        "PSEdition": "Desktop",
-        "PSCompatibleVersions": [
-            pst.PSVersion(v) for v in ("1.0", "2.0", "3.0", "4.0", "5.0", "5.1.17763.6414")
-        ],
-        "BuildVersion": pst.PSVersion("10.0.17763.6414"),
-        "CLRVersion": pst.PSVersion("4.0.30319.42000"),
-        "WSManStackVersion": pst.PSVersion("3.0"),
-        "PSRemotingProtocolVersion": pst.PSVersion("2.3"),
-        "SerializationVersion": pst.PSVersion("1.1.0.1"),
-    })
+    table = pst.PSDict(psversion_table())
     return {
         "ErrorActionPreference": "Continue",
         "PSHOME": "C:\\Windows\\System32\\WindowsPowerShell\\v1.0",
@@ -360,3 +350,27 @@ def _selected(call: Call, item: Any, patterns: list[str], exclude: list[str] | N
 
 
 __all__ = ["SNAPINS"]
+
+
+# --- Start-Sleep ----------------------------------------------------------------------------------
+
+
+@cmdlet(
+    "Start-Sleep",
+    f"{_PS}.StartSleepCommand",
+    Param("Seconds", INT, mandatory=True, position=0, pipeline=True, by_property_name=True,
+          sets=("Seconds",), range=(0, 2147483)),
+    Param("Milliseconds", INT, mandatory=True, aliases=("ms",), by_property_name=True,
+          sets=("Milliseconds",), range=(0, 2147483647)),
+    source=UTILITY,
+    default_set="Seconds",
+)
+def start_sleep(call: Call) -> None:
+    if call.has("Milliseconds"):
+        seconds = call["Milliseconds"] / 1000
+    elif call.has("Seconds"):
+        seconds = float(call["Seconds"])
+    else:  # -Seconds from the pipeline
+        seconds = float(int(to_string((call.input or [0])[-1]) or 0))
+    if call.ctx.wait(seconds):
+        raise PipelineStopped()

@@ -2,12 +2,17 @@
 
 Test-Path, Get-Item, Get-ChildItem, Remove-Item, New-Item, Set-Content, Add-Content,
 Get-FileHash and Get-PfxData, with the parameters and messages of Windows PowerShell 5.1.
+
+``-Path`` is a wildcard pattern (:mod:`psbridge.lab.commands.wildcards`), in every segment,
+and one that matches nothing is not an error for Get-Item, Get-ChildItem and Remove-Item, is
+False for Test-Path and "An object at the specified path ... does not exist" for Set-Content;
+``-LiteralPath`` (and an item piped in, which binds its PSPath to it) is taken as written.
+New-Item and Get-PfxData take their paths literally, as 5.1 does.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import fnmatch
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path, PureWindowsPath
@@ -31,6 +36,7 @@ from psbridge.lab.commands.registry import (
     cmdlet,
 )
 from psbridge.lab.commands.runtime import Call
+from psbridge.lab.commands.wildcards import has_wildcards, matches, unescape
 
 _PS = "Microsoft.PowerShell.Commands"
 MANAGEMENT = "Microsoft.PowerShell.Management"
@@ -79,7 +85,8 @@ class Target:
     path: PureWindowsPath | None = None
 
 
-def target(text: str) -> Target:
+def target(text: str, resolve: bool = True) -> Target:
+    """Which provider a path is for; ``resolve=False`` leaves a file system path to :func:`_resolve`."""
     t = text.strip()
     low = t.lower()
     for prefix in ("microsoft.powershell.security\\certificate::", "cert:"):
@@ -91,7 +98,7 @@ def target(text: str) -> Target:
     drive = t.split(":", 1)[0] if ":" in t else ""
     if drive and len(drive) > 1:
         return Target(text, "other")  # HKLM:, Env:, Variable: ... are not in the lab
-    return Target(text, "file", path=windows_path(t))
+    return Target(text, "file", path=windows_path(t) if resolve else None)
 
 
 # --- certificate drive -----------------------------------------------------------------------------
@@ -203,22 +210,65 @@ def file_object(files: ServerFiles, local: Path) -> Any:
     )
 
 
-def _expand(files: ServerFiles, path: PureWindowsPath) -> list[PureWindowsPath]:
-    """Wildcards in the last segment, as -Path allows (a literal path gives itself)."""
-    leaf = path.name
-    if not any(c in leaf for c in "*?["):
-        return [path]
-    parent = path.parent
-    return [parent / p.name for p in files.children(parent) if fnmatch.fnmatch(p.name.lower(), leaf.lower())]
+def _resolve(files: ServerFiles, text: str, literal: bool) -> tuple[list[PureWindowsPath], bool]:
+    """The file system paths a ``-Path`` pattern or a ``-LiteralPath`` names: ``(paths, wildcard)``.
+
+    A literal path (or a pattern without wildcards) gives itself, existing or not; a pattern
+    gives the existing items it matches, segment by segment. Raises PathFormatError.
+    """
+    t = text.strip()
+    if t.lower().startswith("microsoft.powershell.core\\filesystem::"):
+        t = t[len("microsoft.powershell.core\\filesystem::"):]
+    if literal or not has_wildcards(t):
+        return [windows_path(t if literal else unescape(t))], False
+    t = t.replace("/", "\\")
+    drive, sep, rest = t.partition(":")
+    if not sep or len(drive) != 1 or not drive.isalpha():
+        # Relative (from the session's home) or not a drive path at all.
+        base = windows_path("C:\\Users\\Default\\Documents")
+        segments = t.split("\\")
+    else:
+        base = PureWindowsPath(drive.upper() + ":\\")
+        segments = rest.split("\\")
+    found = [base]
+    for segment in (seg for seg in segments if seg not in ("", ".")):
+        if segment == "..":
+            found = [p.parent for p in found]
+        elif has_wildcards(segment):
+            found = [p / c.name for p in found for c in files.children(p) if matches(segment, c.name)]
+        else:
+            name = unescape(segment)
+            windows_path(str(base / name))  # a bad character is a format error, as for a literal path
+            found = [p / name for p in found]
+    return [p for p in found if files.exists(p)], True
 
 
-def _paths(call: Call) -> list[str]:
-    value = call.get("Path") if call.has("Path") else call.get("LiteralPath")
-    if value is None and call.input:
-        # By property name first: an item from Get-ChildItem/Get-Item binds its PSPath to -LiteralPath.
-        value = [str(get_property(i, "PSPath", None) or get_property(i, "FullName", None) or to_string(i))
-                 if not isinstance(i, str) else i for i in call.input]
-    return list(value or [])
+def _paths(call: Call) -> list[tuple[str, bool]]:
+    """The paths the command was given, each with whether it is literal (-LiteralPath, or piped)."""
+    if call.has("Path"):
+        return [(str(v), False) for v in call["Path"] or []]
+    if call.has("LiteralPath"):
+        return [(str(v), True) for v in call["LiteralPath"] or []]
+    out: list[tuple[str, bool]] = []
+    for i in call.input or []:
+        if isinstance(i, str):
+            out.append((i, False))  # a string binds to -Path (ValueFromPipeline)
+        else:
+            # An item from Get-ChildItem/Get-Item binds its PSPath to -LiteralPath (by property name).
+            out.append((str(get_property(i, "PSPath", None) or get_property(i, "FullName", None)
+                             or to_string(i)), True))
+    return out
+
+
+def _cert_matches(call: Call, tgt: Target, literal: bool) -> tuple[list[Any] | None, bool]:
+    """Certificates a Cert: path names: a pattern in its last segment matches thumbprints."""
+    if not literal and tgt.parts and has_wildcards(tgt.parts[-1]):
+        children = _cert_children(call, Target(tgt.text, "cert", tgt.parts[:-1])) or []
+        return [c for c in children if matches(tgt.parts[-1], str(get_property(c, "PSChildName", "")))], True
+    if not literal and tgt.parts:
+        tgt = Target(tgt.text, "cert", (*tgt.parts[:-1], unescape(tgt.parts[-1])))
+    item = _cert_item(call, tgt)
+    return (None if item is None else [item]), False
 
 
 def _bad_path(call: Call, text: str) -> None:
@@ -266,7 +316,8 @@ def _not_found(call: Call, text: str) -> None:
 )
 def test_path(call: Call) -> None:
     kind = call.get("PathType") or "Any"
-    for text in _paths(call):
+    files = _files(call)
+    for text, literal in _paths(call):
         if not text:
             call.fail(
                 errors.binding(
@@ -277,25 +328,23 @@ def test_path(call: Call) -> None:
                     category="InvalidData",
                 )
             )
+        tgt = target(text, resolve=False)
+        if call.get("IsValid"):
+            call.write(tgt.kind != "other" and _valid(text, literal))
+            continue
+        if tgt.kind == "cert":
+            items, _ = _cert_matches(call, tgt, literal)
+            is_leaf = len(tgt.parts) == 3
+            call.write(bool(items) and (kind == "Any" or (kind == "Leaf") == is_leaf))
+            continue
+        if tgt.kind == "other":
+            call.write(False)
+            continue
         try:
-            tgt = target(text)
+            hits, _ = _resolve(files, text, literal)
         except PathFormatError:
             call.write(False)
             continue
-        if call.get("IsValid"):
-            call.write(tgt.kind != "other")
-            continue
-        if tgt.kind == "cert":
-            item = _cert_item(call, tgt)
-            exists = item is not None
-            is_leaf = len(tgt.parts) == 3
-            call.write(exists and (kind == "Any" or (kind == "Leaf") == is_leaf))
-            continue
-        if tgt.kind == "other" or tgt.path is None:
-            call.write(False)
-            continue
-        files = _files(call)
-        hits = _expand(files, tgt.path)
         ok = False
         for p in hits:
             if not files.exists(p):
@@ -305,6 +354,14 @@ def test_path(call: Call) -> None:
             if ok:
                 break
         call.write(ok)
+
+
+def _valid(text: str, literal: bool) -> bool:
+    try:
+        windows_path(text if literal else unescape(text) if not has_wildcards(text) else "C:\\x")
+    except PathFormatError:
+        return False
+    return True
 
 
 # --- Get-Item / Get-ChildItem ------------------------------------------------------------------------
@@ -331,25 +388,26 @@ _ITEM_PARAMS = (
 @cmdlet("Get-Item", f"{_PS}.GetItemCommand", *_ITEM_PARAMS, source=MANAGEMENT, default_set="Path")
 def get_item(call: Call) -> None:
     files = _files(call)
-    for text in _paths(call):
+    for text, literal in _paths(call):
+        tgt = target(text, resolve=False)
+        if tgt.kind == "cert":
+            items, wildcard = _cert_matches(call, tgt, literal)
+            if items is None:
+                _not_found(call, text)
+            else:
+                call.write(items)
+            continue
+        if tgt.kind == "other":
+            _not_found(call, text)
+            continue
         try:
-            tgt = target(text)
+            hits, wildcard = _resolve(files, text, literal)
         except PathFormatError:
             _bad_path(call, text)
             continue
-        if tgt.kind == "cert":
-            item = _cert_item(call, tgt)
-            if item is None:
-                _not_found(call, text)
-            else:
-                call.write(item)
-            continue
-        if tgt.kind == "other" or tgt.path is None:
-            _not_found(call, text)
-            continue
-        hits = [p for p in _expand(files, tgt.path) if files.exists(p)]
-        if not hits:
-            _not_found(call, str(tgt.path))
+        hits = [p for p in hits if files.exists(p)]
+        if not hits and not wildcard:
+            _not_found(call, text if literal else unescape(text))
         for p in hits:
             call.write(
                 file_object(files, files.local(p))
@@ -383,28 +441,39 @@ def get_item(call: Call) -> None:
     default_set="Items",
 )
 def get_child_item(call: Call) -> None:
-    paths = _paths(call) or ["C:\\Users\\Default\\Documents"]
+    paths = _paths(call) or [("C:\\Users\\Default\\Documents", True)]
     files = _files(call)
-    for text in paths:
-        try:
-            tgt = target(text)
-        except PathFormatError:
-            _bad_path(call, text)
-            continue
+    for text, literal in paths:
+        tgt = target(text, resolve=False)
         if tgt.kind == "cert":
-            children = _cert_children(call, tgt)
+            if not literal and tgt.parts and has_wildcards(tgt.parts[-1]):
+                children, _ = _cert_matches(call, tgt, literal)
+            else:
+                children = _cert_children(call, tgt)
             if children is None:
                 _not_found(call, text)
                 continue
             call.write(_filtered(call, children))
             continue
-        if tgt.kind == "other" or tgt.path is None or not files.exists(tgt.path):
+        if tgt.kind == "other":
             _not_found(call, text)
             continue
-        if not files.is_dir(tgt.path):
-            call.write(file_object(files, files.local(tgt.path)))
+        try:
+            hits, wildcard = _resolve(files, text, literal)
+        except PathFormatError:
+            _bad_path(call, text)
             continue
-        found = _walk(files, tgt.path, bool(call.get("Recurse")))
+        hits = [p for p in hits if files.exists(p)]
+        if not hits:
+            if not wildcard:
+                _not_found(call, text if literal else unescape(text))
+            continue
+        found: list[Path] = []
+        for hit in hits:
+            if files.is_dir(hit):  # a folder lists its children, a file itself
+                found += _walk(files, hit, bool(call.get("Recurse")))
+            else:
+                found.append(files.local(hit))
         if call.get("Directory"):
             found = [p for p in found if p.is_dir()]
         if call.get("File"):
@@ -433,15 +502,19 @@ def _name(obj: Any) -> Any:
 
 
 def _filtered(call: Call, objects: list[Any]) -> list[Any]:
-    patterns = [call.get("Filter")] if call.get("Filter") else []
-    patterns += list(call.get("Include") or [])
+    # -Filter is the file system's own (FindFirstFile: * and ?, a bracket is a bracket);
+    # -Include and -Exclude are PowerShell wildcards.
+    filt = call.get("Filter")
+    includes = list(call.get("Include") or [])
     excludes = list(call.get("Exclude") or [])
     out = []
     for o in objects:
-        n = str(_name(o)).lower()
-        if patterns and not any(fnmatch.fnmatch(n, p.lower()) for p in patterns):
+        n = str(_name(o))
+        if filt and not matches(filt.replace("`", "``").replace("[", "`["), n):
             continue
-        if any(fnmatch.fnmatch(n, p.lower()) for p in excludes):
+        if includes and not any(matches(p, n) for p in includes):
+            continue
+        if any(matches(p, n) for p in excludes):
             continue
         out.append(o)
     return out
@@ -468,21 +541,25 @@ def _filtered(call: Call, objects: list[Any]) -> list[Any]:
 )
 def remove_item(call: Call) -> None:
     files = _files(call)
-    for text in _paths(call):
+    for text, literal in _paths(call):
+        tgt = target(text, resolve=False)
+        if tgt.kind == "cert":
+            if not literal and tgt.parts:
+                tgt = Target(tgt.text, "cert", (*tgt.parts[:-1], unescape(tgt.parts[-1])))
+            _remove_certificate(call, tgt, text)
+            continue
+        if tgt.kind == "other":
+            _not_found(call, text)
+            continue
         try:
-            tgt = target(text)
+            hits, wildcard = _resolve(files, text, literal)
         except PathFormatError:
             _bad_path(call, text)
             continue
-        if tgt.kind == "cert":
-            _remove_certificate(call, tgt, text)
-            continue
-        if tgt.kind == "other" or tgt.path is None:
-            _not_found(call, text)
-            continue
-        hits = [p for p in _expand(files, tgt.path) if files.exists(p)]
+        hits = [p for p in hits if files.exists(p)]
         if not hits:
-            _not_found(call, str(tgt.path))
+            if not wildcard:  # a pattern that matches nothing removes nothing, silently
+                _not_found(call, text if literal else unescape(text))
             continue
         if call.get("WhatIf"):
             continue
@@ -682,13 +759,8 @@ def _write_content(call: Call, append: bool) -> None:
         values = [values]
     data = _content_bytes(call, list(values), call.get("Encoding") or "Default")
     files = _files(call)
-    for text in _paths(call):
-        try:
-            tgt = target(text)
-        except PathFormatError:
-            _bad_path(call, text)
-            continue
-        if tgt.kind != "file" or tgt.path is None or len(tgt.path.parts) < 2:
+    for text, literal in _paths(call):
+        if target(text, resolve=False).kind != "file":
             call.error(
                 call.record(
                     "The lab's servers hold content on the file system only.",
@@ -699,33 +771,68 @@ def _write_content(call: Call, append: bool) -> None:
                 )
             )
             continue
-        if not files.is_dir(tgt.path.parent):
+        try:
+            hits, wildcard = _resolve(files, text, literal)
+        except PathFormatError:
+            _bad_path(call, text)
+            continue
+        if wildcard and not hits:
+            # -Path 's2s[1].pfx' with no s2s1.pfx there: 5.1 does not create the file.
             call.error(
                 call.record(
-                    f"Could not find a part of the path '{tgt.path}'.",
+                    f"An object at the specified path {text} does not exist, or has been filtered by the "
+                    "-Include or -Exclude parameter.",
                     "ObjectNotFound",
-                    "GetContentWriterDirectoryNotFoundError",
-                    target=str(tgt.path),
-                    exception="System.IO.DirectoryNotFoundException",
+                    "ItemNotFound",
+                    target=[text],
+                    exception="System.Exception",
                 )
             )
             continue
-        if files.is_dir(tgt.path):
-            call.error(
-                call.record(
-                    f"Access to the path '{tgt.path}' is denied.",
-                    "PermissionDenied",
-                    "GetContentWriterUnauthorizedAccessError",
-                    target=str(tgt.path),
-                    exception="System.UnauthorizedAccessException",
-                )
+        for path in hits:
+            _write_one(call, files, path, data, append, list(values))
+
+
+def _write_one(call: Call, files: ServerFiles, path: PureWindowsPath, data: bytes, append: bool,
+               values: list[Any]) -> None:
+    if len(path.parts) < 2:
+        call.error(
+            call.record(
+                "The lab's servers hold content on the file system only.",
+                "NotImplemented",
+                "NotSupported",
+                target=str(path),
+                exception="System.NotSupportedException",
             )
-            continue
-        if call.get("WhatIf"):
-            continue
-        files.write_bytes(tgt.path, data, append=append)
-        if call.get("PassThru"):
-            call.write(list(values))
+        )
+        return
+    if not files.is_dir(path.parent):
+        call.error(
+            call.record(
+                f"Could not find a part of the path '{path}'.",
+                "ObjectNotFound",
+                "GetContentWriterDirectoryNotFoundError",
+                target=str(path),
+                exception="System.IO.DirectoryNotFoundException",
+            )
+        )
+        return
+    if files.is_dir(path):
+        call.error(
+            call.record(
+                f"Access to the path '{path}' is denied.",
+                "PermissionDenied",
+                "GetContentWriterUnauthorizedAccessError",
+                target=str(path),
+                exception="System.UnauthorizedAccessException",
+            )
+        )
+        return
+    if call.get("WhatIf"):
+        return
+    files.write_bytes(path, data, append=append)
+    if call.get("PassThru"):
+        call.write(values)
 
 
 @cmdlet(
@@ -777,24 +884,27 @@ ALGORITHMS = ("SHA1", "SHA256", "SHA384", "SHA512", "MACTripleDES", "MD5", "RIPE
 def get_file_hash(call: Call) -> None:
     algorithm = next(a for a in ALGORITHMS if a.lower() == (call.get("Algorithm") or "SHA256").lower())
     files = _files(call)
-    for text in _paths(call):
-        try:
-            tgt = target(text)
-        except PathFormatError:
-            _bad_path(call, text)
-            continue
-        if tgt.kind != "file" or tgt.path is None:
+    for text, literal in _paths(call):
+        tgt = target(text, resolve=False)
+        if tgt.kind != "file":
             call.error(
                 errors.path_not_found(
                     text, "Resolve-Path", "Microsoft.PowerShell.Commands.ResolvePathCommand"
                 )
             )
             continue
-        hits = [p for p in _expand(files, tgt.path) if files.exists(p)]
+        try:
+            hits, _ = _resolve(files, text, literal)
+        except PathFormatError:
+            _bad_path(call, text)
+            continue
+        hits = [p for p in hits if files.exists(p)]
         if not hits:
+            # Get-FileHash resolves its paths with Resolve-Path, whose error this is (pattern or not).
             call.error(
                 errors.path_not_found(
-                    str(tgt.path), "Resolve-Path", "Microsoft.PowerShell.Commands.ResolvePathCommand"
+                    text if literal else unescape(text), "Resolve-Path",
+                    "Microsoft.PowerShell.Commands.ResolvePathCommand",
                 )
             )
             continue

@@ -1,10 +1,13 @@
 """Output objects: psrpcore ``PSObject``s with the type names and properties real commands give.
 
 Inside a pipeline objects are whole (``Get-Command P | Select-Object -ExpandProperty
-Parameters`` reaches the live dictionary). What leaves the server is shaped as remoting
-serializes it, at depth 1 (:func:`for_wire`): the object's own properties travel, and a
-property that is itself an object travels as its ``ToString()``, its collections as lists
-of such strings.
+Parameters`` reaches the live dictionary). What leaves the server is shaped as Windows
+PowerShell 5.1's serializer shapes it, at depth 1 (:func:`for_wire`): the object's own (adapted)
+properties travel one level down, so a property that is itself an object travels as its
+``ToString()`` and an enum as its name; containers do not count as a level (a collection past
+the depth is still a list, of such strings); properties added to the object itself (a
+PSCustomObject's, a provider's PSPath) travel at the object's own depth; a type whose type data
+names a serialization set (ParameterMetadata) sends only those properties.
 """
 
 from __future__ import annotations
@@ -25,9 +28,16 @@ def new_object(
     props: dict[str, Any],
     to_string: str | None = None,
     extended: dict[str, Any] | None = None,
+    serialize: tuple[str, ...] | None = None,
 ) -> pst.PSObject:
-    """A .NET object: adapted properties (its own), extended ones (what PowerShell adds)."""
+    """A .NET object: adapted properties (its own), extended ones (what PowerShell adds).
+
+    ``serialize`` is the type data's PropertySerializationSet: only those adapted properties
+    leave the server.
+    """
     obj = pst.PSObject()
+    if serialize is not None:
+        obj._lab_serialization_set = serialize  # type: ignore[attr-defined]
     obj.PSObject.type_names = (
         [*type_names, "System.Object"] if type_names[-1] != "System.Object" else list(type_names)
     )
@@ -49,15 +59,18 @@ def custom_object(props: dict[str, Any], type_name: str | None = None) -> pst.PS
     return obj
 
 
+MSCORLIB = "mscorlib, Version=4.0.0.0, Culture=neutral, PublicKeyToken=b77a5c561934e089"
+SMA_ASSEMBLY = (
+    "System.Management.Automation, Version=3.0.0.0, Culture=neutral, PublicKeyToken=31bf3856ad364e35"
+)
+
+
 def typed_list(
     items: list[Any], element_type: str, generic: str = "System.Collections.ObjectModel.Collection`1"
 ) -> pst.PSList:
+    assembly = SMA_ASSEMBLY if element_type.startswith("System.Management.Automation.") else MSCORLIB
     lst = pst.PSList(items)
-    lst.PSObject.type_names = [
-        f"{generic}[[{element_type}, mscorlib, Version=4.0.0.0, Culture=neutral, "
-        "PublicKeyToken=b77a5c561934e089]]",
-        "System.Object",
-    ]
+    lst.PSObject.type_names = [f"{generic}[[{element_type}, {assembly}]]", "System.Object"]
     return lst
 
 
@@ -182,19 +195,21 @@ def _is_primitive(value: Any) -> bool:
 
 def for_wire(value: Any, depth: int = 1) -> Any:
     """Shape an object as remoting serializes it (``SerializationDepth`` 1 by default)."""
-    if _is_primitive(value) or isinstance(value, pst.PSEnumBase | pst.PSFlagBase):
+    if isinstance(value, enum.Enum | pst.PSEnumBase | pst.PSFlagBase) and not isinstance(value, bool):
+        # Past the depth an enum is a complex value like any other: its name.
+        return value if depth > 0 else to_string(value)
+    if _is_primitive(value):
         return value
+    # Containers do not count as a level: their items travel at the container's own depth.
     if isinstance(value, dict):
-        shaped_d = pst.PSDict(
-            {for_wire(k, 0): for_wire(v, depth - 1 if depth > 0 else 0) for k, v in value.items()}
-        )
+        shaped_d = pst.PSDict({for_wire(k, 0): for_wire(v, depth) for k, v in value.items()})
         meta_d = getattr(value, "PSObject", None)
         if meta_d is not None:
             shaped_d.PSObject.type_names = list(meta_d.type_names)
             shaped_d.PSObject.to_string = meta_d.to_string
         return shaped_d
     if isinstance(value, list | tuple):
-        shaped_l = pst.PSList([for_wire(v, depth - 1 if depth > 0 else 0) for v in value])
+        shaped_l = pst.PSList([for_wire(v, depth) for v in value])
         meta_l = getattr(value, "PSObject", None)
         if meta_l is not None:
             shaped_l.PSObject.type_names = list(meta_l.type_names)
@@ -206,11 +221,16 @@ def for_wire(value: Any, depth: int = 1) -> Any:
         return to_string(value)
     out = pst.PSObject()
     out.PSObject.type_names = list(meta.type_names)
+    only = getattr(value, "_lab_serialization_set", None)
+    adapted = list(meta.adapted_properties)
+    if only is not None:  # the set's properties, in the set's order
+        adapted = [p for name in only for p in adapted if p.name == name]
     out.PSObject.adapted_properties = [
-        pst.PSNoteProperty(p.name, for_wire(p.get_value(value), depth - 1)) for p in meta.adapted_properties
+        pst.PSNoteProperty(p.name, for_wire(p.get_value(value), depth - 1)) for p in adapted
     ]
+    # Members of the object itself keep its depth (5.1: IsInstance ? depth : depth - 1).
     out.PSObject.extended_properties = [
-        pst.PSNoteProperty(p.name, for_wire(p.get_value(value), depth - 1)) for p in meta.extended_properties
+        pst.PSNoteProperty(p.name, for_wire(p.get_value(value), depth)) for p in meta.extended_properties
     ]
     out.PSObject.to_string = to_string(value)
     return out

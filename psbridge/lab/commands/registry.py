@@ -41,6 +41,8 @@ class Param:
     choices: tuple[str, ...] = ()  # [ValidateSet(...)]
     enum: tuple[str, ...] = ()  # an enum type's names: binding converts by name
     not_null_or_empty: bool = False
+    range: tuple[int, int] | None = None  # [ValidateRange(min, max)]
+    help: str | None = None  # [Parameter(HelpMessage=...)]
 
     @property
     def is_switch(self) -> bool:

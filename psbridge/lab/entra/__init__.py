@@ -16,6 +16,7 @@ in ``<state>/entra-knobs.json``::
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ from psbridge.lab.entra.http import TwinServer
 from psbridge.lab.entra.knobs import Knobs
 from psbridge.lab.entra.login import Authority
 from psbridge.lab.entra.tokens import TokenIssuer
+from psbridge.lab.entra.wire import Journal, Request, Response
 
 __all__ = ["EntraTwin", "start_twin"]
 
@@ -40,6 +42,8 @@ class EntraTwin:
     graph: Graph
     ca_bundle: Path
     _servers: list[TwinServer] = field(default_factory=list, repr=False)
+    # Every request answered, for tests that compare a client's requests with a real one's.
+    journal: Journal = field(default_factory=Journal, repr=False)
 
     @property
     def login_url(self) -> str:
@@ -107,9 +111,19 @@ def start_twin(state_dir: Path, ca: LabCA, host: str = "127.0.0.1",
     cert = ca.server_certificate("entra")
     # Bind both listeners first: the endpoints need each other's URLs.
     holder: dict[str, Any] = {}
-    login = TwinServer(lambda req: holder["authority"].handle(req), host, cert, ports[0])
+    journal = Journal()
+
+    def serve(service: str) -> Callable[[Request], Response]:
+        def endpoint(req: Request) -> Response:
+            resp: Response = holder[service].handle(req)
+            journal.record("login" if service == "authority" else "graph", req, resp)
+            return resp
+
+        return endpoint
+
+    login = TwinServer(serve("authority"), host, cert, ports[0])
     try:
-        graph_server = TwinServer(lambda req: holder["graph"].handle(req), host, cert, ports[1])
+        graph_server = TwinServer(serve("graph"), host, cert, ports[1])
     except BaseException:
         login.httpd.server_close()
         raise
@@ -117,7 +131,7 @@ def start_twin(state_dir: Path, ca: LabCA, host: str = "127.0.0.1",
     holder["authority"] = Authority(directory, issuer, knobs, login.url, graph_server.url)
     holder["graph"] = Graph(directory, issuer, knobs, graph_server.url)
     twin = EntraTwin(state_dir, directory, knobs, holder["authority"], holder["graph"], ca.bundle_path,
-                     [login, graph_server])
+                     [login, graph_server], journal)
     login.start()
     graph_server.start()
     return twin

@@ -152,7 +152,12 @@ class Graph:
             return
         raise GraphError(403, "Authorization_RequestDenied", DENIED)
 
-    def _context(self, what: str) -> str:
+    def _context(self, what: str, select: str | None = None) -> str:
+        """``@odata.context``; with ``$select`` Graph names the fields: ``#servicePrincipals(id,appId)``."""
+        if select:
+            fields = ",".join(f.strip() for f in select.split(",") if f.strip())
+            head, slash, rest = what.partition("/")
+            what = f"{head}({fields}){slash}{rest}"
         return f"{self.graph_url}/v1.0/$metadata#{what}"
 
     def _route(self, req: Request, claims: dict[str, Any]) -> tuple[Any, int]:
@@ -273,12 +278,12 @@ class Graph:
                               f"{self.graph_url}{req.path}")
         except odata.QueryError as e:
             raise _bad(str(e)) from None
-        return {"@odata.context": self._context(what), **body}
+        return {"@odata.context": self._context(what, req.query.get("$select")), **body}
 
     def _get_object(self, req: Request, claims: dict[str, Any], head: str, object_id: str) -> tuple[Any, int]:
         self._require(claims, READ_APPS)
         obj = self._find(head, object_id)
-        return {"@odata.context": self._context(f"{head}/$entity"),
+        return {"@odata.context": self._context(f"{head}/$entity", req.query.get("$select")),
                 **self._shown(obj, req.query.get("$select"), single=True)}, 200
 
     def _create_object(self, req: Request, claims: dict[str, Any], head: str) -> tuple[Any, int]:
@@ -409,7 +414,8 @@ class Graph:
                 "keyId": key_id,
                 "type": entry["type"],
                 "usage": entry["usage"],
-                "displayName": entry.get("displayName") or cert.subject.rfc4514_string(),
+                # "Longer values are accepted but shortened" (90 characters at most).
+                "displayName": (entry.get("displayName") or cert.subject.rfc4514_string())[:90],
                 "customKeyIdentifier": _thumbprint_form(entry.get("customKeyIdentifier"), thumb),
                 "startDateTime": entry.get("startDateTime") or graph_time(cert.not_valid_before_utc),
                 "endDateTime": entry.get("endDateTime") or graph_time(cert.not_valid_after_utc),

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import threading
 import uuid
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs
@@ -56,3 +58,68 @@ class Response:
 
 def new_request_id() -> str:
     return str(uuid.uuid4())
+
+
+@dataclass(frozen=True)
+class Seen:
+    """One request the twin answered, as a test compares it with what a real client sends.
+
+    Never a secret: form fields by name only, no Authorization header; Graph bodies are kept
+    (they hold public certificates at most).
+    """
+
+    service: str  # "login" | "graph"
+    method: str
+    path: str
+    query: dict[str, str]
+    content_type: str
+    user_agent: str
+    form_fields: tuple[str, ...]
+    body: Any
+    status: int
+    # A Graph GET's answer. Not kept: the authority's answers (tokens) and other Graph answers
+    # (addPassword's holds the new secret).
+    response: Any = None
+
+
+class Journal:
+    """The last requests the twin answered (a bounded, thread-safe log for tests)."""
+
+    def __init__(self, size: int = 1000) -> None:
+        self._seen: deque[Seen] = deque(maxlen=size)
+        self._lock = threading.Lock()
+
+    def record(self, service: str, req: Request, resp: Response) -> None:
+        content_type = req.headers.get("content-type", "")
+        form: tuple[str, ...] = ()
+        body: Any = None
+        if "x-www-form-urlencoded" in content_type:
+            form = tuple(k for k, _ in _pairs(req.body))
+        elif req.body:
+            try:
+                body = req.json()
+            except ValueError:
+                body = None
+        answer: Any = None
+        if service == "graph" and req.method == "GET" and resp.body:
+            try:
+                answer = json.loads(resp.body.decode("utf-8"))
+            except ValueError:
+                answer = None
+        seen = Seen(service, req.method, req.path, dict(req.query), content_type,
+                    req.headers.get("user-agent", ""), form, body, resp.status, answer)
+        with self._lock:
+            self._seen.append(seen)
+
+    def take(self) -> list[Seen]:
+        """What was seen since the last take, oldest first."""
+        with self._lock:
+            out = list(self._seen)
+            self._seen.clear()
+        return out
+
+
+def _pairs(body: bytes) -> list[tuple[str, str]]:
+    from urllib.parse import parse_qsl
+
+    return parse_qsl(body.decode("utf-8", errors="replace"), keep_blank_values=True)

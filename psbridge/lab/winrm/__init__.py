@@ -17,7 +17,7 @@ from typing import Literal
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from psbridge.lab.runspace import CloudEndpoints
+from psbridge.lab.runspace import CloudEndpoints, default_pace
 from psbridge.lab.winrm.auth import Directory, channel_bindings_for
 from psbridge.lab.winrm.host import Host, HostSettings, PipelineRunner
 from psbridge.lab.winrm.http import WinRMHTTPServer
@@ -44,6 +44,9 @@ class EndpointSpec:
     port: int = 0
     tls: tuple[Path, Path] | None = None
     idle_timeout: float = 7200.0  # seconds before an untouched runspace pool is closed
+    # How long the official scripts take, as a multiple of a real server's time; None reads
+    # PSBRIDGE_LAB_PACE (psbridge.lab.runspace.default_pace), 1.0 when that is unset.
+    pace: float | None = None
 
     def __repr__(self) -> str:  # the accounts hold passwords
         return (f"EndpointSpec(server={self.server!r}, scheme={self.scheme!r}, host={self.host!r}, "
@@ -110,7 +113,8 @@ def start_endpoint(spec: EndpointSpec, runner: PipelineRunner | None = None) -> 
     state_dir = Path(spec.state_dir)
     state_dir.mkdir(parents=True, exist_ok=True)
     directory = Directory(spec.accounts)
-    host = Host(HostSettings(spec.server, state_dir, spec.cloud, runner, spec.idle_timeout))
+    pace = default_pace() if spec.pace is None else spec.pace
+    host = Host(HostSettings(spec.server, state_dir, spec.cloud, runner, spec.idle_timeout, pace))
     try:
         httpd = WinRMHTTPServer(
             (spec.host, spec.port), service=WinRMService(host, "", spec.server), directory=directory,

@@ -23,8 +23,16 @@ import psrpcore.types as pst
 from psrpcore.types import PSInvocationState, RunspacePoolState
 
 from psbridge.lab.faults import read_faults
-from psbridge.lab.runspace import CloudEndpoints, ErrorRecord, Invocation, TerminatingError
+from psbridge.lab.runspace import (
+    CloudEndpoints,
+    ErrorRecord,
+    Invocation,
+    MetadataRequest,
+    TerminatingError,
+    psversion_table,
+)
 from psbridge.lab.winrm.records import host_information_message, to_psrp_error
+from psbridge.lab.winrm.wsman import ShellInfo
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +61,12 @@ def default_runner() -> PipelineRunner:
     return run_pipeline
 
 
+def default_metadata_runner() -> Callable[[Any, MetadataRequest], None]:
+    from psbridge.lab.commands import command_metadata
+
+    return command_metadata
+
+
 @dataclass
 class HostSettings:
     server: str
@@ -62,6 +76,74 @@ class HostSettings:
     # A shell nobody has touched for this long is closed, as WinRM's IdleTimeOut does; a
     # client that vanished (dropped connection, killed process) leaves no pool behind forever.
     idle_timeout: float = 7200.0
+    pace: float = 1.0  # how long the official scripts take (CommandContext.pace)
+
+
+@dataclass(frozen=True)
+class ShellOptions:
+    """What a client asked for when it created the shell (the Create body and its options)."""
+
+    idle_timeout: float | None = None
+    input_streams: str = "stdin pr"
+    output_streams: str = "stdout"
+    locale: str = "en-US"
+    data_locale: str = "en-US"
+    profile_loaded: bool = True  # WINRS_NOPROFILE=TRUE: no user profile loaded
+
+
+_RUNSPACEPOOL_STATE = 0x00021005
+
+
+def _is_uuid(text: str) -> bool:
+    try:
+        uuid.UUID(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _fragments(data: bytes) -> list[tuple[bytes, int | None]]:
+    """Split PSRP fragments (MS-PSRP 2.2.4), each with the message type it starts (or None)."""
+    out: list[tuple[bytes, int | None]] = []
+    offset = 0
+    while offset + 21 <= len(data):
+        flags = data[offset + 16]
+        length = int.from_bytes(data[offset + 17:offset + 21], "big")
+        end = offset + 21 + length
+        blob = data[offset + 21:end]
+        message_type = int.from_bytes(blob[4:8], "little") if flags & 0x1 and len(blob) >= 8 else None
+        out.append((data[offset:end], message_type))
+        offset = end
+    if offset < len(data):
+        out.append((data[offset:], None))
+    return out
+
+
+class _RunspacePool(psrpcore.ServerRunspacePool):
+    """psrpcore's server pool, reading message properties as Windows does: ignoring case.
+
+    pypsrp sends SET_MAX_RUNSPACES and SET_MIN_RUNSPACES with their call id as ``CI`` (MS-PSRP
+    writes ``ci``); a Windows endpoint answers them, so the lab must not fail on them.
+    """
+
+    def _process_SetMaxRunspaces(self, event: psrpcore.SetMaxRunspacesEvent) -> None:
+        _alias(event, "ci")
+        super()._process_SetMaxRunspaces(event)
+
+    def _process_SetMinRunspaces(self, event: psrpcore.SetMinRunspacesEvent) -> None:
+        _alias(event, "ci")
+        super()._process_SetMinRunspaces(event)
+
+
+def _alias(event: psrpcore.PSRPEvent[Any, Any], name: str) -> None:
+    obj = event._ps_object
+    props = obj.PSObject.extended_properties
+    if any(p.name == name for p in props):
+        return
+    for p in props:
+        if p.name.lower() == name.lower():
+            pst.add_note_property(obj, name, p.get_value(obj))
+            return
 
 
 # --- pipelines ----------------------------------------------------------------------------------
@@ -74,6 +156,7 @@ class PipelineRun:
         self.command_id = command_id
         self.pipeline = psrpcore.ServerPipeline(shell.pool, uuid.UUID(command_id))
         self.powershell: psrpcore.PowerShell | None = None
+        self.metadata: MetadataRequest | None = None  # a GetCommandMetadata pipeline
         self.input: list[Any] = []
         self.stopping = threading.Event()
         self.thread: threading.Thread | None = None
@@ -115,14 +198,17 @@ class PipelineRun:
                 shell.flush()
                 self.finished.set()
                 return
-            self.pipeline.start()
-            shell.flush()
+            # Running, silently: a Windows endpoint sends a pipeline's state only when it ends.
+            self.pipeline._change_state(PSInvocationState.Running, emit=False)
         faults = read_faults(shell.settings.state_dir, shell.settings.server)
         ctx = LabCommandContext(self, faults.fail_commands)
         failure: pst.ErrorRecord | None = None
         try:
-            runner = shell.settings.runner or default_runner()
-            runner(ctx, self.statements(), self.input or None)
+            if self.metadata is not None:
+                default_metadata_runner()(ctx, self.metadata)
+            else:
+                runner = shell.settings.runner or default_runner()
+                runner(ctx, self.statements(), self.input or None)
         except TerminatingError as e:
             failure = to_psrp_error(e.record)
         except Exception as e:  # a lab defect must end the pipeline, not hang the client
@@ -166,6 +252,7 @@ class LabCommandContext:
         self.cloud = shell.settings.cloud
         self.variables = shell.variables
         self.fail_commands = dict(fail_commands)
+        self.pace = shell.settings.pace
 
     @property
     def _pipe(self) -> psrpcore.ServerPipeline:
@@ -211,6 +298,9 @@ class LabCommandContext:
     def is_stopping(self) -> bool:
         return self._run.stopping.is_set()
 
+    def wait(self, seconds: float) -> bool:
+        return self._run.stopping.wait(max(seconds, 0.0))
+
 
 # --- runspace pools -----------------------------------------------------------------------------
 
@@ -218,34 +308,55 @@ class Shell:
     """A WSMan shell: one runspace pool, its variables and its running pipelines."""
 
     def __init__(self, shell_id: str, owner: str, settings: HostSettings, resource_uri: str,
-                 client_ip: str) -> None:
+                 client_ip: str, options: ShellOptions | None = None) -> None:
         self.id = shell_id
         self.owner = owner
         self.settings = settings
         self.resource_uri = resource_uri
         self.client_ip = client_ip
+        self.options = options or ShellOptions()
+        # Each shell is its own wsmprovhost.exe on Windows, with its own process id.
+        self.process_id = 1024 + (uuid.UUID(shell_id).int % 30000) * 4 if _is_uuid(shell_id) else 4096
+        self.idle_timeout = self.options.idle_timeout or settings.idle_timeout
         self.cond = threading.Condition(threading.RLock())
-        self.pool = psrpcore.ServerRunspacePool(application_private_data={
-            "PSVersionTable": {"PSVersion": pst.PSVersion("5.1.17763.1"),
-                               "PSEdition": "Desktop",
-                               "BuildVersion": pst.PSVersion("10.0.17763.1"),
-                               "CLRVersion": pst.PSVersion("4.0.30319.42000")},
-        })
+        self.pool = _RunspacePool(application_private_data={"PSVersionTable": psversion_table()})
         self.variables: dict[str, Any] = dict(_PREFERENCES)
         self.runs: dict[str, PipelineRun] = {}
-        self.last_used = time.monotonic()
+        self.created = time.monotonic()
+        self.last_used = self.created
         self.closed = False
-        self.queues: dict[uuid.UUID | None, list[bytes]] = {}
+        # Fragments per target (pool or pipeline); True marks a fragment that starts a new
+        # Receive answer (see flush).
+        self.queues: dict[uuid.UUID | None, list[tuple[bytes, bool]]] = {}
+
+    def info(self) -> ShellInfo:
+        now = time.monotonic()
+        return ShellInfo(
+            shell_id=self.id, resource_uri=self.resource_uri, owner=self.owner, client_ip=self.client_ip,
+            process_id=self.process_id, idle_timeout=self.idle_timeout,
+            input_streams=self.options.input_streams, output_streams=self.options.output_streams,
+            locale=self.options.locale, data_locale=self.options.data_locale,
+            profile_loaded=self.options.profile_loaded,
+            run_time=now - self.created, inactivity=now - self.last_used,
+        )
 
     # Everything below runs with self.cond held.
 
     def flush(self) -> None:
-        """Move what psrpcore has to send into one queue per target (pool or pipeline)."""
+        """Move what psrpcore has to send into one queue per target (pool or pipeline).
+
+        A Windows endpoint answers the first Receive of a new pool with the session capability
+        and the application private data, and only the next one with the pool's Opened state:
+        a runspace pool state message starts an answer of its own.
+        """
         while True:
             payload = self.pool.data_to_send(FRAGMENT_SIZE)
             if payload is None:
                 break
-            self.queues.setdefault(payload.pipeline_id, []).append(payload.data)
+            queue = self.queues.setdefault(payload.pipeline_id, [])
+            for fragment, message_type in _fragments(payload.data):
+                own = payload.pipeline_id is None and message_type == _RUNSPACEPOOL_STATE
+                queue.append((fragment, own))
         self.cond.notify_all()
 
     def feed(self, data: bytes, run: PipelineRun | None = None) -> None:
@@ -259,7 +370,7 @@ class Shell:
             self._on_event(event)
         self.flush()
 
-    def _on_event(self, event: psrpcore.PSRPEvent) -> None:
+    def _on_event(self, event: psrpcore.PSRPEvent[Any, Any]) -> None:
         if isinstance(event, psrpcore.CreatePipelineEvent):
             run = self._run_for(event.pipeline_id)
             run.powershell = event.pipeline
@@ -280,12 +391,13 @@ class Shell:
             self.pool.runspace_availability_response(event.ci, max(self.pool.max_runspaces - busy, 0))
         elif isinstance(event, psrpcore.GetCommandMetadataEvent):
             run = self._run_for(event.pipeline_id)
-            run.pipeline.state = PSInvocationState.Running
-            run.pipeline._change_state(PSInvocationState.Failed, error=to_psrp_error(ErrorRecord(
-                "The psbridge lab does not answer command metadata requests; call Get-Command instead.",
-                "NotImplemented", "GetCommandMetadataNotSupported",
-            )))
-            run.finished.set()
+            request = event.pipeline
+            run.metadata = MetadataRequest(
+                names=[str(n) for n in (request.name or ["*"])],
+                command_type=int(request.command_type),
+                namespaces=[str(n) for n in (request.namespace or [])],
+            )
+            run.start()
         # SessionCapability, InitRunspacePool and PublicKey are answered by psrpcore itself.
 
     def _run_for(self, pipeline_id: uuid.UUID | None) -> PipelineRun:
@@ -316,9 +428,10 @@ class Shell:
             if queue:
                 chunks: list[bytes] = []
                 size = 0
-                while queue and (not chunks or size + len(queue[0]) <= budget):
-                    size += len(queue[0])
-                    chunks.append(queue.pop(0))
+                while queue and (not chunks or (size + len(queue[0][0]) <= budget and not queue[0][1])):
+                    fragment, _ = queue.pop(0)
+                    size += len(fragment)
+                    chunks.append(fragment)
                 done = bool(run and run.finished.is_set() and not queue)
                 if done and run is not None:
                     self.forget(run)  # the client has it all: nothing to keep (Terminate is then a no-op)
@@ -359,10 +472,10 @@ class Host:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def open_shell(self, shell_id: str | None, owner: str, resource_uri: str, client_ip: str,
-                   creation: bytes) -> Shell:
+                   creation: bytes, options: ShellOptions | None = None) -> Shell:
         self.reap_idle()
         sid = (shell_id or str(uuid.uuid4())).upper()
-        shell = Shell(sid, owner, self.settings, resource_uri, client_ip)
+        shell = Shell(sid, owner, self.settings, resource_uri, client_ip, options)
         with shell.cond:
             shell.feed(creation)
         with self.lock:
@@ -370,9 +483,9 @@ class Host:
         return shell
 
     def reap_idle(self) -> None:
-        cutoff = time.monotonic() - self.settings.idle_timeout
+        now = time.monotonic()
         with self.lock:
-            idle = [s for s in self.shells.values() if s.last_used < cutoff]
+            idle = [s for s in self.shells.values() if s.last_used < now - s.idle_timeout]
         for shell in idle:
             self.close_shell(shell)
 

@@ -78,6 +78,17 @@ class WinRMHTTPServer(ThreadingHTTPServer):
             with contextlib.suppress(OSError):
                 request.close()
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that went away mid-answer (Ctrl-C, a killed process) is normal for a server:
+        # logged, not printed as a traceback on the lab's standard error.
+        import sys
+
+        error = sys.exc_info()[1]
+        if isinstance(error, ConnectionError | TimeoutError | ssl.SSLError):
+            log.debug("connection from %s ended: %s", client_address, error)
+            return
+        super().handle_error(request, client_address)
+
     def drop_connections(self) -> None:
         """Cut every open connection (the lab is stopping)."""
         with self._open_lock:

@@ -17,15 +17,16 @@ from dataclasses import dataclass
 from psrpcore import PSRPCoreError
 
 from psbridge.lab.winrm import wsman
-from psbridge.lab.winrm.host import STOP_GRACE, Host, Shell
+from psbridge.lab.winrm.host import STOP_GRACE, Host, Shell, ShellOptions
 from psbridge.lab.winrm.wsman import NS, Action, Fault, Request
 
 log = logging.getLogger(__name__)
 
 DEFAULT_ENVELOPE = 153600
 MAX_ENVELOPE_KB = 500
-# Never hold a Receive longer than this, whatever the client asked.
-MAX_RECEIVE_WAIT = 60.0
+# The service's MaxTimeoutms: never hold a Receive longer than this, whatever the client asked.
+MAX_TIMEOUT_MS = 60000
+MAX_RECEIVE_WAIT = MAX_TIMEOUT_MS / 1000
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,8 @@ class WinRMService:
             req = wsman.parse_request(data)
         except wsman.BadRequest as e:
             return self._fault(wsman.invalid(str(e)), "")
+        if req.bad_timeout is not None:
+            return self._fault(wsman.invalid_timeout(req.bad_timeout), req.message_id)
         try:
             return self._dispatch(req, user, client_ip)
         except _FaultRaised as f:
@@ -53,10 +56,6 @@ class WinRMService:
             log.debug("bad PSRP data", exc_info=True)
             fault = wsman.invalid(f"The PowerShell remoting data is not valid: {e}")
             return self._fault(fault, req.message_id)
-
-    @property
-    def _idle(self) -> int:
-        return int(self.host.settings.idle_timeout)
 
     def internal_error(self) -> Answer:
         return self._fault(Fault(2147500037, "w:InternalError",
@@ -74,7 +73,7 @@ class WinRMService:
     def _shell(self, req: Request, user: str) -> Shell:
         shell = self.host.find(req.shell_id, user)
         if shell is None:
-            raise _FaultRaised(wsman.shell_not_found(req.shell_id or ""))
+            raise _FaultRaised(wsman.shell_not_found(req.shell_id or "", get=req.action == Action.GET))
         shell.last_used = time.monotonic()
         return shell
 
@@ -104,13 +103,18 @@ class WinRMService:
         creation = shell_el.findtext("pwsh:creationXml", None, NS)
         if not creation:
             raise _FaultRaised(wsman.invalid("a PowerShell shell needs its creationXml"))
-        shell = self.host.open_shell(shell_el.attrib.get("ShellId"), user, req.resource_uri, client_ip,
-                                     base64.b64decode(creation))
-        element = wsman.shell_element(
-            shell.id, req.resource_uri, user, client_ip, self._idle,
-            shell_el.findtext("rsp:InputStreams", "stdin pr", NS),
-            shell_el.findtext("rsp:OutputStreams", "stdout", NS),
+        idle = wsman.parse_duration(shell_el.findtext("rsp:IdleTimeOut", None, NS))
+        options = ShellOptions(
+            idle_timeout=min(idle, wsman.MAX_IDLE_TIMEOUT) if idle else None,
+            input_streams=shell_el.findtext("rsp:InputStreams", "stdin pr", NS) or "stdin pr",
+            output_streams=shell_el.findtext("rsp:OutputStreams", "stdout", NS) or "stdout",
+            locale=req.locale,
+            data_locale=req.data_locale,
+            profile_loaded=req.options.get("WINRS_NOPROFILE", "").strip().upper() != "TRUE",
         )
+        shell = self.host.open_shell(shell_el.attrib.get("ShellId"), user, req.resource_uri, client_ip,
+                                     base64.b64decode(creation), options)
+        element = wsman.shell_element(shell.info())
         return self._ok(req, *wsman.create_response(self.address, req.resource_uri, element))
 
     def _delete(self, req: Request, user: str, client_ip: str) -> Answer:
@@ -191,11 +195,13 @@ class WinRMService:
 
     def _get(self, req: Request, user: str, client_ip: str) -> Answer:
         if req.resource_uri.rstrip("/") == wsman.CONFIG_RESOURCE:
-            return self._ok(req, wsman.config_element(MAX_ENVELOPE_KB))
+            return self._ok(req, wsman.config_element(MAX_ENVELOPE_KB, MAX_TIMEOUT_MS))
         if req.resource_uri.rstrip("/") == wsman.SHELL_RESOURCE or req.shell_id:
-            shell = self._shell(req, user)
-            return self._ok(req, wsman.shell_element(shell.id, shell.resource_uri, shell.owner,
-                                                     shell.client_ip, self._idle, "stdin pr", "stdout"))
+            shell = self.host.find(req.shell_id, user)
+            if shell is None:
+                raise _FaultRaised(wsman.shell_not_found(req.shell_id or "", get=True))
+            # A Get is a look at the shell, not a use of it: its inactivity keeps counting.
+            return self._ok(req, wsman.shell_element(shell.info(), get=True))
         raise _FaultRaised(wsman.unsupported(f"{req.action} on {req.resource_uri}"))
 
 

@@ -20,18 +20,20 @@ from psbridge.lab.commands.crm import NOT_ADMIN, record_crm_certificate
 from psbridge.lab.commands.filesystem import PathFormatError, ServerFiles, windows_path
 from psbridge.lab.commands.registry import STRING, SWITCH, Param
 from psbridge.lab.commands.runtime import Call
-from psbridge.lab.commands.scripts.common import PROCESS_SUCCEEDED, Thrown, catch, ensure_snapin, stopping
+from psbridge.lab.commands.scripts.common import PROCESS_SUCCEEDED, Thrown, catch, ensure_snapin, step
 
 CERTIFICATE_TYPES = ("S2STokenIssuer", "AlternativeS2STokenIssuer")
 STORE_FIND_TYPES = ("FindBySubjectDistinguishedName", "FindByThumbprint")
 
+# Microsoft's pages call only -updateCrm and -storeFindType optional. No positions are declared,
+# so PowerShell numbers the parameters that are not switches in order.
 PARAMS = (
-    Param("certificateFile", STRING, mandatory=True),
-    Param("password", STRING, mandatory=True),
-    Param("certificateType", STRING, mandatory=True),
-    Param("serviceAccount", STRING),
+    Param("certificateFile", STRING, mandatory=True, position=0),
+    Param("password", STRING, mandatory=True, position=1),
+    Param("certificateType", STRING, mandatory=True, position=2),
+    Param("serviceAccount", STRING, mandatory=True, position=3),
     Param("updateCrm", SWITCH),
-    Param("storeFindType", STRING),
+    Param("storeFindType", STRING, position=4),
 )
 
 
@@ -77,6 +79,7 @@ def _run(call: Call) -> None:
         raise Thrown(f"The certificate file {text} is not a Personal Information Exchange (.pfx) file.")
     password = call["password"]
     plain = str(password.decrypt()) if isinstance(password, pst.PSSecureString) else str(password)
+    step(call, 0.4)  # X509Certificate2.Import of the PFX
     try:
         content = open_pfx(files.read_bytes(path), plain)
     except PfxError as e:
@@ -92,7 +95,7 @@ def _run(call: Call) -> None:
         raise Thrown("Private key not found")
     if not call.world.is_local_admin(call.ctx.server, call.ctx.user):
         raise Thrown('Exception calling "Add" with "1" argument(s): "Access is denied."')
-    stopping(call)
+    step(call, 0.8)  # X509Store.Add into LocalMachine\My
 
     account = call.get("serviceAccount")
     if account and not call.world.knows_account(account):
@@ -128,11 +131,13 @@ def _run(call: Call) -> None:
     if key_lookup_failed:
         raise Thrown("Private key not found")
     if account:
+        step(call, 0.5)  # the private key file's ACL
         call.host(f"Granted read access on the private key to {account}.")
 
     if call.get("updateCrm"):
         if not call.world.is_deployment_admin(call.ctx.user):
             raise Thrown(NOT_ADMIN)
+        step(call, 1.2)  # the configuration database, through the deployment web service
         record_crm_certificate(call, certificate_type, entry, find_type)
         call.host(f"The {certificate_type} certificate is updated in the CRM configuration database.")
     call.host(PROCESS_SUCCEEDED, "Green")

@@ -39,6 +39,7 @@ def catch(call: Call, thrown: Thrown) -> NoReturn:
 
 def ensure_snapin(call: Call) -> None:
     if CRM_SNAPIN not in call.snapins():
+        step(call, SNAPIN_LOAD)  # loading the CRM snap-in's assemblies is the slowest part
         call.snapins().append(CRM_SNAPIN)
         call.host("Added CRM powershell Pssnapin.", "Green")
 
@@ -54,4 +55,17 @@ def run_cmdlet(call: Call, name: str, *params: tuple[str | None, Any]) -> list[A
 def stopping(call: Call) -> None:
     """Between steps: a stop from the client ends the script where it is (no catch runs)."""
     if call.ctx.is_stopping():
+        raise PipelineStopped()
+
+
+# Seconds a step of the official scripts takes on a real CRM server (measured orders of
+# magnitude: assemblies loading, a certificate store write, a configuration database update, an
+# HTTPS round trip to Entra ID), scaled by the lab's pace knob (CommandContext.pace).
+SNAPIN_LOAD = 1.5
+
+
+def step(call: Call, seconds: float) -> None:
+    """The time a script step takes; a stop from the client ends the script there (no catch runs)."""
+    stopping(call)
+    if call.ctx.wait(seconds * call.ctx.pace):
         raise PipelineStopped()

@@ -1,13 +1,21 @@
 """``ConfigureCrmServerSideSync.ps1``: register the S2S certificate with Entra ID, configure CRM.
 
-The current script, step by step as it runs on a server: load the snap-in; check the PFX
-path; get a Graph token with the app's client credentials; read the tenant id from
-``GET /v1.0/organization``; open the PFX (``Get-PfxData``) and refuse an expired
-certificate; read the Dynamics CRM service principal's key credentials and names; drop
-expired key credentials and add the certificate unless the same key is already listed
-(``PATCH``); make sure the CRM appId is a service principal name (``PATCH``); set the
-deployment's ServerSettings; set the organization's ``S2STenantId``. Any failure: the
-reason, "Process Failed.", ``exit 1``, with the pipeline itself completing.
+The script Microsoft publishes (PowerApps-Samples, ``powershell/ServerSideSync/``), step by step
+and request by request as Windows PowerShell 5.1 runs it on a server: load the snap-in; check
+the PFX path (``Test-Path -Path``, so wildcards apply); get a Graph token with the app's client
+credentials (a form POST); read the tenant id from ``GET /v1.0/organization``; open the PFX
+(``Get-PfxData``) and refuse an expired certificate; read the Dynamics CRM service principal
+(``$filter`` on its appId, ``$select`` of id, appId, servicePrincipalNames, keyCredentials);
+send its key credentials back without ``key`` and ``displayName`` plus the new one with null
+dates (``PATCH``); make sure the CRM appId is a service principal name (``PATCH``); set the
+deployment's ServerSettings; set the organization's ``S2STenantId``. Any failure: the reason,
+"Process Failed.", ``exit 1``, with the pipeline itself completing.
+
+Two consequences of 5.1's semantics the published page does not mention, and the lab keeps:
+Graph lists key credentials without their ``key``, so the "already associated" check never
+matches and every run adds the certificate again; and the expiry check compares Graph's date
+string with a DateTime as strings, so it never finds an expired credential (see
+``_ps_less_than_now``). Each step takes the time it takes on a server, times the lab's pace.
 
 The legacy script (CRM 9.1 builds of the MSOnline era) has no ``-ClientID``/``-ClientSecret``:
 it signs in with the MSOnline module, which is retired and not on a current server.
@@ -31,20 +39,25 @@ from psbridge.lab.commands.scripts.common import (
     ensure_snapin,
     exit_with_error,
     run_cmdlet,
-    stopping,
+    step,
 )
 
 CRM_APP_ID = "00000007-0000-0000-c000-000000000000"
 ACS_PRINCIPAL_ID = "00000001-0000-0000-c000-000000000000"
 ACS_METADATA_URL = "https://accounts.accesscontrol.windows.net/metadata/json/1"
 
+# All mandatory. The param block declares no positions, so PowerShell numbers them in order.
 PARAMS = (
-    Param("privateKeyPassword", SECURE, mandatory=True),
-    Param("pfxFilePath", STRING, mandatory=True),
-    Param("organizationName", STRING, mandatory=True),
-    Param("microsoftEntraIdTenantIdOrDomainName", STRING, mandatory=True),
-    Param("ClientID", STRING, mandatory=True),
-    Param("ClientSecret", STRING, mandatory=True),
+    Param("privateKeyPassword", SECURE, mandatory=True, position=0,
+          help="Enter password for Certificate private key."),
+    Param("pfxFilePath", STRING, mandatory=True, position=1,
+          help="Enter path of Personal Information Exchange file."),
+    Param("organizationName", STRING, mandatory=True, position=2, help="Enter organization name."),
+    Param("microsoftEntraIdTenantIdOrDomainName", STRING, mandatory=True, position=3,
+          help="Enter Microsoft Entra ID TenantId Or Domain Name."),
+    Param("ClientID", STRING, mandatory=True, position=4, help="Enter Reverse Hybrid setup App Id."),
+    Param("ClientSecret", STRING, mandatory=True, position=5,
+          help="Enter Reverse Hybrid setup App client secret"),
 )
 LEGACY_PARAMS = PARAMS[:3]
 
@@ -59,7 +72,7 @@ def _check_pfx_path(call: Call) -> str:
             "correct path of the Personal Information Exchange file.",
         )
     item = run_cmdlet(call, "Get-Item", ("Path", path))
-    if str(get_property(item[0], "Extension", "")) != ".pfx":
+    if str(get_property(item[0], "Extension", "")).lower() != ".pfx":  # -ne ignores case
         exit_with_error(
             call,
             "The specified value of the pfxFilePath parameter isn't valid. Please enter the "
@@ -68,7 +81,12 @@ def _check_pfx_path(call: Call) -> str:
     return str(path)
 
 
+# Seconds an HTTPS round trip from a CRM server to Entra ID or Graph takes (scaled by the pace).
+ROUND_TRIP = 0.35
+
+
 def _web(call: Call, which: str, method: str, path: str, **kwargs: Any) -> web.WebResponse:
+    step(call, ROUND_TRIP)
     cloud = call.ctx.cloud
     base, host = (cloud.login, web.LOGIN_HOST) if which == "login" else (cloud.graph, web.GRAPH_HOST)
     try:
@@ -81,6 +99,7 @@ def _update_service_principal(
     call: Call, payload: dict[str, Any], operation: str, sp_id: str, headers: dict[str, str]
 ) -> None:
     """The script's ``Update-ServicePrincipal``: a failed PATCH exits from inside the function."""
+    step(call, ROUND_TRIP)
     cloud = call.ctx.cloud
     try:
         web.call(
@@ -99,8 +118,22 @@ def _update_service_principal(
         exit_with_error(call, f"An error occurred:{e.message} for operation: {operation}")
 
 
-def _graph_time(text: str) -> dt.datetime:
-    return dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+def _ps_less_than_now(end: Any, now: dt.datetime) -> bool:
+    """``$credential.endDateTime -lt $currentDateTime`` as Windows PowerShell 5.1 evaluates it.
+
+    5.1's ConvertFrom-Json leaves Graph's ISO 8601 dates as strings, and ``-lt`` converts the
+    right operand to the left one's type: the DateTime becomes its invariant-culture text
+    (``MM/dd/yyyy HH:mm:ss``) and two strings are compared. "2025-01-01T00:00:00Z" starts with the
+    year's "2", the other with the month's "0" or "1", so no date Graph returns is ever less:
+    the published script never removes an expired key credential. Only a missing date is
+    (``$null`` is less than anything).
+    """
+    if end is None:
+        return True
+    if isinstance(end, dt.datetime):
+        return end < now
+    # The first characters already differ, so culture rules do not change the outcome.
+    return str(end).casefold() < _invariant(now).casefold()
 
 
 def _invariant(t: dt.datetime) -> str:
@@ -118,7 +151,6 @@ def run(call: Call) -> None:
 def _run(call: Call) -> None:
     ensure_snapin(call)
     pfx_path = _check_pfx_path(call)
-    stopping(call)
 
     tenant = call["microsoftEntraIdTenantIdOrDomainName"]
     token = (
@@ -142,8 +174,8 @@ def _run(call: Call) -> None:
     orgs = get_property(organization, "Value", []) or []
     tenant_ids = [str(get_property(o, "id", "")) for o in orgs]
     tenant_id = tenant_ids[0] if len(tenant_ids) == 1 else " ".join(tenant_ids)
-    stopping(call)
 
+    step(call, 0.3)  # Get-PfxData opens the PFX with its password
     pfx = run_cmdlet(call, "Get-PfxData", ("FilePath", pfx_path), ("Password", call["privateKeyPassword"]))
     certificate = get_property(pfx[0], "EndEntityCertificates")[0]
     thumbprint = str(get_property(certificate, "Thumbprint"))
@@ -163,7 +195,6 @@ def _run(call: Call) -> None:
         "displayName": str(get_property(certificate, "Subject")),
     }
     call.host("Done with setting up certificate information.")
-    stopping(call)
 
     query = quote(f"appId eq '{CRM_APP_ID}'", safe="='")
     found = (
@@ -186,8 +217,7 @@ def _run(call: Call) -> None:
     create, patch = True, False
     for cred in credentials:
         end = cred.get("endDateTime")
-        if end and _graph_time(end) < now:
-            # PS 5.1's ConvertFrom-Json keeps a date as the string Graph sent: shown as it came.
+        if _ps_less_than_now(end, now):
             call.write(
                 f"Certificate '{cred.get('displayName')}', with thumbprint "
                 f"'{cred.get('customKeyIdentifier')}' has expired on {end}. "
@@ -224,7 +254,6 @@ def _run(call: Call) -> None:
             headers,
         )
         call.write(f"Added new service principal name: {CRM_APP_ID}")
-    stopping(call)
 
     server_settings = new_object(
         ["Microsoft.Xrm.Sdk.Deployment.ConfigurationEntity"],
@@ -243,10 +272,12 @@ def _run(call: Call) -> None:
             ],
         },
     )
+    step(call, 0.8)  # the deployment web service writes the configuration database
     run_cmdlet(call, "Set-CrmAdvancedSetting", ("Entity", server_settings))
     call.host("Done with configuration of CRM server for server-based authentication with Online Exchange.")
 
     organization_name = call["organizationName"]
+    step(call, 0.4)
     try:
         org_info = call.run("Get-CrmOrganization", ("Name", organization_name))
     except Exception:  # the script's inner catch: any error of Get-CrmOrganization
@@ -255,6 +286,7 @@ def _run(call: Call) -> None:
         )
     org_id = get_property(org_info[0], "Id", None) if org_info else None
     if org_id:
+        step(call, 0.6)
         run_cmdlet(
             call,
             "Set-CrmAdvancedSetting",

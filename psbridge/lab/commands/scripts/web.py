@@ -16,6 +16,8 @@ import requests
 
 LOGIN_HOST = "login.microsoftonline.com"
 GRAPH_HOST = "graph.microsoft.com"
+# What Invoke-RestMethod / Invoke-WebRequest send as User-Agent on the lab's servers.
+USER_AGENT = "Mozilla/5.0 (Windows NT; Windows NT 10.0; en-US) WindowsPowerShell/5.1.17763.6414"
 
 
 class WebFailure(Exception):
@@ -56,7 +58,7 @@ def call(
         response = requests.request(
             method,
             url,
-            headers=headers,
+            headers={"User-Agent": USER_AGENT, **(headers or {})},
             data=form if form is not None else body,
             verify=ca_bundle if ca_bundle else True,
             timeout=timeout,
