@@ -282,7 +282,7 @@ def test_parallel_step3_runs_for_many_orgs(fresh_twin: EntraTwin, tmp_path: Path
 
 def test_runbook_teardown_step_plans_keeps_or_removes(fresh_twin: EntraTwin, tmp_path: Path) -> None:
     """Step 4's teardown as the runbook calls it: plan reads only, teardown=False keeps, then removes."""
-    from psbridge.runbook.steps import KEPT, remove_setup_access, setup_access_left
+    from psbridge.runbook.steps.s2s import KEPT, remove_setup_access, setup_access_left
 
     _settings, _admin_signin, graph = _admin(fresh_twin, tmp_path / "cache")
     ref = f"file:{tmp_path / 'store' / 'setup-secret'}"
