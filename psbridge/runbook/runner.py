@@ -38,7 +38,9 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -47,8 +49,10 @@ import pandas as pd
 
 from psbridge import __version__, evidence, files, intents
 from psbridge.runbook import facts as factmod
+from psbridge.runbook import timing
 from psbridge.runbook.definition import MODE_PARAMETER, Runbook, StepSpec
-from psbridge.runbook.kernel import KERNEL_NAME, engine_kwargs, new_stderr_log
+from psbridge.runbook.kernel import KERNEL_NAME, kernel_manager_class, new_stderr_log
+from psbridge.runbook.warm import KernelPool
 from psbridge.secrets import SecretError, SecretRef, is_reference, redact, resolve
 
 log = logging.getLogger("psbridge.runbook")
@@ -91,6 +95,8 @@ class _MemoryHandler:
 
 
 _memory = _MemoryHandler()
+# The parameters each notebook declares, read once a process (a notebook does not change in a run).
+_DECLARED: dict[str, set[str]] = {}
 _registered = False
 
 
@@ -265,6 +271,8 @@ class Runner:
         self._log_lines: list[str] = []
         self._interrupted = False
         self._kernel_log = new_stderr_log()
+        self._reported = 0
+        self._record_jobs: list[Future[Any]] = []
         self._keep: set[str] = self._references(self.params)
         # The schema allows no such names; a caller who built parameters by hand gets the same answer.
         root, here = self.records_root.resolve(), self.org_records.resolve()
@@ -412,18 +420,26 @@ class Runner:
                       "journal")
         status = evidence.RecordState.COMPLETE
         failure: str | None = None
-        for i in range(first, last + 1):
-            outcome = outcomes[i]
-            intents.append({"event": "step-start", "step": outcome.step.id}, journal)
-            ok = self._run_step(outcome, known, writer)
-            intents.append({"event": "step-end", "outcome": outcome.as_dict()}, journal)
-            if not ok:
-                status = (evidence.RecordState.INTERRUPTED if self._interrupted
-                          else evidence.RecordState.FAILED)
-                failure = f"step {outcome.step.id} {outcome.status}: {outcome.error}"
-                self._log(failure)
-                break
-            known.update({k: v for k, v in outcome.facts.items() if k in book.facts})
+        # Each step's notebook and HTML are written while the next step runs; the manifest waits.
+        with KernelPool(partial(self._kernel_manager, run_id), start_timeout=self.start_timeout) as pool, \
+                ThreadPoolExecutor(max_workers=1, thread_name_prefix="psbridge-record") as recorder:
+            for i in range(first, last + 1):
+                outcome = outcomes[i]
+                intents.append({"event": "step-start", "step": outcome.step.id}, journal)
+                ok = self._run_step(outcome, known, writer, pool, recorder)
+                intents.append({"event": "step-end", "outcome": outcome.as_dict()}, journal)
+                for event in pool.events[self._reported:]:
+                    self._log(event)
+                self._reported = len(pool.events)
+                if not ok:
+                    status = (evidence.RecordState.INTERRUPTED if self._interrupted
+                              else evidence.RecordState.FAILED)
+                    failure = f"step {outcome.step.id} {outcome.status}: {outcome.error}"
+                    self._log(failure)
+                    break
+                known.update({k: v for k, v in outcome.facts.items() if k in book.facts})
+        for job in self._record_jobs:
+            job.result()  # a notebook that could not be written stops the run here, loudly
         ended = dt.datetime.now(dt.UTC)
         writer.write_text(evidence.RUN_LOG, "\n".join(self._log_lines) + "\n", keep=frozenset(self._keep))
         if self._kernel_log.exists():
@@ -458,14 +474,34 @@ class Runner:
             "range": {"from": book.steps[first].id, "to": book.steps[last].id},
         }
 
-    def _run_step(self, outcome: StepOutcome, known: dict[str, Any], writer: evidence.RecordWriter) -> bool:
+    def _kernel_manager(self, run_id: str, number: int) -> tuple[Any, Path]:
+        """The manager of this run's n-th kernel: this interpreter, the run's environment, its own
+        timings file (so a step's remote and cloud seconds are its own)."""
+        from psbridge.runbook.kernel import _ipc_dir
+
+        timings_file = _ipc_dir() / f"timings-{run_id}-{number}.jsonl"
+        env = {**self.env, timing.ENV: str(timings_file)}
+        return kernel_manager_class(env, self._kernel_log)(kernel_name=KERNEL_NAME), timings_file
+
+    def _declared(self, path: Path) -> set[str]:
+        import papermill as pm
+
+        key = str(path)
+        if key not in _DECLARED:
+            _DECLARED[key] = set(pm.inspect_notebook(key))
+        return _DECLARED[key]
+
+    def _run_step(self, outcome: StepOutcome, known: dict[str, Any], writer: evidence.RecordWriter,
+                  pool: KernelPool, recorder: ThreadPoolExecutor) -> bool:
         import papermill as pm
         from papermill.exceptions import PapermillExecutionError
+
+        from psbridge.runbook.engine import ENGINE_NAME
 
         step = outcome.step
         path = self.book.notebook_path(step)
         # Only what the notebook declares: a step sees the parameters it uses, nothing else.
-        declared = set(pm.inspect_notebook(str(path)))
+        declared = self._declared(path)
         parameters: dict[str, Any] = {k: v for k, v in self.params.items() if k in self.book.parameters}
         parameters.update({f: known[f] for f in step.consumes if f in known and known[f] is not None})
         parameters[MODE_PARAMETER] = self.mode == "plan"
@@ -476,12 +512,16 @@ class Runner:
         if self.progress:
             self.progress("start", outcome)
         t0 = time.perf_counter()
+        kernel = None
         try:
+            kernel = pool.take()
+            outcome.timings["kernel_wait"] = round(time.perf_counter() - t0, 3)
+            outcome.timings["kernel_warm"] = round(kernel.warm_seconds, 3)
             pm.execute_notebook(
-                str(path), target, parameters=parameters,
+                str(path), target, parameters=parameters, engine_name=ENGINE_NAME, kernel=kernel,
                 kernel_name=KERNEL_NAME, progress_bar=False, log_output=False,
                 start_timeout=self.start_timeout, execution_timeout=self.cell_timeout,
-                cwd=str(self.book.notebook_dir), **engine_kwargs(self.env, self._kernel_log),
+                cwd=str(self.book.notebook_dir),
             )
         except PapermillExecutionError as e:
             outcome.error = redact(f"{e.ename}: {e.evalue}".strip())
@@ -491,7 +531,15 @@ class Runner:
             self._interrupted = True
         except Exception as e:  # the kernel died, would not start, or a cell timed out
             outcome.error = redact(f"{type(e).__name__}: {e}")
+        finally:
+            if kernel is not None:
+                pool.discard(kernel)  # never reused: the next step has a kernel of its own
         outcome.timings["papermill_total"] = round(time.perf_counter() - t0, 3)
+        if kernel is not None and kernel.timings_file is not None:
+            calls = timing.read(str(kernel.timings_file))
+            outcome.timings["remote"] = round(calls.get("winrm", 0.0) + calls.get("winrm_open", 0.0), 3)
+            outcome.timings["cloud"] = round(calls.get("graph", 0.0) + calls.get("signin", 0.0), 3)
+            kernel.timings_file.unlink(missing_ok=True)
         outcome.ended = dt.datetime.now(dt.UTC)
         text = _memory.pop(target)
         nb = nbformat.reads(text, as_version=4) if text else None
@@ -503,7 +551,8 @@ class Runner:
             self._remember_secrets(recorded)
             self._remember_secrets(self.params)
             self._keep |= self._references(recorded)
-            nb = writer.write_notebook(step.stem, nb, html=self.html, keep=frozenset(self._keep))
+            self._record_jobs.append(recorder.submit(writer.write_notebook, step.stem, nb, html=self.html,
+                                                     keep=frozenset(self._keep)))
             problems = self._check_facts(step, recorded)
             keep = set(self.book.facts) | {factmod.CHANGES}
             outcome.facts = {k: v for k, v in recorded.items() if k in keep}

@@ -1,0 +1,183 @@
+"""Warm kernels: each step gets a kernel of its own, started (and psbridge imported) ahead of need.
+
+Starting a Python kernel and importing what a step uses (pypsrp, msal, cryptography, pandas,
+papermill's own client) costs a couple of seconds; the protocols a step speaks cost a fraction of
+that. So while one step runs, the next step's kernel starts and imports in the background; when
+the step ends, its kernel is shut down in the background too. Every step still runs in a new
+process: nothing of an earlier step's namespace, module state or remembered secrets is there.
+
+A kernel that died while it waited, or that does not answer while warming, is not handed out:
+it is killed, replaced, and the replacement is reported (:attr:`KernelPool.events`), so the
+record says so.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+# What a step's notebook imports, imported before the step starts: every step module (new ones
+# too) and what they lean on. Inside a function, so that no name is left in the kernel's
+# namespace; run silently, so no execution count or history entry is used.
+WARM_CODE = """\
+def _psbridge_warm():
+    import importlib, pkgutil
+    import psbridge.runbook.steps as steps
+    for found in pkgutil.iter_modules(steps.__path__, steps.__name__ + "."):
+        importlib.import_module(found.name)
+    for name in ("psbridge.runbook", "psbridge.runbook.deployment", "psbridge.remote.session", "psbridge.crm",
+                 "psbridge.cloud", "psbridge.certs", "pandas"):
+        importlib.import_module(name)
+_psbridge_warm()
+del _psbridge_warm
+"""
+
+
+@dataclass
+class WarmKernel:
+    """A started kernel, its modules imported, waiting for one step."""
+
+    manager: Any  # jupyter_client's AsyncKernelManager (a subclass of psbridge.runbook.kernel's)
+    started: float
+    warm_seconds: float
+    timings_file: Path | None = None
+
+    @property
+    def pid(self) -> int | None:
+        provisioner = getattr(self.manager, "provisioner", None)
+        process = getattr(provisioner, "process", None)
+        pid = getattr(process, "pid", None)
+        return int(pid) if pid is not None else None
+
+    def alive(self) -> bool:
+        provisioner = getattr(self.manager, "provisioner", None)
+        process = getattr(provisioner, "process", None)
+        return process is not None and process.poll() is None
+
+
+@dataclass
+class KernelPool:
+    """Kernels for the steps of one run, one ahead of the step that runs.
+
+    ``manager_for(n)`` makes the kernel manager of the n-th kernel (its environment included).
+    """
+
+    manager_for: Callable[[int], tuple[Any, Path | None]]
+    ahead: int = 1
+    start_timeout: float = 60.0
+    warm_timeout: float = 60.0
+    events: list[str] = field(default_factory=list)
+    _executor: ThreadPoolExecutor = field(init=False)
+    _pending: list[Future[WarmKernel]] = field(default_factory=list, init=False)
+    _count: int = field(default=0, init=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
+    _closed: bool = field(default=False, init=False)
+
+    def __post_init__(self) -> None:
+        # One worker a kernel ahead, one for shutting used ones down.
+        self._executor = ThreadPoolExecutor(max_workers=self.ahead + 1, thread_name_prefix="psbridge-kernel")
+        for _ in range(self.ahead):
+            self._start_one()
+
+    def _start_one(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._count += 1
+            number = self._count
+            self._pending.append(self._executor.submit(self._warm, number))
+
+    def _warm(self, number: int) -> WarmKernel:
+        manager, timings = self.manager_for(number)
+        t0 = time.monotonic()
+        asyncio.run(manager.start_kernel())
+        try:
+            _run_silently(manager, WARM_CODE, self.warm_timeout)
+        except BaseException:
+            _shutdown(manager)
+            raise
+        return WarmKernel(manager, t0, time.monotonic() - t0, timings)
+
+    def take(self) -> WarmKernel:
+        """The next warm kernel (waiting for it if it is still starting); another starts behind it."""
+        for _ in range(3):
+            with self._lock:
+                if not self._pending:
+                    raise RuntimeError("the kernel pool is closed")
+                future = self._pending.pop(0)
+            self._start_one()
+            try:
+                kernel = future.result(timeout=self.start_timeout + self.warm_timeout)
+            except Exception as e:  # any way a kernel fails to start: replaced, and said with its cause
+                self._report(f"a kernel did not start or answer while warming ({type(e).__name__}: {e}); "
+                             "it was replaced")
+                continue
+            if kernel.alive():
+                return kernel
+            self._report(f"the kernel (pid {kernel.pid}) waiting for this step had died; it was replaced")
+            self.discard(kernel)
+        raise RuntimeError("three kernels in a row failed to start; see kernels.log")
+
+    def _report(self, text: str) -> None:
+        log.warning("%s", text)
+        self.events.append(text)
+
+    def discard(self, kernel: WarmKernel) -> None:
+        """Shut a used (or broken) kernel down in the background: never reused."""
+        if self._closed:
+            _shutdown(kernel.manager)
+            return
+        self._executor.submit(_shutdown, kernel.manager)
+
+    def close(self) -> None:
+        """Stop starting kernels; shut down those started and not taken; wait for every shutdown."""
+        with self._lock:
+            self._closed = True
+            pending, self._pending = self._pending, []
+        for future in pending:
+            with contextlib.suppress(Exception):
+                _shutdown(future.result(timeout=self.start_timeout + self.warm_timeout).manager)
+        self._executor.shutdown(wait=True)
+
+    def __enter__(self) -> KernelPool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _run_silently(manager: Any, code: str, timeout: float) -> None:
+    """Run ``code`` in the kernel without a trace in its history; raise if it fails or hangs."""
+    from jupyter_client.blocking.client import BlockingKernelClient
+
+    client = BlockingKernelClient()
+    client.load_connection_info(manager.get_connection_info())
+    client.start_channels()
+    try:
+        client.wait_for_ready(timeout=timeout)
+        msg_id = client.execute(code, silent=True, store_history=False)
+        deadline = time.monotonic() + timeout
+        while True:
+            reply = client.get_shell_msg(timeout=max(0.1, deadline - time.monotonic()))
+            if reply.get("parent_header", {}).get("msg_id") == msg_id:
+                break
+        if reply["content"].get("status") != "ok":
+            content = reply["content"]
+            raise RuntimeError(f"warming the kernel failed: {content.get('ename')}: {content.get('evalue')}")
+    finally:
+        client.stop_channels()
+
+
+def _shutdown(manager: Any) -> None:
+    with contextlib.suppress(Exception):  # a kernel that is gone already is shut down
+        asyncio.run(manager.shutdown_kernel(now=True))
