@@ -13,6 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
+from psbridge.errors import TwinAnswer
+
 if TYPE_CHECKING:
     from pathlib import Path
 
@@ -60,7 +62,7 @@ class ErrorRecord:
     reason: str = ""  # CategoryInfo.Reason; defaults to the short exception type name
 
 
-class TerminatingError(Exception):
+class TerminatingError(TwinAnswer):
     """Raised by a command for a terminating error: the pipeline ends in state Failed."""
 
     def __init__(self, record: ErrorRecord) -> None:
@@ -68,7 +70,7 @@ class TerminatingError(Exception):
         self.record = record
 
 
-class ScriptExit(Exception):
+class ScriptExit(TwinAnswer):
     """Raised by an emulated script for ``exit N``.
 
     The script ends, ``$LASTEXITCODE`` becomes N, and the pipeline goes on to Completed:

@@ -30,8 +30,8 @@ from pypsrp.wsman import WSMan
 from psbridge.remote.command import Cmd, Pipeline, SecureString, as_statements, display
 from psbridge.remote.errors import (
     AuthenticationFailed,
-    BridgeError,
     CommandFailed,
+    CommandRefused,
     CommandTimeout,
     ConnectError,
     ConnectionLost,
@@ -333,7 +333,7 @@ class Session:
                 may_have_run=sent,
             ) from e
         except WSManFaultError as e:
-            raise BridgeError(f"{self.server} refused {text}: {redact(str(e.reason or e))}") from None
+            raise CommandRefused(f"{self.server} refused {text}: {redact(str(e.reason or e))}") from None
         duration = dt.timedelta(seconds=time.monotonic() - t0)
         result = build_result(
             ps, text, self.server, started, duration, cipher=pool.pool._serializer.cipher,

@@ -23,7 +23,7 @@ from typing import Any
 from psbridge.lab.entra import seed
 from psbridge.lab.entra.directory import Directory
 from psbridge.lab.entra.knobs import Knobs
-from psbridge.lab.entra.tokens import GRAPH_AUDIENCES, TokenIssuer
+from psbridge.lab.entra.tokens import GRAPH_AUDIENCES, AssertionRejected, TokenIssuer
 from psbridge.lab.entra.wire import Request, Response
 
 DEVICE_CODE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
@@ -193,7 +193,7 @@ class Authority:
                 self.issuer.verify_client_assertion(
                     form["client_assertion"], client_id, endpoints, app.get("keyCredentials", [])
                 )
-            except ValueError as e:
+            except AssertionRejected as e:
                 return oauth_error(401, "invalid_client", str(e), 700027)
         elif form.get("client_secret"):
             if not self.directory.check_client_secret(app, form["client_secret"]):

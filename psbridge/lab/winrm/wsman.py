@@ -12,6 +12,8 @@ import uuid
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 
+from psbridge.errors import TwinAnswer
+
 NS = {
     "s": "http://www.w3.org/2003/05/soap-envelope",
     "wsa": "http://schemas.xmlsoap.org/ws/2004/08/addressing",
@@ -84,7 +86,7 @@ class Request:
         return self.selectors.get("ShellId")
 
 
-class BadRequest(Exception):
+class BadRequest(TwinAnswer):
     """The message is not a WS-Management request this service understands."""
 
 

@@ -14,11 +14,13 @@ from typing import Any
 
 import requests
 
+from psbridge.errors import TwinAnswer
+
 LOGIN_HOST = "login.microsoftonline.com"
 GRAPH_HOST = "graph.microsoft.com"
 
 
-class WebFailure(Exception):
+class WebFailure(TwinAnswer):
     """A failed web cmdlet: ``message`` is ``$_.Exception.Message``, ``details`` is ``"$_"``."""
 
     def __init__(self, message: str, details: str | None = None, status: int | None = None) -> None:
