@@ -162,6 +162,8 @@ def ensure_client_secret(graph: GraphClient, app: AppRegistration, secret_ref: s
         secrets.store(ref, value)
     except Exception:
         # A secret nobody holds is only a liability: take it back before reporting the failure.
+        # Any failure (SecretError, OSError, a keyring's or a registered backend's own errors)
+        # leaves the value unheld, so every one is caught; it is re-raised unchanged below.
         graph.post(f"/applications/{app.object_id}/removePassword", {"keyId": made["keyId"]})
         raise
     for stale in ours:

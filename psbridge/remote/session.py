@@ -220,8 +220,8 @@ class Session:
 
     def _discard_pool(self) -> None:
         if self._pool is not None:
-            # A broken transport may fail to close; it is dropped anyway.
-            with contextlib.suppress(Exception):
+            # A broken transport may fail to close (what close() itself tolerates); it is dropped anyway.
+            with contextlib.suppress(WinRMError, requests.RequestException, OSError):
                 self._pool.wsman.close()
             self._pool = None
 
