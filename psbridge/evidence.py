@@ -48,7 +48,7 @@ import nbformat
 
 from psbridge.errors import RecordError
 from psbridge.files import TEMPORARY_SUFFIX, write_atomic
-from psbridge.intents import JOURNAL, Journal
+from psbridge.intents import JOURNAL, Journal, Outcome
 from psbridge.secrets import redact
 
 MANIFEST = "manifest.json"
@@ -258,7 +258,7 @@ def manifest_from_journal(journal: Journal) -> dict[str, Any]:
     changes = [c.as_dict() for c in journal.changes()]
     if end is None:
         state = RecordState.INTERRUPTED
-        in_flight = [c for c in changes if c["outcome"] == "in flight"]
+        in_flight = [c for c in changes if c["outcome"] == Outcome.IN_FLIGHT]
         ended = journal.entries[-1].get("t") if journal.entries else None
         failure = ("the run was interrupted" + (f" during step {running}" if running else "")
                    + (f", with {len(in_flight)} change(s) in flight" if in_flight else ""))
