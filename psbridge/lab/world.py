@@ -238,9 +238,6 @@ class World:
     def server_generation(self, name: str) -> str:
         return str(self.server(name)["generation"])
 
-    def server_build(self, name: str) -> str:
-        return str(self.server(name)["build"])
-
     def store(self, server: str) -> list[dict[str, Any]]:
         """The server's ``Cert:\\LocalMachine\\My`` entries."""
         return list(self.server(server)["store"])

@@ -94,8 +94,6 @@ class Pipeline:
         return " | ".join(c.display() for c in self.commands)
 
 
-Statements = Sequence[Pipeline]
-
 Command = str | Cmd | Pipeline | Sequence[Cmd | Pipeline]
 
 

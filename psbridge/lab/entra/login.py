@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from html import escape
 from typing import Any
 
-from psbridge.lab.entra import seed
 from psbridge.lab.entra.directory import Directory
 from psbridge.lab.entra.knobs import Knobs
 from psbridge.lab.entra.tokens import GRAPH_AUDIENCES, AssertionRejected, TokenIssuer
@@ -331,10 +330,6 @@ class Authority:
                     return True
         return False
 
-    def pending_user_codes(self) -> list[str]:
-        with self._flows_lock:
-            return [f.user_code for f in self._flows.values() if f.status is FlowStatus.PENDING]
-
     def _device_code_grant(self, form: dict[str, str]) -> Response:
         with self._flows_lock:
             flow = self._flows.get(form.get("device_code", ""))
@@ -398,6 +393,3 @@ class Authority:
             "<h1>Enter code</h1><p>Enter the code displayed on your app or device. You sign in to the "
             f"lab as {who}.</p><form method='post'><input name='otc'><button>Next</button></form>"
         ))
-
-
-FIRST_PARTY_PUBLIC_CLIENT = seed.GRAPH_CLI_APP_ID
