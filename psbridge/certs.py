@@ -32,20 +32,14 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from psbridge.errors import CertificateError as CertificateError  # re-exported for its callers
+from psbridge.errors import ParameterError
 from psbridge.files import write_atomic
 from psbridge.secrets import Secret
 
 MIN_RSA_BITS = 2048
 DEFAULT_DAYS = 365
 SUBJECT_PREFIX = "psbridge S2S"
-
-
-class CertificateError(Exception):
-    """A PFX that cannot be opened or is not fit for S2S; ``problems`` lists every reason."""
-
-    def __init__(self, what: str, problems: list[str]) -> None:
-        self.problems = problems
-        super().__init__(what + ("" if not problems else ":\n  - " + "\n  - ".join(problems)))
 
 
 def new_pfx_password() -> Secret:
@@ -232,9 +226,9 @@ def generate_self_signed(label: str, password: Secret, *, key_bits: int = MIN_RS
     -KeySpec KeyExchange`` makes it, so Windows imports the key as KeySpec 1.
     """
     if key_bits < MIN_RSA_BITS:
-        raise ValueError(f"an RSA key for S2S needs at least {MIN_RSA_BITS} bits, not {key_bits}")
+        raise ParameterError(f"an RSA key for S2S needs at least {MIN_RSA_BITS} bits, not {key_bits}")
     if not 1 <= days <= 3650:
-        raise ValueError(f"a certificate lifetime is 1 to 3650 days, not {days}")
+        raise ParameterError(f"a certificate lifetime is 1 to 3650 days, not {days}")
     key = rsa.generate_private_key(public_exponent=65537, key_size=key_bits)
     now = dt.datetime.now(dt.UTC)
     name = x509.Name.from_rfc4514_string(subject or unique_subject(label, now))

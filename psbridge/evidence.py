@@ -46,8 +46,9 @@ from urllib.parse import unquote, urlsplit
 
 import nbformat
 
+from psbridge.errors import RecordError
 from psbridge.files import TEMPORARY_SUFFIX, write_atomic
-from psbridge.intents import JOURNAL, Journal
+from psbridge.intents import JOURNAL, Journal, Outcome
 from psbridge.secrets import redact
 
 MANIFEST = "manifest.json"
@@ -88,7 +89,7 @@ class LocalStore:
     def _path(self, name: str) -> Path:
         p = (self.root / name).resolve()
         if self.root.resolve() not in p.parents and p != self.root.resolve():
-            raise ValueError(f"{name!r} is outside the record {self.root}")
+            raise RecordError(f"{name!r} is outside the record {self.root}")
         return p
 
     def write_bytes(self, name: str, data: bytes) -> None:
@@ -128,7 +129,7 @@ def store_for(location: str | Path) -> RecordStore:
         return LocalStore(Path(text))
     scheme = m.group(1).lower()
     if scheme not in _STORES:
-        raise ValueError(f"no record store for '{scheme}://' (known: {', '.join(sorted(_STORES))})")
+        raise RecordError(f"no record store for '{scheme}://' (known: {', '.join(sorted(_STORES))})")
     store: RecordStore = _STORES[scheme](text)
     return store
 
@@ -198,7 +199,7 @@ class RecordWriter:
 
     def write(self, name: str, data: bytes) -> str:
         if name == MANIFEST:
-            raise ValueError("the manifest is written by write_manifest")
+            raise RecordError("the manifest is written by write_manifest")
         self.store.write_bytes(name, data)
         digest = sha256(data)
         self.written[name] = digest
@@ -240,7 +241,7 @@ def manifest_from_journal(journal: Journal) -> dict[str, Any]:
     """
     start = journal.first("run-start")
     if start is None:
-        raise ValueError("the journal has no run-start entry: not a psbridge run")
+        raise RecordError("the journal has no run-start entry: not a psbridge run")
     head = dict(start.get("head") or {})
     steps = {s["id"]: dict(s) for s in start.get("steps") or []}
     running: str | None = None
@@ -258,7 +259,7 @@ def manifest_from_journal(journal: Journal) -> dict[str, Any]:
     changes = [c.as_dict() for c in journal.changes()]
     if end is None:
         state = RecordState.INTERRUPTED
-        in_flight = [c for c in changes if c["outcome"] == "in flight"]
+        in_flight = [c for c in changes if c["outcome"] == Outcome.IN_FLIGHT]
         ended = journal.entries[-1].get("t") if journal.entries else None
         failure = ("the run was interrupted" + (f" during step {running}" if running else "")
                    + (f", with {len(in_flight)} change(s) in flight" if in_flight else ""))
@@ -294,7 +295,7 @@ def write_manifest_from_journal(location: str | Path, keep: frozenset[str] = fro
 def read_manifest(location: str | Path) -> dict[str, Any]:
     data = json.loads(store_for(location).read_bytes(MANIFEST))
     if not isinstance(data, dict):
-        raise ValueError(f"{location}/{MANIFEST} is not a manifest")
+        raise RecordError(f"{location}/{MANIFEST} is not a manifest")
     return data
 
 
@@ -324,6 +325,7 @@ def verify(location: str | Path) -> list[Difference]:
     files: dict[str, str] = manifest.get("files", {}) if isinstance(manifest, dict) else {}
     for name, digest in files.items():
         try:
+            # A name outside the record (RecordError) or one no path can hold (a NUL) is missing too.
             data = store.read_bytes(name)
         except (FileNotFoundError, ValueError):
             found.append(Difference(name, "missing"))

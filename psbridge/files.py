@@ -34,6 +34,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
+from psbridge.errors import LockTimeout as LockTimeout  # re-exported for its callers
+
 if TYPE_CHECKING:
     from filelock import BaseFileLock
 
@@ -48,15 +50,6 @@ DEFAULT_LOCK_TIMEOUT = 30.0
 _POLL_INTERVAL = 0.01
 _REPLACE_ATTEMPTS = 50
 _REPLACE_PAUSE = 0.01
-
-
-class LockTimeout(TimeoutError):
-    """Another process (or thread) held the lock for longer than the caller would wait."""
-
-    def __init__(self, path: Path, timeout: float) -> None:
-        self.path = path
-        self.timeout = timeout
-        super().__init__(f"{path} is held by another process (waited {timeout:g} s)")
 
 
 # --- atomic write ----------------------------------------------------------------------------

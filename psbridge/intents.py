@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import enum
 import itertools
 import json
 import os
@@ -46,7 +47,16 @@ ENV_CRASH_AT = "PSBRIDGE_TEST_CRASH_AT"
 ENV_CRASH_PARENT = "PSBRIDGE_TEST_CRASH_PARENT"
 JOURNAL = "journal.jsonl"
 
-DONE, FAILED, IN_FLIGHT = "done", "failed", "in flight"
+
+class Outcome(enum.StrEnum):
+    """What became of an intent. A StrEnum: the journal and the manifest hold its text."""
+
+    DONE = "done"
+    FAILED = "failed"
+    IN_FLIGHT = "in flight"  # no outcome was written: the process died during the change
+
+
+DONE, FAILED, IN_FLIGHT = Outcome.DONE, Outcome.FAILED, Outcome.IN_FLIGHT
 
 _lock = threading.Lock()
 _ids = itertools.count(1)
@@ -111,6 +121,13 @@ def note(event: str, **detail: Any) -> None:
 # --- reading a journal back ------------------------------------------------------------------
 
 
+def _outcome(text: str) -> Outcome | str:
+    try:
+        return Outcome(text)
+    except ValueError:
+        return text
+
+
 _INTENT_KEYS = ("t", "event", "id", "action", "where", "what")
 
 
@@ -122,7 +139,7 @@ class Change:
     where: str
     what: str
     step: str | None
-    outcome: str = IN_FLIGHT
+    outcome: Outcome | str = IN_FLIGHT  # str: an outcome this psbridge does not know, kept as written
     started: str = ""
     ended: str | None = None
     detail: dict[str, Any] = field(default_factory=dict)
@@ -170,7 +187,7 @@ class Journal:
                                     started=str(e.get("t")), detail=extra)
             elif kind == "outcome" and str(e.get("id")) in found:
                 change = found[str(e.get("id"))]
-                change.outcome = str(e.get("outcome"))
+                change.outcome = _outcome(str(e.get("outcome")))
                 change.ended = str(e.get("t"))
                 change.detail.update({k: v for k, v in e.items() if k not in ("t", "event", "id", "outcome")})
         return list(found.values())

@@ -27,17 +27,11 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from psbridge import files, secretforms
+from psbridge.errors import SecretError as SecretError  # re-exported for its callers
 
 MASK = "********"
 
 _REF_RE = re.compile(r"^(?P<scheme>[a-z][a-z0-9+.-]*):(?P<locator>.+)$", re.DOTALL)
-
-
-class SecretError(Exception):
-    """A reference that is malformed, or whose value cannot be read or written.
-
-    Messages name the reference, never a value.
-    """
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,8 @@ The whole step, as a notebook runs it::
     teardown(graph, app, secret.secret_ref)
 
 Every operation is idempotent (find, then create or update) and returns a model with a
-readable repr and an HTML view. No secret value is logged, raised or returned.
+readable repr and an HTML view. No secret value is logged, raised or returned. What can go
+wrong is a :class:`CloudError` (see :mod:`psbridge.errors`).
 """
 
 from psbridge.cloud.apps import ensure_app, ensure_client_secret, find_app, get_app, remove_client_secrets
@@ -50,17 +51,22 @@ from psbridge.cloud.signin import (
 )
 from psbridge.cloud.teardown import setup_access, teardown
 from psbridge.cloud.tenant import TenantLookupError, tenant_id_from_discovery, tenant_id_from_graph
+from psbridge.errors import AmbiguousInTenant, CloudError, ForeignHostRefused, NotFoundInTenant
 
 __all__ = [
     "CLOUDS",
     "STEP3_PERMISSIONS",
+    "AmbiguousInTenant",
     "AppRegistration",
+    "CloudError",
     "CloudSettings",
     "ConsentResult",
     "CrmServicePrincipal",
     "DeviceCode",
+    "ForeignHostRefused",
     "GraphClient",
     "GraphError",
+    "NotFoundInTenant",
     "Permission",
     "RequiredAccess",
     "SecretInfo",

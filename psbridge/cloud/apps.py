@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 from psbridge import secrets
 from psbridge.cloud.graph import GraphClient, odata_quote
 from psbridge.cloud.models import AppRegistration, SecretInfo
+from psbridge.errors import AmbiguousInTenant, ParameterError
 from psbridge.secrets import Secret, SecretError, SecretRef
 
 log = logging.getLogger("psbridge.cloud.apps")
@@ -36,7 +37,7 @@ def _check_redirect_uri(uri: str) -> None:
     parts = urlsplit(uri)
     local = parts.hostname in ("localhost", "127.0.0.1")
     if not parts.netloc or not (parts.scheme == "https" or (parts.scheme == "http" and local)):
-        raise ValueError(
+        raise ParameterError(
             f"redirect URI {uri!r} must be an absolute https:// URL (http:// only for localhost)"
         )
 
@@ -45,8 +46,8 @@ def find_app(graph: GraphClient, display_name: str) -> dict[str, Any] | None:
     found = graph.get_all("/applications", {"$filter": f"displayName eq {odata_quote(display_name)}"})
     if len(found) > 1:
         ids = ", ".join(a["appId"] for a in found)
-        raise ValueError(f"{len(found)} app registrations are named {display_name!r} ({ids}); "
-                         "rename or delete the extra ones, or choose another display name")
+        raise AmbiguousInTenant(f"{len(found)} app registrations are named {display_name!r} ({ids}); "
+                                "rename or delete the extra ones, or choose another display name")
     return found[0] if found else None
 
 
@@ -82,7 +83,7 @@ def ensure_app(graph: GraphClient, display_name: str, redirect_uri: str, *,
                sign_in_audience: str = SINGLE_TENANT) -> AppRegistration:
     """The app registration named ``display_name`` and its service principal, as wanted."""
     if not display_name.strip():
-        raise ValueError("the app registration needs a display name")
+        raise ParameterError("the app registration needs a display name")
     _check_redirect_uri(redirect_uri)
     changes: list[str] = []
     app = find_app(graph, display_name)
@@ -135,12 +136,13 @@ def ensure_client_secret(graph: GraphClient, app: AppRegistration, secret_ref: s
     """
     ref = SecretRef.parse(secret_ref)
     if not isinstance(lifetime_days, int) or lifetime_days < 1:
-        raise ValueError("a client secret lifetime is a whole number of days, at least 1")
+        raise ParameterError("a client secret lifetime is a whole number of days, at least 1")
     if lifetime_days > MAX_SECRET_DAYS:
-        raise ValueError(f"a client secret may live at most 24 months ({MAX_SECRET_DAYS} days), "
-                         f"not {lifetime_days} days; Microsoft recommends under 12 months")
+        raise ParameterError(f"a client secret may live at most 24 months ({MAX_SECRET_DAYS} days), "
+                             f"not {lifetime_days} days; Microsoft recommends under 12 months")
     if not secrets._BACKENDS[ref.scheme].writable:
-        raise ValueError(f"the secret reference {ref} cannot be written to; use e.g. keyring:, file: or lab:")
+        raise ParameterError(f"the secret reference {ref} cannot be written to; "
+                             "use e.g. keyring:, file: or lab:")
     if lifetime_days > RECOMMENDED_SECRET_DAYS:
         log.warning("a client secret of %d days: Microsoft recommends less than 12 months", lifetime_days)
     now = dt.datetime.now(dt.UTC)
@@ -160,6 +162,8 @@ def ensure_client_secret(graph: GraphClient, app: AppRegistration, secret_ref: s
         secrets.store(ref, value)
     except Exception:
         # A secret nobody holds is only a liability: take it back before reporting the failure.
+        # Any failure (SecretError, OSError, a keyring's or a registered backend's own errors)
+        # leaves the value unheld, so every one is caught; it is re-raised unchanged below.
         graph.post(f"/applications/{app.object_id}/removePassword", {"keyId": made["keyId"]})
         raise
     for stale in ours:

@@ -23,6 +23,7 @@ from typing import Any
 
 from psbridge.cloud.graph import GraphClient, odata_quote
 from psbridge.cloud.models import AppRegistration, ConsentResult, Permission, RequiredAccess
+from psbridge.errors import NotFoundInTenant, ParameterError
 
 log = logging.getLogger("psbridge.cloud.consent")
 
@@ -41,7 +42,7 @@ def resource_service_principal(graph: GraphClient, app_id: str = GRAPH_APP_ID) -
         "$select": "id,appId,displayName,appRoles,oauth2PermissionScopes",
     })
     if not found:
-        raise LookupError(f"no service principal for the resource app {app_id} in this tenant")
+        raise NotFoundInTenant(f"no service principal for the resource app {app_id} in this tenant")
     return found[0]
 
 
@@ -52,7 +53,7 @@ def resolve_permissions(graph: GraphClient, wanted: Sequence[tuple[str, str]] = 
     out = []
     for name, kind in wanted:
         if kind not in pools:
-            raise ValueError(
+            raise ParameterError(
                 f"permission kind must be 'Role' (application) or 'Scope' (delegated), not {kind!r}"
             )
         match = [p for p in pools[kind] if p.get("value") == name and p.get("isEnabled", True)]
@@ -60,7 +61,8 @@ def resolve_permissions(graph: GraphClient, wanted: Sequence[tuple[str, str]] = 
             close = difflib.get_close_matches(name, [str(p.get("value")) for p in pools[kind]], n=3)
             hint = f"; did you mean {', '.join(close)}?" if close else ""
             what = "application permission" if kind == "Role" else "delegated permission"
-            raise LookupError(f"{sp.get('displayName', resource_app_id)} has no {what} named {name!r}{hint}")
+            raise NotFoundInTenant(
+                f"{sp.get('displayName', resource_app_id)} has no {what} named {name!r}{hint}")
         out.append(Permission(resource_app_id=resource_app_id, name=name, kind=kind, id=match[0]["id"]))
     return out
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from psbridge.cloud.graph import GraphClient, odata_quote
 from psbridge.cloud.models import CrmServicePrincipal, KeyCredentialInfo
+from psbridge.errors import NotFoundInTenant
 
 CRM_APP_ID = "00000007-0000-0000-c000-000000000000"
 
@@ -53,7 +54,7 @@ def read_crm_service_principal(graph: GraphClient) -> CrmServicePrincipal:
         "$select": "id,appId,displayName,servicePrincipalNames,keyCredentials",
     })
     if not found:
-        raise LookupError(f"the tenant has no Dynamics CRM service principal (appId {CRM_APP_ID})")
+        raise NotFoundInTenant(f"the tenant has no Dynamics CRM service principal (appId {CRM_APP_ID})")
     sp = found[0]
     return CrmServicePrincipal(
         object_id=sp["id"], app_id=sp["appId"], display_name=sp.get("displayName", ""),
@@ -88,7 +89,7 @@ def trust_certificate(graph: GraphClient, der: bytes, *, now: dt.datetime | None
         "$select": "id,appId,servicePrincipalNames,keyCredentials",
     })
     if not found:
-        raise LookupError(f"the tenant has no Dynamics CRM service principal (appId {CRM_APP_ID})")
+        raise NotFoundInTenant(f"the tenant has no Dynamics CRM service principal (appId {CRM_APP_ID})")
     sp = found[0]
     existing = sp.get("keyCredentials", [])
     changes = []

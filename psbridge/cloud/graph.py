@@ -31,6 +31,8 @@ import requests
 
 from psbridge.cloud.http import session_for
 from psbridge.cloud.settings import CloudSettings
+from psbridge.errors import ForeignHostRefused
+from psbridge.errors import GraphError as GraphError  # re-exported for its callers
 from psbridge.intents import intent
 from psbridge.secrets import Secret
 
@@ -46,20 +48,6 @@ class TokenProvider(Protocol):
 
     def invalidate(self) -> None:
         """Forget the current access token: the next one comes fresh from the authority."""
-
-
-class GraphError(Exception):
-    """A Graph call that failed, in Graph's own terms."""
-
-    def __init__(self, method: str, path: str, status: int, code: str, message: str,
-                 request_id: str | None = None, client_request_id: str | None = None,
-                 attempts: int = 1) -> None:
-        self.method, self.path, self.status = method, path, status
-        self.code, self.message = code, message
-        self.request_id, self.client_request_id, self.attempts = request_id, client_request_id, attempts
-        rid = f" (request-id {request_id})" if request_id else ""
-        tries = f" after {attempts} attempts" if attempts > 1 else ""
-        super().__init__(f"Graph {method} {path} failed{tries}: {status} {code}: {message}{rid}")
 
 
 def odata_quote(value: str) -> str:
@@ -126,7 +114,8 @@ class GraphClient:
         if path.startswith("https://") or path.startswith("http://"):
             base = urlsplit(self.settings.graph_url)
             if urlsplit(path).netloc.lower() != base.netloc.lower():
-                raise ValueError(f"refusing to send a Graph token to another host: {urlsplit(path).netloc}")
+                raise ForeignHostRefused(
+                    f"refusing to send a Graph token to another host: {urlsplit(path).netloc}")
             return path
         return f"{self.settings.graph_v1}/{path.lstrip('/')}"
 

@@ -17,6 +17,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from psbridge.errors import LabConfigError, ParameterError
+
 # "Microsoft Graph Command Line Tools": Microsoft's public client for signing in to Graph with
 # a device code, so a consultant needs no app registration of their own to start step 3.
 GRAPH_CLI_CLIENT_ID = "14d82eec-204b-4c2f-b7e8-296a70dab67e"
@@ -68,7 +70,7 @@ class CloudSettings:
         try:
             return CLOUDS[name.lower()]
         except KeyError:
-            raise ValueError(f"unknown cloud {name!r}; known: {', '.join(CLOUDS)} (or the lab: "
+            raise ParameterError(f"unknown cloud {name!r}; known: {', '.join(CLOUDS)} (or the lab: "
                              "CloudSettings.from_lab)") from None
 
     @classmethod
@@ -87,7 +89,8 @@ class CloudSettings:
         # lab.json, or its "entra" section alone (what EntraTwin.describe() gives)
         entra = data.get("entra") or (data if "login_url" in data else None)
         if not entra:
-            raise ValueError(f"{where} describes no Entra ID twin (was the lab started without the cloud?)")
+            raise LabConfigError(
+                f"{where} describes no Entra ID twin (was the lab started without the cloud?)")
         return cls(
             name="lab",
             authority_host=entra["login_url"],

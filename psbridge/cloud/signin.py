@@ -36,8 +36,10 @@ import msal
 
 from psbridge.cloud.http import session_for
 from psbridge.cloud.settings import CloudSettings
+from psbridge.errors import CertificateError
+from psbridge.errors import SignInError as SignInError  # re-exported for its callers
 from psbridge.files import write_atomic
-from psbridge.secrets import Secret, SecretRef, redact, resolve
+from psbridge.secrets import Secret, SecretRef, resolve
 
 # What step 3 does as the signed-in administrator.
 SETUP_SCOPES = (
@@ -47,16 +49,6 @@ SETUP_SCOPES = (
     "Organization.Read.All",
     "User.Read",
 )
-
-
-class SignInError(Exception):
-    """Entra ID refused a sign-in; carries its error code and description."""
-
-    def __init__(self, what: str, result: dict[str, Any]) -> None:
-        self.error = str(result.get("error", "unknown_error"))
-        self.description = redact(str(result.get("error_description", "")))
-        self.codes = list(result.get("error_codes", []))
-        super().__init__(f"{what}: {self.error}: {self.description}")
 
 
 @dataclass(frozen=True)
@@ -273,8 +265,8 @@ def _confidential(settings: CloudSettings, tenant: str, client_id: str, credenti
                                                  http_client=session_for(settings), timeout=settings.timeout)
     except ValueError as e:
         if kind == "certificate" and "PKCS12" in str(e):
-            raise ValueError(f"cannot open {credential['private_key_pfx_path']}: wrong password or not a PFX"
-                             ) from None
+            raise CertificateError(f"cannot open {credential['private_key_pfx_path']}: wrong password or not "
+                                   "a PFX", []) from None
         raise
     signin = SignIn(settings, tenant, client_id, kind, [settings.graph_default_scope], None, app, None)
     signin.access_token()  # fail here, clearly, rather than at the first Graph call

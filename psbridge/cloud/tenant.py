@@ -18,13 +18,11 @@ import requests
 from psbridge.cloud.graph import GraphClient
 from psbridge.cloud.http import session_for
 from psbridge.cloud.settings import CloudSettings
+from psbridge.errors import ParameterError
+from psbridge.errors import TenantLookupError as TenantLookupError  # re-exported for its callers
 
 _GUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 _DOMAIN = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}$")
-
-
-class TenantLookupError(Exception):
-    pass
 
 
 def tenant_id_from_graph(graph: GraphClient) -> str:
@@ -36,7 +34,7 @@ def tenant_id_from_graph(graph: GraphClient) -> str:
 
 def tenant_id_from_discovery(settings: CloudSettings, domain: str) -> str:
     if not (_DOMAIN.match(domain) or _GUID.fullmatch(domain)):
-        raise ValueError(f"{domain!r} is not a domain name such as contoso.onmicrosoft.com")
+        raise ParameterError(f"{domain!r} is not a domain name such as contoso.onmicrosoft.com")
     url = f"{settings.authority(domain)}/v2.0/.well-known/openid-configuration"
     try:
         resp = session_for(settings).get(url, timeout=settings.timeout)

@@ -19,8 +19,8 @@ from psbridge.crm.scripts import (
     script_path,
 )
 from psbridge.crm.snapin import SNAPIN
+from psbridge.errors import PrerequisiteFailed as PrerequisiteFailed  # re-exported for its callers
 from psbridge.remote.command import Cmd
-from psbridge.remote.errors import BridgeError
 from psbridge.remote.session import Session
 
 
@@ -68,12 +68,6 @@ class Prerequisites:
             for c in self.checks
         )
         return f"<b>Prerequisites on {html.escape(self.server)}</b><table>{rows}</table>"
-
-
-class PrerequisiteFailed(BridgeError):
-    def __init__(self, message: str, report: Prerequisites) -> None:
-        super().__init__(message)
-        self.report = report
 
 
 def check_prerequisites(session: Session, tools_folder: str | PurePath = TOOLS_FOLDER) -> Prerequisites:

@@ -26,8 +26,8 @@ from psbridge.crm.scripts import (
     require_parameters,
     script_path,
 )
+from psbridge.errors import ChangeNotApplied, ParameterError
 from psbridge.intents import intent
-from psbridge.remote.errors import BridgeError
 from psbridge.remote.paths import server_path
 from psbridge.remote.result import Result
 from psbridge.remote.session import Session
@@ -107,7 +107,7 @@ def certificate_reconfiguration(
     """
     servers = [sessions] if isinstance(sessions, Session) else list(sessions)
     if not servers:
-        raise ValueError("give at least one server session")
+        raise ParameterError("give at least one server session")
     # --- everything checked before anything changes -----------------------------------------
     ctype = validation.certificate_type(certificate_type)
     account = validation.service_account(service_account)
@@ -143,7 +143,7 @@ def certificate_reconfiguration(
                 updateCrm=True if update_crm else None,
             )
         if not _has_key(s, info.thumbprint):
-            raise BridgeError(
+            raise ChangeNotApplied(
                 f"{CERTIFICATE_RECONFIGURATION} reported success on {s.server} but {info.thumbprint} "
                 "is not in LocalMachine\\My with a private key"
             )
@@ -152,7 +152,7 @@ def certificate_reconfiguration(
             detail += " and recorded it in CRM"
         report.servers.append(ServerOutcome(s.server, True, update_crm, detail, result))
     if not any(c.thumbprint == info.thumbprint for c in crm_certificates(servers[0], ctype)):
-        raise BridgeError(
+        raise ChangeNotApplied(
             f"after {CERTIFICATE_RECONFIGURATION} the configuration database has no {ctype} certificate "
             f"{info.thumbprint} (read on {servers[0].server})"
         )

@@ -24,9 +24,10 @@ from psbridge.crm.scripts import (
     script_path,
 )
 from psbridge.crm.settings import S2S_TENANT_ID, get_advanced_setting
+from psbridge.errors import ChangeNotApplied
 from psbridge.intents import intent
 from psbridge.remote.command import SecureString
-from psbridge.remote.errors import BridgeError, ValidationError
+from psbridge.remote.errors import ValidationError
 from psbridge.remote.paths import server_path
 from psbridge.remote.result import Result
 from psbridge.remote.session import Session
@@ -101,13 +102,13 @@ def configure_server_side_sync(
         )
     tenant_id = get_advanced_setting(session, "Organization", S2S_TENANT_ID, org.id)
     if tenant_id in (None, ""):
-        raise BridgeError(
+        raise ChangeNotApplied(
             f"{CONFIGURE_SERVER_SIDE_SYNC} reported success but {org.unique_name} has no {S2S_TENANT_ID} "
             f"on {session.server}"
         )
     tenant_id = str(tenant_id)
     if validation.is_guid(tenant_text) and tenant_id.lower() != tenant_text:
-        raise BridgeError(
+        raise ChangeNotApplied(
             f"{org.unique_name} {S2S_TENANT_ID} is {tenant_id} on {session.server}, "
             f"not the tenant {tenant_text}"
         )

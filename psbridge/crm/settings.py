@@ -12,9 +12,9 @@ from typing import Any
 from psbridge.crm import validation
 from psbridge.crm.organizations import get_organization
 from psbridge.crm.snapin import use_crm_snapin
+from psbridge.errors import ChangeNotApplied
 from psbridge.intents import intent
 from psbridge.remote.command import Cmd
-from psbridge.remote.errors import BridgeError
 from psbridge.remote.session import Session
 
 S2S_TENANT_ID = "S2STenantId"
@@ -67,7 +67,7 @@ def set_tenant_id(session: Session, organization: str, tenant_id: str | uuid.UUI
     set_advanced_setting(session, "Organization", S2S_TENANT_ID, tid, org.id)
     after = get_advanced_setting(session, "Organization", S2S_TENANT_ID, org.id)
     if str(after).lower() != tid:
-        raise BridgeError(
+        raise ChangeNotApplied(
             f"{S2S_TENANT_ID} of {org.unique_name} reads {after!r} after it was set to {tid} "
             f"on {session.server}"
         )

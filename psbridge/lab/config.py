@@ -20,6 +20,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from psbridge.errors import LabConfigError as LabConfigError  # re-exported for its callers
 from psbridge.files import write_atomic
 from psbridge.secrets import Secret
 
@@ -47,10 +48,6 @@ def lab_secret_store(state_dir: Path) -> Iterator[None]:
                 os.environ.pop("PSBRIDGE_LAB_STATE", None)
             else:
                 os.environ["PSBRIDGE_LAB_STATE"] = before
-
-
-class LabConfigError(Exception):
-    """No lab description, or one that does not describe what was asked for."""
 
 
 class LabEndpoint(BaseModel):

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from psbridge.errors import LabSettingError
 from psbridge.files import lock_path, locked, write_atomic
 
 FAULTS_FILE = "faults.json"
@@ -80,25 +81,34 @@ def _changing(state_dir: Path) -> Iterator[dict[str, dict[str, Any]]]:
         _store(state_dir, data)
 
 
+def _number(value: Any, kind: type[int] | type[float]) -> int | float | None:
+    """``value`` as that kind of number, or None when it is not one (text such as "soon")."""
+    try:
+        return kind(value)
+    except (TypeError, ValueError):
+        return None
+
+
 def _validate(knobs: dict[str, Any]) -> dict[str, Any]:
     unknown = sorted(set(knobs) - set(KNOBS))
     if unknown:
-        raise ValueError(f"unknown fault knob(s) {', '.join(unknown)}; known: {', '.join(KNOBS)}")
+        raise LabSettingError(f"unknown fault knob(s) {', '.join(unknown)}; known: {', '.join(KNOBS)}")
     out: dict[str, Any] = {}
     for name, value in knobs.items():
         if value is None:
             out[name] = None
         elif name == "drop_after":
-            if isinstance(value, bool) or int(value) < 0:
-                raise ValueError("drop_after must be a number of requests, 0 or more")
+            if isinstance(value, bool) or _number(value, int) is None or int(value) < 0:
+                raise LabSettingError("drop_after must be a number of requests, 0 or more")
             out[name] = int(value)
         elif name == "delay":
-            if float(value) < 0:
-                raise ValueError("delay must be 0 seconds or more")
-            out[name] = float(value)
+            seconds = _number(value, float)
+            if seconds is None or seconds < 0:
+                raise LabSettingError("delay must be 0 seconds or more")
+            out[name] = seconds
         elif name == "fail_commands":
             if not isinstance(value, dict):
-                raise ValueError("fail_commands must map command names to messages")
+                raise LabSettingError("fail_commands must map command names to messages")
             out[name] = {str(k).strip().lower(): str(v) for k, v in value.items()}
         else:
             out[name] = bool(value)

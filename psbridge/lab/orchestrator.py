@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from psbridge import secrets
+from psbridge.errors import LabError as LabError  # re-exported for its callers
 from psbridge.lab import faults
 from psbridge.lab.ca import LabCA
 from psbridge.lab.config import (
@@ -53,10 +54,6 @@ def _port(url: str) -> int:
 def _roles(rights: dict[str, bool]) -> list[str]:
     return [role for role, key in (("LocalAdministrator", "local_admin"),
                                    ("DeploymentAdministrator", "deployment_admin")) if rights.get(key)]
-
-
-class LabError(Exception):
-    """The lab cannot start, or was asked about something it does not have."""
 
 
 def account_passwords(state_dir: Path, names: list[str]) -> dict[str, str]:

@@ -13,6 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
+from psbridge.errors import LabSettingError, TwinAnswer
+
 if TYPE_CHECKING:
     from pathlib import Path
 
@@ -91,7 +93,7 @@ class ErrorRecord:
     reason: str = ""  # CategoryInfo.Reason; defaults to the short exception type name
 
 
-class TerminatingError(Exception):
+class TerminatingError(TwinAnswer):
     """Raised by a command for a terminating error: the pipeline ends in state Failed."""
 
     def __init__(self, record: ErrorRecord) -> None:
@@ -99,7 +101,7 @@ class TerminatingError(Exception):
         self.record = record
 
 
-class ScriptExit(Exception):
+class ScriptExit(TwinAnswer):
     """Raised by an emulated script for ``exit N``.
 
     The script ends, ``$LASTEXITCODE`` becomes N, and the pipeline goes on to Completed:
@@ -126,11 +128,11 @@ def default_pace() -> float:
     try:
         value = float(text)
     except ValueError:
-        raise ValueError(
+        raise LabSettingError(
             f"{PACE_ENV} must be a number (1 = as long as on a real server), not {text!r}"
         ) from None
     if value < 0 or value != value:
-        raise ValueError(f"{PACE_ENV} must not be negative, not {text!r}")
+        raise LabSettingError(f"{PACE_ENV} must not be negative, not {text!r}")
     return value
 
 

@@ -20,6 +20,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from psbridge.errors import LabSettingError, NotInLab
+from psbridge.errors import WorldError as WorldError  # re-exported for its callers
 from psbridge.files import LockTimeout, lock_path, locked, retrying_on_windows, write_atomic
 
 if TYPE_CHECKING:  # pandas costs ~0.8 s to import; only `lab status` needs it
@@ -71,10 +73,6 @@ ACCOUNTS: dict[str, dict[str, bool]] = {
 SERVICE_ACCOUNTS = ["LAB\\CRMAsyncService", "LAB\\CRMAppPool", "NT AUTHORITY\\NETWORK SERVICE"]
 
 _LOCK_TIMEOUT = 30.0
-
-
-class WorldError(Exception):
-    """The world state is missing or cannot be read."""
 
 
 def org_names(count: int) -> list[str]:
@@ -138,9 +136,9 @@ class World:
         """Create the world if ``state_dir`` has none, else load the one there (unchanged)."""
         state_dir = Path(state_dir)
         if servers < 1:
-            raise ValueError("a deployment needs at least one server")
+            raise LabSettingError("a deployment needs at least one server")
         if orgs < 0 or not 0 <= legacy_servers <= servers:
-            raise ValueError("orgs must be >= 0 and legacy_servers between 0 and servers")
+            raise LabSettingError("orgs must be >= 0 and legacy_servers between 0 and servers")
         state_dir.mkdir(parents=True, exist_ok=True)
         with _locked(state_dir):
             if (state_dir / WORLD_FILE).exists():
@@ -233,16 +231,13 @@ class World:
             if s["name"].lower() == name.lower():
                 server: dict[str, Any] = s
                 return server
-        raise KeyError(f"the lab has no server {name!r} (servers: {', '.join(self.server_names())})")
+        raise NotInLab(f"the lab has no server {name!r} (servers: {', '.join(self.server_names())})")
 
     def server_roles(self, name: str) -> list[str]:
         return list(self.server(name)["roles"])
 
     def server_generation(self, name: str) -> str:
         return str(self.server(name)["generation"])
-
-    def server_build(self, name: str) -> str:
-        return str(self.server(name)["build"])
 
     def store(self, server: str) -> list[dict[str, Any]]:
         """The server's ``Cert:\\LocalMachine\\My`` entries."""
@@ -291,7 +286,8 @@ class World:
     def org_setting(self, org: str, setting: str) -> Any:
         found = self.organization(org)
         if found is None:
-            raise KeyError(org)
+            known = ", ".join(o["name"] for o in self.data["organizations"]) or "none"
+            raise NotInLab(f"the lab has no organization {org!r} (organizations: {known})")
         return found["settings"].get(setting)
 
     def server_settings(self) -> dict[str, Any]:

@@ -11,8 +11,10 @@ from psbridge.remote.convert import PSRecord
 from psbridge.remote.errors import (
     AuthenticationFailed,
     BridgeError,
+    ChangeNotApplied,
     CommandError,
     CommandFailed,
+    CommandRefused,
     CommandTimeout,
     ConnectError,
     ConnectionLost,
@@ -20,6 +22,7 @@ from psbridge.remote.errors import (
     ScriptFailed,
     ScriptNotFound,
     TransferError,
+    UnexpectedOutput,
     UnsupportedScript,
     ValidationError,
 )
@@ -32,9 +35,11 @@ from psbridge.remote.transfer import UploadReceipt, remove, upload, uploaded
 __all__ = [
     "AuthenticationFailed",
     "BridgeError",
+    "ChangeNotApplied",
     "Cmd",
     "CommandError",
     "CommandFailed",
+    "CommandRefused",
     "CommandTimeout",
     "ConnectError",
     "ConnectionLost",
@@ -52,6 +57,7 @@ __all__ = [
     "SecureString",
     "Session",
     "TransferError",
+    "UnexpectedOutput",
     "UnsupportedScript",
     "UploadReceipt",
     "ValidationError",

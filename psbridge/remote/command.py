@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import PurePath
 from typing import Any
 
+from psbridge.errors import ParameterError
 from psbridge.secrets import MASK, Secret
 
 # Verbs whose commands only read. A pipeline made only of these may be re-sent after a dropped
@@ -44,7 +45,7 @@ class Cmd:
 
     def __init__(self, name: str, /, *args: Any, **params: Any) -> None:
         if not name or not name.strip():
-            raise ValueError("a command needs a name")
+            raise ParameterError("a command needs a name")
         object.__setattr__(self, "name", name)
         object.__setattr__(self, "args", tuple(args))
         object.__setattr__(self, "params", tuple((k, v) for k, v in params.items() if v is not None))
@@ -93,9 +94,6 @@ class Pipeline:
         return " | ".join(c.display() for c in self.commands)
 
 
-Statements = Sequence[Pipeline]
-
-
 Command = str | Cmd | Pipeline | Sequence[Cmd | Pipeline]
 
 
@@ -111,7 +109,7 @@ def as_statements(command: Command, params: dict[str, Any]) -> list[Pipeline]:
         return [command]
     statements = [Pipeline((c,)) if isinstance(c, Cmd) else c for c in command]
     if not statements or any(not s.commands for s in statements):
-        raise ValueError("nothing to run")
+        raise ParameterError("nothing to run")
     return statements
 
 

@@ -103,8 +103,12 @@ def from_wire(value: Any, cipher: Any = None) -> Any:
         if xml:
             try:
                 return to_plain(pst.deserialize(parse_xml(xml), _NoCipher(cipher)))
-            except Exception as e:  # a type psrpcore cannot rehydrate: use what pypsrp built
-                log.debug("psrpcore could not deserialize %s: %s", type(value).__name__, e)
+            except Exception as e:
+                # Best effort over a whole deserializer and whatever a server sent: pypsrp has
+                # already built a value from the same CLIXML, so any failure falls back to it
+                # (logged with its cause) rather than losing the command's output.
+                log.debug("psrpcore could not deserialize %s: %s: %s", type(value).__name__,
+                          type(e).__name__, e)
         if isinstance(value, GenericComplexObject):
             return _from_generic(value, cipher)
         return _from_known(value, cipher)
@@ -112,7 +116,9 @@ def from_wire(value: Any, cipher: Any = None) -> Any:
         # pypsrp returns the raw CLIXML of a nested object whose type it does not know.
         try:
             return to_plain(pst.deserialize(parse_xml(value), _NoCipher(cipher)))
-        except Exception:
+        except Exception as e:
+            # As above: the raw CLIXML is still a faithful value, and better than no output.
+            log.debug("psrpcore could not deserialize a nested object: %s: %s", type(e).__name__, e)
             return value
     if isinstance(value, ET.Element):  # a SecureString pypsrp could not decrypt
         return Secret("") if value.tag == "SS" else ET.tostring(value, encoding="unicode")
@@ -155,7 +161,9 @@ def to_plain(value: Any) -> Any:
     if isinstance(value, pst.PSSecureString):
         try:
             return Secret(value.decrypt())
-        except Exception:
+        except ValueError:
+            # No session key (_NoCipher), or a value that is not base64, not whole blocks, badly
+            # padded or not UTF-16: all ValueError. The value stays masked and empty.
             return Secret("")
     if isinstance(value, pst.PSChar):
         return chr(int(value))
@@ -201,6 +209,9 @@ def _record(obj: pst.PSObject) -> Any:
     for name in names:
         try:
             props[name] = to_plain(obj[name])
-        except Exception:  # a property psrpcore cannot read back: keep going with the rest
+        except (AttributeError, TypeError, ValueError) as e:
+            # A property psrpcore cannot read back (its lookup, getter or type cast fails): keep
+            # going with the rest.
+            log.debug("property %s cannot be read back: %s: %s", name, type(e).__name__, e)
             props[name] = None
     return PSRecord(props, type_names, meta.to_string)

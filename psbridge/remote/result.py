@@ -11,6 +11,7 @@ import html
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from psbridge.errors import UnexpectedOutput
 from psbridge.remote.convert import PSRecord, from_wire
 from psbridge.secrets import redact
 
@@ -229,11 +230,12 @@ class Result:
         return lines
 
     def scalar(self) -> Any:
-        """The single output value (None when there is none); more than one is an error."""
+        """The single output value (None when there is none); more than one is :class:`UnexpectedOutput`."""
         if not self.output:
             return None
         if len(self.output) > 1:
-            raise ValueError(f"{self.command} returned {len(self.output)} objects, expected one")
+            raise UnexpectedOutput(f"{self.command} on {self.server} returned {len(self.output)} objects, "
+                                   "expected one", self)
         return self.output[0]
 
     def to_frame(self) -> pd.DataFrame:

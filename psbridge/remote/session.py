@@ -31,8 +31,8 @@ from pypsrp.wsman import WSMan
 from psbridge.remote.command import Cmd, Pipeline, SecureString, as_statements, display
 from psbridge.remote.errors import (
     AuthenticationFailed,
-    BridgeError,
     CommandFailed,
+    CommandRefused,
     CommandTimeout,
     ConnectError,
     ConnectionLost,
@@ -232,8 +232,8 @@ class Session:
 
     def _discard_pool(self) -> None:
         if self._pool is not None:
-            # A broken transport may fail to close; it is dropped anyway.
-            with contextlib.suppress(Exception):
+            # A broken transport may fail to close (what close() itself tolerates); it is dropped anyway.
+            with contextlib.suppress(WinRMError, requests.RequestException, OSError):
                 self._pool.wsman.close()
             self._pool = None
 
@@ -345,7 +345,7 @@ class Session:
                 may_have_run=sent,
             ) from e
         except WSManFaultError as e:
-            raise BridgeError(f"{self.server} refused {text}: {redact(str(e.reason or e))}") from None
+            raise CommandRefused(f"{self.server} refused {text}: {redact(str(e.reason or e))}") from None
         duration = dt.timedelta(seconds=time.monotonic() - t0)
         result = build_result(
             ps, text, self.server, started, duration, cipher=pool.pool._serializer.cipher,

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePath, PureWindowsPath
 from typing import TYPE_CHECKING, BinaryIO
 
+from psbridge.errors import ParameterError
 from psbridge.intents import intent
 from psbridge.remote.command import Cmd
 from psbridge.remote.errors import BridgeError, ConnectionLost, TransferError
@@ -80,7 +81,7 @@ def upload(
     if chunk_size is None:
         chunk_size = chunk_size_for(session.max_payload_size)
     if chunk_size <= 0:
-        raise ValueError("chunk_size must be positive")
+        raise ParameterError("chunk_size must be positive")
     with intent("upload", session.server, str(target)):
         return _upload(session, local, target, chunk_size)
 

@@ -38,6 +38,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from psbridge.errors import RunbookError
+
 ParamType = Literal["str", "int", "bool", "list", "secret"]
 FactType = Literal["str", "int", "bool", "list", "dict", "secret"]
 
@@ -45,7 +47,7 @@ FactType = Literal["str", "int", "bool", "list", "dict", "secret"]
 MODE_PARAMETER = "plan"
 
 
-class DefinitionError(Exception):
+class DefinitionError(RunbookError):
     """A runbook definition that cannot be used, or a step that is not in it."""
 
 

@@ -27,6 +27,7 @@ from pathlib import Path, PureWindowsPath
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
+from psbridge.errors import RunbookError
 from psbridge.runbook import formats
 from psbridge.text import shown
 
@@ -42,7 +43,7 @@ SCHEMES = ("http", "https")
 CLOUDS = ("lab", "global", "usgov", "usgov-dod", "china")
 
 
-class DeploymentError(Exception):
+class DeploymentError(RunbookError):
     """The parameters do not describe a deployment psbridge can work on; ``problems`` lists why."""
 
     def __init__(self, problems: list[str] | str) -> None:

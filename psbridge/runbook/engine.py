@@ -30,7 +30,7 @@ class WarmKernelEngine(Engine):  # type: ignore[misc]  # papermill has no annota
                                  execution_timeout: float | None = None, kernel: Any = None,
                                  **kwargs: Any) -> Any:
         if kernel is None:
-            raise ValueError("the psbridge engine runs in a warm kernel: pass kernel=KernelPool.take()")
+            raise TypeError("the psbridge engine runs in a warm kernel: pass kernel=KernelPool.take()")
         kwargs = remove_args(["input_path", "timeout", "startup_timeout"], **kwargs)
         final = merge_kwargs(kwargs, timeout=execution_timeout, startup_timeout=start_timeout,
                              kernel_name=kernel_name, log=logger, log_output=log_output,

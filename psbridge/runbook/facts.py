@@ -22,7 +22,8 @@ import json
 from html import escape
 from typing import Any
 
-from psbridge.secrets import MASK, Secret, redact
+from psbridge.errors import ParameterError
+from psbridge.secrets import Secret, redact
 
 FACT_MIME = "application/vnd.psbridge.fact+json"
 # The step's own account of what it changed (or, in a plan, would change).
@@ -32,7 +33,7 @@ CHANGES = "changes"
 recorded: dict[str, Any] = {}
 
 
-class FactError(ValueError):
+class FactError(ParameterError):
     pass
 
 
@@ -99,14 +100,3 @@ def read_facts(nb: Any) -> dict[str, Any]:
             if isinstance(fact, dict) and "name" in fact:
                 facts[str(fact["name"])] = fact.get("value")
     return facts
-
-
-def contains_mask(value: Any) -> bool:
-    """True when a fact came back with a masked part (the scrubber found a secret in it)."""
-    if isinstance(value, str):
-        return MASK in value
-    if isinstance(value, list):
-        return any(contains_mask(v) for v in value)
-    if isinstance(value, dict):
-        return any(contains_mask(v) for v in value.values())
-    return False

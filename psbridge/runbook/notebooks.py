@@ -14,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from psbridge.runbook.definition import Runbook, StepSpec
+from psbridge.runbook.definition import DefinitionError, Runbook, StepSpec
 from psbridge.runbook.schema import parameters_cell
 
 PAIRING = "ipynb,py:percent"
@@ -39,7 +39,7 @@ def _from_source(book: Runbook, step: StepSpec) -> Any:
     nb = jupytext.read(source_path(book, step), fmt="py:percent")
     cell = _parameters_cell(nb)
     if cell is None:
-        raise ValueError(f"{source_path(book, step)} has no cell tagged 'parameters'")
+        raise DefinitionError(f"{source_path(book, step)} has no cell tagged 'parameters'")
     cell.source = parameters_cell(book, step)
     nb.metadata["kernelspec"] = dict(KERNELSPEC)
     nb.metadata["language_info"] = {"name": "python"}

@@ -19,12 +19,13 @@ from typing import Any
 import yaml
 
 from psbridge import secrets
+from psbridge.errors import ParameterError
 from psbridge.runbook import formats
 from psbridge.runbook.definition import MODE_PARAMETER, ParameterSpec, Runbook
 from psbridge.text import invisible, shown
 
 
-class ParamsError(Exception):
+class ParamsError(ParameterError):
     def __init__(self, where: str, problems: list[str]) -> None:
         self.problems = problems
         super().__init__(f"{where}: {len(problems)} problem(s):\n  - " + "\n  - ".join(problems))

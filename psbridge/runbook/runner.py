@@ -48,6 +48,7 @@ import nbformat
 import pandas as pd
 
 from psbridge import __version__, evidence, files, intents
+from psbridge.errors import ParameterError, RunbookError
 from psbridge.runbook import facts as factmod
 from psbridge.runbook import timing
 from psbridge.runbook.definition import MODE_PARAMETER, Runbook, StepSpec
@@ -60,7 +61,7 @@ log = logging.getLogger("psbridge.runbook")
 SUCCEEDED, FAILED, NOT_RUN, CARRIED, INTERRUPTED = "succeeded", "failed", "not run", "carried", "interrupted"
 
 
-class RunError(Exception):
+class RunError(RunbookError):
     """A run cannot start (nothing was changed): another run holds the org, or earlier facts are missing."""
 
 
@@ -254,7 +255,7 @@ class Runner:
         org_key: str = "organization",
     ) -> None:
         if mode not in ("apply", "plan"):
-            raise ValueError(f"mode is 'apply' or 'plan', not {mode!r}")
+            raise ParameterError(f"mode is 'apply' or 'plan', not {mode!r}")
         self.book = book
         self.params = dict(params)
         self.records_root = Path(records_root)

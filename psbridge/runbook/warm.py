@@ -24,7 +24,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from psbridge.errors import RunbookError
+
 log = logging.getLogger(__name__)
+
+
+class KernelError(RunbookError):
+    """No kernel could be had for a step: it would not start, or not answer while warming."""
 
 # What a step's notebook imports, imported before the step starts: every step module (new ones
 # too) and what they lean on. Inside a function, so that no name is left in the kernel's
@@ -113,7 +119,7 @@ class KernelPool:
         for _ in range(3):
             with self._lock:
                 if not self._pending:
-                    raise RuntimeError("the kernel pool is closed")
+                    raise KernelError("the kernel pool is closed")
                 future = self._pending.pop(0)
             self._start_one()
             try:
@@ -126,7 +132,7 @@ class KernelPool:
                 return kernel
             self._report(f"the kernel (pid {kernel.pid}) waiting for this step had died; it was replaced")
             self.discard(kernel)
-        raise RuntimeError("three kernels in a row failed to start; see kernels.log")
+        raise KernelError("three kernels in a row failed to start; see kernels.log")
 
     def _report(self, text: str) -> None:
         log.warning("%s", text)
@@ -173,7 +179,7 @@ def _run_silently(manager: Any, code: str, timeout: float) -> None:
                 break
         if reply["content"].get("status") != "ok":
             content = reply["content"]
-            raise RuntimeError(f"warming the kernel failed: {content.get('ename')}: {content.get('evalue')}")
+            raise KernelError(f"warming the kernel failed: {content.get('ename')}: {content.get('evalue')}")
     finally:
         client.stop_channels()
 

@@ -7,6 +7,7 @@ import socket
 import pytest
 
 from psbridge.cloud import CloudSettings, GraphClient, GraphError, SignIn
+from psbridge.errors import ForeignHostRefused, LabConfigError, ParameterError
 from psbridge.lab.entra import EntraTwin
 
 
@@ -65,7 +66,7 @@ def test_paging_follows_next_link(twin: EntraTwin, admin: SignIn) -> None:
 
 def test_next_link_to_another_host_is_refused(twin: EntraTwin, admin: SignIn) -> None:
     graph, _ = _client(twin, admin)
-    with pytest.raises(ValueError, match="another host"):
+    with pytest.raises(ForeignHostRefused, match="another host"):
         graph.get("https://127.0.0.2:1/v1.0/organization")
 
 
@@ -96,7 +97,7 @@ def test_clouds_are_data(tmp_path) -> None:  # type: ignore[no-untyped-def]
     assert CloudSettings.named("global").graph_default_scope == "https://graph.microsoft.com/.default"
     assert CloudSettings.named("usgov").authority("contoso.us") == "https://login.microsoftonline.us/contoso.us"
     assert CloudSettings.named("china").graph_url == "https://microsoftgraph.chinacloudapi.cn"
-    with pytest.raises(ValueError, match="unknown cloud"):
+    with pytest.raises(ParameterError, match="unknown cloud"):
         CloudSettings.named("mars")
     (tmp_path / "lab.json").write_text(json.dumps({"ca_bundle": "/x/ca.pem", "entra": {
         "login_url": "https://127.0.0.1:1", "graph_url": "https://127.0.0.1:2"}}))
@@ -104,5 +105,5 @@ def test_clouds_are_data(tmp_path) -> None:  # type: ignore[no-untyped-def]
     assert (lab.name, lab.ca_bundle, lab.instance_discovery) == ("lab", "/x/ca.pem", False)
     assert lab.graph_default_scope == "https://graph.microsoft.com/.default"
     (tmp_path / "lab.json").write_text(json.dumps({"servers": []}))
-    with pytest.raises(ValueError, match="no Entra ID twin"):
+    with pytest.raises(LabConfigError, match="no Entra ID twin"):
         CloudSettings.from_lab(tmp_path / "lab.json")

@@ -28,6 +28,7 @@ from psbridge.cloud import (
     sign_in_device_code,
 )
 from psbridge.cloud.settings import CloudSettings
+from psbridge.errors import CertificateError
 from psbridge.lab.entra import EntraTwin
 
 CANARY = "canary-2b7d1e0f-never-print-me"
@@ -144,7 +145,7 @@ def test_certificate_sign_in(twin: EntraTwin, graph: GraphClient, tmp_path: Path
         sign_in_certificate(settings_of(twin), twin.tenant_id, app.app_id, other, "env:PSB_TEST_PFX_PASSWORD")
     assert "AADSTS700027" in str(e.value)
     monkeypatch.setenv("PSB_TEST_PFX_PASSWORD", "wrong")
-    with pytest.raises(ValueError, match="wrong password or not a PFX"):
+    with pytest.raises(CertificateError, match="wrong password or not a PFX"):
         sign_in_certificate(settings_of(twin), twin.tenant_id, app.app_id, pfx, "env:PSB_TEST_PFX_PASSWORD")
 
 

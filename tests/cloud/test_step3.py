@@ -35,6 +35,7 @@ from psbridge.cloud import (
     tenant_id_from_discovery,
     tenant_id_from_graph,
 )
+from psbridge.errors import NotFoundInTenant, ParameterError
 from psbridge.lab.entra import EntraTwin
 
 APP_NAME = "psbridge S2S setup"
@@ -181,9 +182,9 @@ def test_secret_lifetime_over_24_months_is_refused_before_any_change(twin: Entra
                                                                       tmp_path: Path) -> None:
     app = ensure_app(graph, "lifetime-app", REDIRECT)
     before = _world(twin)
-    with pytest.raises(ValueError, match="24 months"):
+    with pytest.raises(ParameterError, match="24 months"):
         ensure_client_secret(graph, app, f"file:{tmp_path / 's'}", lifetime_days=731)
-    with pytest.raises(ValueError, match="cannot be written"):
+    with pytest.raises(ParameterError, match="cannot be written"):
         ensure_client_secret(graph, app, "env:SOME_VAR")
     assert _world(twin) == before
     info = ensure_client_secret(graph, app, f"file:{tmp_path / 's'}", lifetime_days=730)
@@ -214,9 +215,9 @@ def test_names_with_quotes_and_bad_input(twin: EntraTwin, graph: GraphClient) ->
     app = ensure_app(graph, "O'Brien's app", REDIRECT)
     assert ensure_app(graph, "O'Brien's app", REDIRECT).changes == []
     assert app.display_name == "O'Brien's app"
-    with pytest.raises(ValueError, match="redirect URI"):
+    with pytest.raises(ParameterError, match="redirect URI"):
         ensure_app(graph, "x", "http://example.test/cb")
-    with pytest.raises(ValueError, match="display name"):
+    with pytest.raises(ParameterError, match="display name"):
         ensure_app(graph, "  ", REDIRECT)
 
 
@@ -227,7 +228,7 @@ def test_permission_resolution_is_by_name(twin: EntraTwin, graph: GraphClient) -
                                         ("Application.ReadWrite.All", "Scope")])
     assert [p.id for p in perms] == ["9a5d68dd-52b0-4cc2-bd40-abcf44ac3a30",
                                      "bdfbf15f-ee85-4955-8675-146e8e5296b5"]
-    with pytest.raises(LookupError, match=r"did you mean Application\.ReadWrite\.All"):
+    with pytest.raises(NotFoundInTenant, match=r"did you mean Application\.ReadWrite\.All"):
         resolve_permissions(graph, [("Application.ReadWrite.Al", "Role")])
 
 

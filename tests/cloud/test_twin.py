@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
 from psbridge.cloud import CloudSettings, GraphClient, SignIn, TenantLookupError, tenant_id_from_discovery
+from psbridge.errors import LabSettingError, ParameterError
 from psbridge.lab.ca import LabCA
 from psbridge.lab.entra import EntraTwin, start_twin
 
@@ -67,7 +68,7 @@ def test_discovery_by_domain_and_unknown_domain(twin: EntraTwin, settings: Cloud
     assert tenant_id_from_discovery(settings, twin.tenant_domain) == twin.tenant_id
     with pytest.raises(TenantLookupError, match="AADSTS90002"):
         tenant_id_from_discovery(settings, "unknown.onmicrosoft.com")
-    with pytest.raises(ValueError):
+    with pytest.raises(ParameterError, match="not a domain name"):
         tenant_id_from_discovery(settings, "../etc")
     keys = requests.get(f"{twin.login_url}/{twin.tenant_id}/discovery/v2.0/keys", verify=str(twin.ca_bundle),
                         timeout=10).json()
@@ -85,7 +86,7 @@ def test_knobs_file_written_by_another_process_is_honoured(twin: EntraTwin, admi
     sleeps: list[float] = []
     GraphClient(CloudSettings.from_lab(twin.describe()), admin, sleep=sleeps.append).get("/organization")
     assert sleeps == [4.0]
-    with pytest.raises(ValueError, match="unknown twin knob"):
+    with pytest.raises(LabSettingError, match="unknown twin knob"):
         twin.set_knobs(explode=True)
 
 

@@ -15,6 +15,7 @@ from pypsrp.exceptions import AuthenticationError
 from pypsrp.powershell import PowerShell, RunspacePool
 from pypsrp.wsman import WSMan
 
+from psbridge.errors import LabSettingError
 from psbridge.lab.faults import Faults, all_faults, clear_faults, read_faults, set_faults
 from psbridge.lab.winrm import Endpoint, EndpointSpec, start_endpoint
 from psbridge.lab.world import World
@@ -80,9 +81,9 @@ def test_knobs_merge_clear_and_validate(tmp_path: Path) -> None:
     assert not read_faults(tmp_path, "CRM01").any and read_faults(tmp_path, "CRM02").deny_auth
     clear_faults(tmp_path)
     assert not read_faults(tmp_path, "CRM02").any
-    with pytest.raises(ValueError, match="unknown fault knob"):
+    with pytest.raises(LabSettingError, match="unknown fault knob"):
         set_faults(tmp_path, "CRM01", drop=1)
-    with pytest.raises(ValueError, match="delay"):
+    with pytest.raises(LabSettingError, match="delay"):
         set_faults(tmp_path, "CRM01", delay=-1)
     assert set_faults(tmp_path, "CRM01", drop_after=0).drop_after == 0  # "drop the very next one"
 

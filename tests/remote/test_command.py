@@ -6,6 +6,7 @@ from pathlib import PureWindowsPath
 
 import pytest
 
+from psbridge.errors import ParameterError
 from psbridge.remote import Cmd, SecureString, ValidationError, server_path
 from psbridge.remote.command import as_statements
 from psbridge.remote.transfer import chunk_size_for
@@ -39,7 +40,7 @@ def test_statements() -> None:
     assert len(as_statements([Cmd("A-B"), Cmd("C-D") | Cmd("E-F")], {})) == 2
     with pytest.raises(TypeError):
         as_statements(Cmd("A-B"), {"x": 1})
-    with pytest.raises(ValueError):
+    with pytest.raises(ParameterError, match="nothing to run"):
         as_statements([], {})
 
 

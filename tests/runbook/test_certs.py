@@ -13,6 +13,7 @@ from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import NameOID
 
 from psbridge.certs import CertificateError, generate_self_signed, inspect_pfx, new_pfx_password, validate_pfx
+from psbridge.errors import ParameterError
 from psbridge.secrets import Secret
 
 
@@ -76,5 +77,5 @@ def test_missing_private_key_and_non_rsa(tmp_path: Path) -> None:
 
 
 def test_generation_refuses_weak_keys() -> None:
-    with pytest.raises(ValueError, match="2048"):
+    with pytest.raises(ParameterError, match="2048"):
         generate_self_signed("x", Secret("pw-for-test"), key_bits=1024)

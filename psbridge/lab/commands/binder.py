@@ -16,6 +16,7 @@ from typing import Any
 
 import psrpcore.types as pst
 
+from psbridge.errors import TwinAnswer
 from psbridge.lab.commands import errors
 from psbridge.lab.commands.objects import type_names_of
 from psbridge.lab.commands.registry import (
@@ -56,7 +57,7 @@ class Bound:
         return self.values[name]
 
 
-class _NoConversion(Exception):
+class _NoConversion(TwinAnswer):
     def __init__(self, detail: str, transformation: bool = False) -> None:
         super().__init__(detail)
         self.detail = detail

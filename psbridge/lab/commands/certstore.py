@@ -17,6 +17,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import Encoding, pkcs12
 
+from psbridge.errors import TwinAnswer
 from psbridge.lab.commands.objects import array, new_object
 
 X509 = "System.Security.Cryptography.X509Certificates.X509Certificate2"
@@ -24,7 +25,7 @@ STORE_PROVIDER = "Microsoft.PowerShell.Security\\Certificate"
 WRONG_PASSWORD = "The specified network password is not correct."
 
 
-class PfxError(Exception):
+class PfxError(TwinAnswer):
     """The PFX cannot be opened: wrong password, or not a PKCS#12 file."""
 
 

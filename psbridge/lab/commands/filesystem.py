@@ -11,10 +11,12 @@ import datetime as dt
 import shutil
 from pathlib import Path, PureWindowsPath
 
+from psbridge.errors import TwinAnswer
+
 _BAD_CHARS = set('<>"|?*') | {chr(i) for i in range(32)}
 
 
-class PathFormatError(ValueError):
+class PathFormatError(TwinAnswer, ValueError):
     """Not a path Windows accepts (``The given path's format is not supported.``)."""
 
 

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import PureWindowsPath
 from typing import Any, NoReturn
 
+from psbridge.errors import TwinAnswer
 from psbridge.lab.commands import errors
 from psbridge.lab.commands.binder import Bound, bind
 from psbridge.lab.commands.objects import for_wire
@@ -26,7 +27,7 @@ SNAPINS = "\x00snapins"
 CRM_SNAPIN = "Microsoft.Crm.PowerShell"
 
 
-class PipelineStopped(Exception):
+class PipelineStopped(TwinAnswer):
     """The client stopped the pipeline: no script ``catch`` sees it, the pipeline just ends."""
 
 

@@ -31,6 +31,7 @@ from typing import Any
 
 from cryptography import x509
 
+from psbridge.errors import TwinAnswer
 from psbridge.lab.entra import odata
 from psbridge.lab.entra.directory import Directory, graph_time, new_id, now_utc
 from psbridge.lab.entra.knobs import Knobs
@@ -62,7 +63,9 @@ SP_WRITABLE = {"displayName", "keyCredentials", "servicePrincipalNames", "tags",
                "appRoleAssignmentRequired", "notes", "description", "preferredSingleSignOnMode"}
 
 
-class GraphError(Exception):
+class GraphError(TwinAnswer):
+    """What Graph answers for a request it refuses: its status, error code and message."""
+
     def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None):
         super().__init__(message)
         self.status, self.code, self.message, self.headers = status, code, message, headers or {}

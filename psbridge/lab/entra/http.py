@@ -39,7 +39,6 @@ class _Handler(BaseHTTPRequestHandler):
             query=dict(parse_qsl(url.query, keep_blank_values=True)),
             headers={k.lower(): v for k, v in self.headers.items()},
             body=body,
-            raw_query=url.query,
         )
         try:
             resp = type(self).endpoint(req)

@@ -24,6 +24,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from psbridge.errors import LabSettingError
 from psbridge.files import lock_path, locked, write_atomic
 
 DEFAULTS: dict[str, Any] = {
@@ -80,11 +81,11 @@ class Knobs:
     def set(self, **values: Any) -> None:
         unknown = set(values) - set(DEFAULTS)
         if unknown:
-            raise ValueError(
+            raise LabSettingError(
                 f"unknown twin knob(s): {', '.join(sorted(unknown))}; known: {', '.join(DEFAULTS)}"
             )
         if "device_code_approval" in values and values["device_code_approval"] not in ("auto", "manual"):
-            raise ValueError("device_code_approval must be 'auto' or 'manual'")
+            raise LabSettingError("device_code_approval must be 'auto' or 'manual'")
         with self._changing():
             self._values.update(values)
             self._write()

@@ -10,6 +10,7 @@ Errors use Entra's shape (``error``, ``error_description`` starting with the AAD
 from __future__ import annotations
 
 import base64
+import enum
 import json
 import secrets
 import string
@@ -20,10 +21,9 @@ from dataclasses import dataclass
 from html import escape
 from typing import Any
 
-from psbridge.lab.entra import seed
 from psbridge.lab.entra.directory import Directory
 from psbridge.lab.entra.knobs import Knobs
-from psbridge.lab.entra.tokens import GRAPH_AUDIENCES, TokenIssuer
+from psbridge.lab.entra.tokens import GRAPH_AUDIENCES, AssertionRejected, TokenIssuer
 from psbridge.lab.entra.wire import Request, Response
 
 DEVICE_CODE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
@@ -46,6 +46,14 @@ def oauth_error(status: int, error: str, description: str, code: int) -> Respons
     )
 
 
+class FlowStatus(enum.StrEnum):
+    """Where a device code sign-in stands: the user has not entered the code yet, or has answered."""
+
+    PENDING = "pending"
+    APPROVED = "approved"
+    DECLINED = "declined"
+
+
 @dataclass
 class DeviceFlow:
     device_code: str
@@ -53,7 +61,7 @@ class DeviceFlow:
     client_id: str
     scopes: list[str]
     expires_at: float
-    status: str = "pending"  # pending | approved | declined
+    status: FlowStatus = FlowStatus.PENDING
     user_id: str | None = None
 
 
@@ -193,7 +201,7 @@ class Authority:
                 self.issuer.verify_client_assertion(
                     form["client_assertion"], client_id, endpoints, app.get("keyCredentials", [])
                 )
-            except ValueError as e:
+            except AssertionRejected as e:
                 return oauth_error(401, "invalid_client", str(e), 700027)
         elif form.get("client_secret"):
             if not self.directory.check_client_secret(app, form["client_secret"]):
@@ -297,7 +305,7 @@ class Authority:
             scopes=form.get("scope", "").split(), expires_at=time.time() + DEVICE_CODE_LIFETIME,
         )
         if self.knobs.get("device_code_approval") == "auto":
-            flow.status, flow.user_id = "approved", self.directory.admin["id"]
+            flow.status, flow.user_id = FlowStatus.APPROVED, self.directory.admin["id"]
         with self._flows_lock:
             self._flows[flow.device_code] = flow
         uri = f"{self.login_url}/devicelogin"
@@ -316,15 +324,11 @@ class Authority:
         user = self.directory.user_by_upn(upn) if upn else self.directory.admin
         with self._flows_lock:
             for flow in self._flows.values():
-                if flow.user_code == user_code.strip().upper() and flow.status == "pending":
-                    flow.status = "approved" if approve else "declined"
+                if flow.user_code == user_code.strip().upper() and flow.status is FlowStatus.PENDING:
+                    flow.status = FlowStatus.APPROVED if approve else FlowStatus.DECLINED
                     flow.user_id = user["id"] if user else None
                     return True
         return False
-
-    def pending_user_codes(self) -> list[str]:
-        with self._flows_lock:
-            return [f.user_code for f in self._flows.values() if f.status == "pending"]
 
     def _device_code_grant(self, form: dict[str, str]) -> Response:
         with self._flows_lock:
@@ -337,11 +341,11 @@ class Authority:
                 return oauth_error(400, "expired_token", "AADSTS70020: The provided value for the input "
                                    "parameter 'device_code' is not valid. This device code has expired.",
                                    70020)
-            if flow.status == "pending":
+            if flow.status is FlowStatus.PENDING:
                 return oauth_error(400, "authorization_pending", "AADSTS70016: OAuth 2.0 device flow "
                                    "error. Authorization is pending. Continue polling.", 70016)
             self._flows.pop(flow.device_code, None)
-        if flow.status == "declined":
+        if flow.status is FlowStatus.DECLINED:
             return oauth_error(400, "authorization_declined", "AADSTS70000: The user declined to "
                                "authorize the device code sign-in.", 70000)
         user = self.directory.user_by_id(flow.user_id or "")
@@ -389,6 +393,3 @@ class Authority:
             "<h1>Enter code</h1><p>Enter the code displayed on your app or device. You sign in to the "
             f"lab as {who}.</p><form method='post'><input name='otc'><button>Next</button></form>"
         ))
-
-
-FIRST_PARTY_PUBLIC_CLIENT = seed.GRAPH_CLI_APP_ID

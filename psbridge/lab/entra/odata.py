@@ -12,12 +12,14 @@ import re
 from typing import Any
 from urllib.parse import urlencode
 
+from psbridge.errors import TwinAnswer
+
 _CLAUSE = re.compile(
     r"""\s*(?P<prop>[A-Za-z][A-Za-z0-9/]*)\s+eq\s+(?:'(?P<text>(?:[^']|'')*)'|(?P<bare>[A-Za-z0-9.-]+))\s*""",
 )
 
 
-class QueryError(ValueError):
+class QueryError(TwinAnswer, ValueError):
     """A query Graph would answer with 400 ``Request_UnsupportedQuery``."""
 
 

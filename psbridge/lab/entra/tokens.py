@@ -21,12 +21,18 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from psbridge.errors import TwinAnswer
+
 # Resource identifiers a token for Graph may name as its audience.
 GRAPH_AUDIENCES = ("https://graph.microsoft.com", "00000003-0000-0000-c000-000000000000")
 
 
-class TokenRejected(Exception):
+class TokenRejected(TwinAnswer):
     """An access token Graph must refuse with 401 (the message is Graph's wording)."""
+
+
+class AssertionRejected(TwinAnswer):
+    """A client assertion the token endpoint refuses with 401 (the message is Entra ID's AADSTS wording)."""
 
 
 def b64url(data: bytes) -> str:
@@ -161,7 +167,7 @@ class TokenIssuer:
         try:
             header = jwt.get_unverified_header(assertion)
         except jwt.PyJWTError:
-            raise ValueError("AADSTS50027: JWT token is invalid or malformed.") from None
+            raise AssertionRejected("AADSTS50027: JWT token is invalid or malformed.") from None
         from cryptography import x509
 
         # base64url, with or without padding (msal pads; RFC 7515 does not).
@@ -178,24 +184,24 @@ class TokenIssuer:
             ):
                 continue
             if not (cert.not_valid_before_utc.timestamp() <= now <= cert.not_valid_after_utc.timestamp()):
-                raise ValueError("AADSTS700027: The certificate with identifier used to sign the client "
-                                 "assertion is expired on application.")
+                raise AssertionRejected("AADSTS700027: The certificate with identifier used to sign the "
+                                        "client assertion is expired on application.")
             try:
                 claims = jwt.decode(
                     assertion, cert.public_key(), algorithms=["PS256", "RS256"],  # type: ignore[arg-type]
                     audience=list(token_endpoints), options={"verify_exp": False},
                 )
             except jwt.PyJWTError as e:
-                raise ValueError(
+                raise AssertionRejected(
                     f"AADSTS700027: Client assertion failed signature validation. ({e})"
                 ) from None
             if claims.get("iss") != client_id or claims.get("sub") != client_id:
-                raise ValueError("AADSTS700021: Client assertion application identifier doesn't match "
-                                 "'client_id' parameter.")
+                raise AssertionRejected("AADSTS700021: Client assertion application identifier doesn't "
+                                        "match 'client_id' parameter.")
             if int(claims.get("exp", 0)) <= now:
-                raise ValueError("AADSTS700024: Client assertion is not within its valid time range.")
+                raise AssertionRejected("AADSTS700024: Client assertion is not within its valid time range.")
             return
-        raise ValueError(
+        raise AssertionRejected(
             f"AADSTS700027: The certificate with identifier used to sign the client assertion is not "
             f"registered on application. [Reason - The key was not found., Thumbprint of key used by "
             f"client: '{wanted_1 or wanted_256}']"

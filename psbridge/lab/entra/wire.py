@@ -18,7 +18,6 @@ class Request:
     query: dict[str, str] = field(default_factory=dict)
     headers: dict[str, str] = field(default_factory=dict)  # lower-case names
     body: bytes = b""
-    raw_query: str = ""
 
     def form(self) -> dict[str, str]:
         """The form's fields by lower-cased name.

@@ -30,11 +30,13 @@ import spnego
 import spnego.channel_bindings
 from spnego.exceptions import NegotiateOptions, SpnegoError
 
+from psbridge.errors import TwinAnswer
+
 SPNEGO_ENCRYPTED = "application/HTTP-SPNEGO-session-encrypted"
 BOUNDARY = "Encrypted Boundary"
 
 
-class AuthFailed(Exception):
+class AuthFailed(TwinAnswer):
     """The credentials were refused: the endpoint answers 401."""
 
 

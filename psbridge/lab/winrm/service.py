@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from psrpcore import PSRPCoreError
 
+from psbridge.errors import TwinAnswer
 from psbridge.lab.winrm import wsman
 from psbridge.lab.winrm.host import STOP_GRACE, Host, Shell, ShellOptions
 from psbridge.lab.winrm.wsman import NS, Action, Fault, Request
@@ -205,7 +206,7 @@ class WinRMService:
         raise _FaultRaised(wsman.unsupported(f"{req.action} on {req.resource_uri}"))
 
 
-class _FaultRaised(Exception):
+class _FaultRaised(TwinAnswer):
     def __init__(self, fault: Fault) -> None:
         super().__init__(fault.reason)
         self.fault = fault

@@ -20,6 +20,8 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from xml.sax.saxutils import escape, quoteattr
 
+from psbridge.errors import TwinAnswer
+
 # Prefixes for reading requests (ElementPath lookups only; nothing is registered globally).
 NS = {
     "s": "http://www.w3.org/2003/05/soap-envelope",
@@ -129,7 +131,7 @@ class Request:
         return self.selectors.get("ShellId")
 
 
-class BadRequest(Exception):
+class BadRequest(TwinAnswer):
     """The message is not a WS-Management request this service understands."""
 
 

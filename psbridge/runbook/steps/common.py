@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from psbridge import certs, secrets
+from psbridge.errors import RunbookError
 from psbridge.runbook.deployment import Deployment
 
 if TYPE_CHECKING:
@@ -27,7 +28,7 @@ if TYPE_CHECKING:
 RENEW_BEFORE = dt.timedelta(days=30)
 
 
-class StepError(Exception):
+class StepError(RunbookError):
     """A step cannot go on; the message says why and what to do."""
 
 

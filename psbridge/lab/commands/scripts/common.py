@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, NoReturn
 
+from psbridge.errors import TwinAnswer
 from psbridge.lab.commands.runtime import CRM_SNAPIN, Call, PipelineStopped
 from psbridge.lab.runspace import ScriptExit, TerminatingError
 
@@ -11,7 +12,7 @@ PROCESS_FAILED = "Process Failed."
 PROCESS_SUCCEEDED = "Process succeeded."
 
 
-class Thrown(Exception):
+class Thrown(TwinAnswer):
     """A terminating error inside the script's ``try``: what its ``catch`` sees.
 
     ``message`` is ``$_.Exception.Message``; ``details`` is ``"$_"`` (the error record as text,

@@ -14,13 +14,15 @@ from typing import Any
 
 import requests
 
+from psbridge.errors import TwinAnswer
+
 LOGIN_HOST = "login.microsoftonline.com"
 GRAPH_HOST = "graph.microsoft.com"
 # What Invoke-RestMethod / Invoke-WebRequest send as User-Agent on the lab's servers.
 USER_AGENT = "Mozilla/5.0 (Windows NT; Windows NT 10.0; en-US) WindowsPowerShell/5.1.17763.6414"
 
 
-class WebFailure(Exception):
+class WebFailure(TwinAnswer):
     """A failed web cmdlet: ``message`` is ``$_.Exception.Message``, ``details`` is ``"$_"``."""
 
     def __init__(self, message: str, details: str | None = None, status: int | None = None) -> None:
