@@ -3,19 +3,58 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+from typer.core import TyperGroup
 
-from psbridge.lab.cli import app as lab_app
+LAB_HELP = "The embedded lab: simulated CRM servers, Entra ID and Graph."
+
+
+class _LabCommands(TyperGroup):
+    """``psbridge lab``, whose commands are imported only when the lab is asked for.
+
+    The product imports nothing of the lab until then: ``psbridge --help`` and a run against a
+    customer's servers stay as quick as they can be.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(name="lab", help=LAB_HELP, no_args_is_help=True)
+        self._real: TyperGroup | None = None
+
+    def _group(self) -> TyperGroup:
+        if self._real is None:
+            from psbridge.lab.cli import app as lab_app
+
+            command = typer.main.get_command(lab_app)
+            assert isinstance(command, TyperGroup)
+            self._real = command
+        return self._real
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        return self._group().list_commands(ctx)
+
+    def get_command(self, ctx: Any, name: str) -> Any:
+        return self._group().get_command(ctx, name)
+
+
+class _Commands(TyperGroup):
+    def list_commands(self, ctx: Any) -> list[str]:
+        return sorted([*super().list_commands(ctx), "lab"])
+
+    def get_command(self, ctx: Any, name: str) -> Any:
+        return _LAB if name == "lab" else super().get_command(ctx, name)
+
+
+_LAB = _LabCommands()
 
 app = typer.Typer(
     name="psbridge",
     help="Dynamics 365 on-premises ↔ Exchange Online server-side sync, as a runbook.",
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,  # locals may hold secrets
+    cls=_Commands,
 )
-app.add_typer(lab_app, name="lab", help="The embedded lab: simulated CRM servers, Entra ID and Graph.")
 
 RunbookOpt = Annotated[str | None, typer.Option(
     "--runbook", help="a runbook's name (psbridge runbooks lists them) or its folder; default "

@@ -17,11 +17,10 @@ behind "never format a secret into text".
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import re
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -54,7 +53,7 @@ class SecretRef:
                 "'file:PATH', 'keyring:SERVICE/NAME' or 'lab:NAME'"
             )
         scheme, locator = m.group("scheme"), m.group("locator")
-        if scheme not in _BACKENDS:
+        if not _known(scheme):
             # Not even the scheme is repeated: "hunter:2" may be the password itself.
             known = ", ".join(f"{k}:" for k in sorted(_BACKENDS))
             raise SecretError(f"not a secret reference: its scheme is none of {known}")
@@ -128,14 +127,43 @@ class SecretBackend(Protocol):
 _BACKENDS: dict[str, SecretBackend] = {}
 
 
+# Backends that live elsewhere, imported the first time their scheme is used: the lab's own
+# (``lab:``), which the lab registers when imported, so that the product imports nothing of the
+# lab until a lab reference is met.
+_LAZY = {"lab": "psbridge.lab.secretstore"}
+ENTRY_POINTS = "psbridge.secret_backends"
+
+
 def register_backend(scheme: str, backend: SecretBackend) -> None:
     """Add (or replace) the backend for ``scheme:`` references."""
     _BACKENDS[scheme] = backend
 
 
+def _known(scheme: str) -> bool:
+    """Whether ``scheme:`` has a backend, loading it if it is one known to live elsewhere.
+
+    Another package adds a scheme through the ``psbridge.secret_backends`` entry-point group:
+    ``vault = "mypackage.secrets:VaultBackend"`` (a class, made once, or an instance).
+    """
+    if scheme in _BACKENDS:
+        return True
+    import importlib
+
+    if scheme in _LAZY:
+        importlib.import_module(_LAZY[scheme])
+        return scheme in _BACKENDS
+    from importlib.metadata import entry_points
+
+    for ep in entry_points(group=ENTRY_POINTS, name=scheme):
+        loaded = ep.load()
+        register_backend(scheme, loaded() if isinstance(loaded, type) else loaded)
+        return True
+    return False
+
+
 def backend(scheme: str) -> SecretBackend:
     """The backend of ``scheme:`` references (SecretError if there is none)."""
-    if scheme not in _BACKENDS:
+    if not _known(scheme):
         raise SecretError(f"no secret backend for '{scheme}:'")
     return _BACKENDS[scheme]
 
@@ -323,77 +351,6 @@ class KeyringBackend:
             keyring.delete_password(service, name)
 
 
-def lab_state_dir() -> Path:
-    """Where the embedded lab keeps its world (``PSBRIDGE_LAB_STATE`` overrides the default)."""
-    env = os.environ.get("PSBRIDGE_LAB_STATE")
-    if env:
-        return Path(env).expanduser()
-    import platformdirs
-
-    return Path(platformdirs.user_state_dir("psbridge")) / "lab"
-
-
-class LabBackend:
-    """``lab:NAME``: the lab's secret store, ``<lab state>/secrets.json``.
-
-    The lab's account passwords live here, and secrets a step creates during a demo land
-    here, so a demo needs no keyring. Not for production use. The lab server, the CLI, a run
-    and its kernels all write it: every change re-reads the file under a cross-process lock.
-    """
-
-    writable = True
-    _NAME = re.compile(r"^[A-Za-z0-9_.@/-]+$")
-
-    def check(self, locator: str) -> None:
-        if not self._NAME.match(locator):
-            raise SecretError("a lab: reference is written lab:NAME with letters, digits and _.@/- only")
-
-    @staticmethod
-    def path() -> Path:
-        return lab_state_dir() / "secrets.json"
-
-    def _load(self, p: Path) -> dict[str, str]:
-        if not p.exists():
-            return {}
-        data = json.loads(p.read_text(encoding="utf-8"))
-        if not isinstance(data, dict):
-            raise SecretError(f"the lab secret store {p} is not a JSON object")
-        return {str(k): str(v) for k, v in data.items()}
-
-    def get(self, locator: str) -> str:
-        # No lock: every write replaces the whole file, so a read sees one version of it.
-        data = self._load(self.path())
-        if locator not in data:
-            raise SecretError(f"no secret 'lab:{locator}' in the lab secret store {self.path()}")
-        return data[locator]
-
-    def put(self, locator: str, value: str) -> None:
-        with self._changing() as data:
-            data[locator] = value
-
-    def delete(self, locator: str) -> None:
-        if not self.path().exists():
-            return  # nothing stored: no lock file, nor a state folder, made for nothing
-        with self._changing() as data:
-            data.pop(locator, None)
-
-    @contextlib.contextmanager
-    def _changing(self) -> Iterator[dict[str, str]]:
-        p = self.path()
-        with contextlib.ExitStack() as held:
-            try:
-                held.enter_context(files.locked(files.lock_path(p)))
-            except files.LockTimeout as e:
-                raise SecretError(
-                    f"the lab secret store {p} stayed locked by another process for {e.timeout:g} s"
-                ) from None
-            data = self._load(p)
-            before = dict(data)
-            yield data
-            if data != before:
-                _write_private(p, json.dumps(data, indent=2, sort_keys=True))
-
-
 def _write_private(path: Path, text: str) -> None:
     """Write a file only its owner can read, atomically (on Windows the mode is advisory)."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -403,4 +360,3 @@ def _write_private(path: Path, text: str) -> None:
 register_backend("env", EnvBackend())
 register_backend("file", FileBackend())
 register_backend("keyring", KeyringBackend())
-register_backend("lab", LabBackend())

@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from psbridge.lab.config import LabConfig
-from psbridge.secrets import lab_state_dir
+from psbridge.lab.secretstore import lab_state_dir
 
 # Locals in a traceback may hold the lab's passwords: never show them.
 app = typer.Typer(no_args_is_help=True, pretty_exceptions_show_locals=False)

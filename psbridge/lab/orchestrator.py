@@ -36,6 +36,7 @@ from psbridge.lab.config import (
     lab_secret_store,
 )
 from psbridge.lab.runspace import CloudEndpoints
+from psbridge.lab.secretstore import lab_state_dir
 from psbridge.lab.winrm import Endpoint, EndpointSpec, start_endpoint
 
 if TYPE_CHECKING:
@@ -76,7 +77,7 @@ class Lab:
 
     def __init__(self, state_dir: Path | str | None = None, servers: int = 2, orgs: int = 2,
                  legacy_servers: int = 0, cloud: bool = True, host: str = "127.0.0.1") -> None:
-        self.state_dir = Path(state_dir if state_dir is not None else secrets.lab_state_dir()).expanduser()
+        self.state_dir = Path(state_dir if state_dir is not None else lab_state_dir()).expanduser()
         self.servers = servers
         self.orgs = orgs
         self.legacy_servers = legacy_servers

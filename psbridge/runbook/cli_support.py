@@ -219,7 +219,7 @@ def run_demo(state: Path, records: Path, organization: str, console: Console | N
 
 
 def demo(state: Path | None, records: Path, organization: str) -> int:
-    from psbridge.secrets import lab_state_dir
+    from psbridge.lab.secretstore import lab_state_dir
 
     console = _console()
     state = (state or lab_state_dir()).expanduser().resolve()

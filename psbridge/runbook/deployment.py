@@ -56,7 +56,7 @@ class DeploymentError(RunbookError):
 
 def lab_state(lab: str) -> Path:
     """``lab`` ('auto', a state dir or a lab.json) -> the lab's state directory."""
-    from psbridge.secrets import lab_state_dir
+    from psbridge.lab.secretstore import lab_state_dir
 
     path = lab_state_dir() if lab.strip().lower() == "auto" else Path(lab).expanduser()
     return path.parent if path.suffix.lower() == ".json" else path

@@ -138,7 +138,7 @@ def _display_name(v: str) -> str | None:
 def _lab(v: str) -> str | None:
     """A lab that is up: 'auto' (the default state directory), a state directory or its lab.json."""
     from psbridge.lab.config import LabConfig, LabConfigError
-    from psbridge.secrets import lab_state_dir
+    from psbridge.lab.secretstore import lab_state_dir
 
     if v.strip().lower() != "auto" and _local_path(v):
         return _local_path(v)
