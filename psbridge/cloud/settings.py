@@ -11,7 +11,6 @@ not code; the embedded lab is one more entry, read from its ``lab.json``::
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -81,11 +80,10 @@ class CloudSettings:
             data: Mapping[str, Any] = lab
             where = "the lab description"
         else:
-            path = Path(lab).expanduser()
-            if path.is_dir():
-                path = path / "lab.json"
-            data = json.loads(path.read_text(encoding="utf-8"))
-            where = str(path)
+            from psbridge.lab.config import LabConfig  # the one reader of lab.json
+
+            data = LabConfig.load(lab).model_dump(mode="json")
+            where = str(LabConfig.path_for(lab))
         # lab.json, or its "entra" section alone (what EntraTwin.describe() gives)
         entra = data.get("entra") or (data if "login_url" in data else None)
         if not entra:

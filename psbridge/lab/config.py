@@ -140,7 +140,18 @@ class LabConfig(BaseModel):
             raise LabConfigError(f"{path} is not a lab description")
         if data.get("version", VERSION) != VERSION:
             raise LabConfigError(f"{path} has version {data.get('version')}, this psbridge reads {VERSION}")
-        return cls.model_validate(data)
+        return cls.parse(data, str(path))
+
+    @classmethod
+    def parse(cls, data: dict[str, Any], where: str = "the lab description") -> LabConfig:
+        """A lab description from its parsed JSON, or LabConfigError naming what is missing."""
+        from pydantic import ValidationError
+
+        try:
+            return cls.model_validate(data)
+        except ValidationError as e:
+            fields = ", ".join(".".join(str(p) for p in err["loc"]) for err in e.errors())
+            raise LabConfigError(f"{where} is not a lab description (check: {fields})") from None
 
     def save(self, path: Path | None = None) -> Path:
         """Write atomically: a reader in another process sees the old file or the new one."""

@@ -18,7 +18,6 @@ since the input may hold a password. Validated as a field of another model or th
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -259,60 +258,30 @@ class ConnectionProfile(BaseModel):
         account: str = "crmadmin",
         **overrides: Any,
     ) -> ConnectionProfile:
-        """A profile for one of the embedded lab's servers, from ``lab.json`` or its config."""
-        data = _lab_data(lab)
-        if data.get("ready") is False:
-            where = data.get("state_dir", lab)
-            raise ProfileError(f"the lab in {where} is not running: start it with psbridge lab up")
-        servers = {s["name"].lower(): s for s in data.get("servers", [])}
-        entry = servers.get(server.lower())
-        if entry is None:
-            known = ", ".join(s["name"] for s in data.get("servers", [])) or "none"
-            raise ProfileError(f"the lab has no server {server!r} (servers: {known})")
-        endpoint = next((e for e in entry.get("endpoints", []) if e.get("scheme") == scheme), None)
-        if endpoint is None:
-            raise ProfileError(f"lab server {entry['name']} has no {scheme} endpoint")
-        accounts = {a["name"]: a for a in data.get("accounts", [])}
-        if account not in accounts:
-            raise ProfileError(f"the lab has no account {account!r} (accounts: {', '.join(accounts)})")
-        acct = accounts[account]
+        """A profile for one of the embedded lab's servers: its ``lab.json`` (a state directory or the
+        file), its :class:`~psbridge.lab.config.LabConfig`, or a started lab."""
+        from psbridge.lab.config import LabConfig, LabConfigError
+
+        try:
+            config = lab if isinstance(lab, LabConfig) else getattr(lab, "config", None)
+            if not isinstance(config, LabConfig):
+                config = LabConfig.parse(lab) if isinstance(lab, dict) else LabConfig.load(lab)
+            if not config.ready:
+                raise ProfileError(f"the lab in {config.state_dir} is not running: start it with "
+                                   "psbridge lab up")
+            endpoint = config.endpoint(server, scheme)
+            acct = config.account(account)
+        except LabConfigError as e:
+            raise ProfileError(str(e)) from None
         fields: dict[str, Any] = {
-            "name": entry["name"],
-            "host": endpoint.get("host", "127.0.0.1"),
-            "port": endpoint["port"],
-            "path": endpoint.get("path", "/wsman"),
-            "scheme": scheme,
-            "auth": "ntlm",
-            "user": acct["user"],
-            "password": acct.get("password_ref") or f"lab:accounts/{account}",
+            "name": config.server(server).name, "host": endpoint.host, "port": endpoint.port,
+            "path": endpoint.path, "scheme": scheme, "auth": "ntlm", "user": acct.user,
+            "password": acct.password_ref,
         }
-        if scheme == "https" and data.get("ca_bundle"):
-            fields["ca_bundle"] = Path(data["ca_bundle"])
+        if scheme == "https" and config.ca_bundle:
+            fields["ca_bundle"] = Path(config.ca_bundle)
         fields.update(overrides)
         return cls(**fields)
-
-
-def _lab_data(lab: str | Path | Any) -> dict[str, Any]:
-    if isinstance(lab, dict):
-        return lab
-    if isinstance(lab, str | Path):
-        p = Path(lab)
-        if p.is_dir():
-            p = p / "lab.json"
-        try:
-            loaded = json.loads(p.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise ProfileError(f"no lab description at {p} (is the lab up?)") from None
-        if not isinstance(loaded, dict):
-            raise ProfileError(f"{p} is not a lab description")
-        return loaded
-    if hasattr(lab, "model_dump"):
-        dumped = lab.model_dump(mode="json")
-        return dumped if isinstance(dumped, dict) else {}
-    config = getattr(lab, "config", None)
-    if config is not None:
-        return _lab_data(config)
-    raise ProfileError(f"cannot read a lab description from {type(lab).__name__}")
 
 
 def _checked(make: Callable[[], T]) -> T:

@@ -99,11 +99,16 @@ def test_clouds_are_data(tmp_path) -> None:  # type: ignore[no-untyped-def]
     assert CloudSettings.named("china").graph_url == "https://microsoftgraph.chinacloudapi.cn"
     with pytest.raises(ParameterError, match="unknown cloud"):
         CloudSettings.named("mars")
-    (tmp_path / "lab.json").write_text(json.dumps({"ca_bundle": "/x/ca.pem", "entra": {
+    described = {"state_dir": str(tmp_path), "service_account": "LAB\\CRMAsyncService",
+                 "tools_folder": "C:\\T", "ca_bundle": "/x/ca.pem"}
+    (tmp_path / "lab.json").write_text(json.dumps({**described, "entra": {
         "login_url": "https://127.0.0.1:1", "graph_url": "https://127.0.0.1:2"}}))
     lab = CloudSettings.from_lab(tmp_path)
     assert (lab.name, lab.ca_bundle, lab.instance_discovery) == ("lab", "/x/ca.pem", False)
     assert lab.graph_default_scope == "https://graph.microsoft.com/.default"
-    (tmp_path / "lab.json").write_text(json.dumps({"servers": []}))
+    (tmp_path / "lab.json").write_text(json.dumps({**described, "servers": []}))
     with pytest.raises(LabConfigError, match="no Entra ID twin"):
         CloudSettings.from_lab(tmp_path / "lab.json")
+    (tmp_path / "lab.json").write_text(json.dumps({"servers": []}))
+    with pytest.raises(LabConfigError, match="not a lab description"):
+        CloudSettings.from_lab(tmp_path)

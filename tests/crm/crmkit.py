@@ -22,14 +22,16 @@ from psbridge.cloud import (
     grant_admin_consent,
     sign_in_device_code,
 )
-from psbridge.remote.profile import _lab_data
+from psbridge.lab.config import LabConfig
 
 # Characters that would break any PowerShell built from text: they must arrive as they are.
 HOSTILE = "p'w\"; $(whoami) `n ü中"
 
 
-def lab_dict(lab: object) -> dict[str, object]:
-    return _lab_data(getattr(lab, "config", lab))
+def lab_dict(lab: object) -> dict[str, Any]:
+    config = getattr(lab, "config", lab)
+    assert isinstance(config, LabConfig)
+    return config.model_dump(mode="json")
 
 
 _RSA_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)

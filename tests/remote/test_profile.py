@@ -98,8 +98,9 @@ def test_from_lab_json(tmp_path: Path) -> None:
                 ],
             }
         ],
-        "accounts": [{"name": "crmadmin", "user": "LAB\\crmadmin"}],
-        "ca_bundle": str(tmp_path / "ca.pem"),
+        "accounts": [{"name": "crmadmin", "user": "LAB\\crmadmin", "password_ref": "lab:accounts/crmadmin"}],
+        "ca_bundle": str(tmp_path / "ca.pem"), "state_dir": str(tmp_path), "ready": True,
+        "service_account": "LAB\\CRMAsyncService", "tools_folder": "C:\\Tools",
     }
     (tmp_path / "lab.json").write_text(json.dumps(lab))
     p = ConnectionProfile.from_lab(tmp_path, server="crm01")
@@ -113,6 +114,8 @@ def test_from_lab_json(tmp_path: Path) -> None:
         ConnectionProfile.from_lab(lab, account="nobody")
     with pytest.raises(ProfileError, match="not running"):
         ConnectionProfile.from_lab({**lab, "ready": False, "state_dir": str(tmp_path)})
+    with pytest.raises(ProfileError, match="not a lab description"):
+        ConnectionProfile.from_lab({"servers": lab["servers"]})
     with pytest.raises(ProfileError, match="no lab description"):
         ConnectionProfile.from_lab(tmp_path / "missing")
 
