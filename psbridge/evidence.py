@@ -168,18 +168,11 @@ def _canonical(manifest: dict[str, Any]) -> bytes:
     return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-_exporter: Any = None
+def notebook_html(nb: Any, title: str = "", header: dict[str, str] | None = None) -> str:
+    """The executed notebook as a self-contained page (what an auditor opens; see psbridge.pages)."""
+    from psbridge.pages import notebook_page
 
-
-def notebook_html(nb: Any) -> str:
-    """The executed notebook as a standalone HTML page (what an auditor opens)."""
-    global _exporter
-    if _exporter is None:
-        from nbconvert import HTMLExporter
-
-        _exporter = HTMLExporter()
-    body, _ = _exporter.from_notebook_node(nb)
-    return redact(str(body))
+    return redact(notebook_page(nb, title=title, header=header))
 
 
 @dataclass
@@ -208,13 +201,13 @@ class RecordWriter:
     def write_text(self, name: str, text: str, keep: frozenset[str] = frozenset()) -> str:
         return self.write(name, redact(text, keep).encode("utf-8"))
 
-    def write_notebook(self, stem: str, nb: Any, *, html: bool = True,
-                       keep: frozenset[str] = frozenset()) -> Any:
+    def write_notebook(self, stem: str, nb: Any, *, html: bool = True, keep: frozenset[str] = frozenset(),
+                       title: str = "", header: dict[str, str] | None = None) -> Any:
         """Scrub, then write ``<stem>.ipynb`` and (by default) ``<stem>.html``; the scrubbed notebook."""
         clean = scrub(nb, keep)
         self.write(f"{stem}.ipynb", nbformat.writes(clean).encode("utf-8"))
         if html:
-            self.write(f"{stem}.html", notebook_html(clean).encode("utf-8"))
+            self.write(f"{stem}.html", notebook_html(clean, title or stem, header).encode("utf-8"))
         return clean
 
     def write_manifest(self, manifest: dict[str, Any], keep: frozenset[str] = frozenset()) -> dict[str, Any]:

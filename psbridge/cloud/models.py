@@ -1,18 +1,25 @@
 """What the cloud operations return: small pydantic models that read well in a notebook.
 
-Each has a plain ``repr`` and an HTML view (``_repr_html_``); collections also give a pandas
-DataFrame (``.table()``). None holds a secret value: a client secret is represented by its
-key id, its hint and the *reference* of where its value was stored.
+Each has a plain ``repr`` and an HTML view (``_repr_html_``, without pandas); collections also
+give a pandas DataFrame (``.table()``, pandas imported then). None holds a secret value: a client
+secret is represented by its key id, its hint and the *reference* of where its value was stored.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from html import escape
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 from pydantic import BaseModel, ConfigDict
+
+from psbridge.tables import dataframe, html_table
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+_KEY_COLUMNS = ["thumbprint", "subject", "type", "usage", "start", "end", "expired", "keyId"]
+_CONSENT_COLUMNS = ["permission", "type", "id", "this run"]
 
 
 class _Shown(BaseModel):
@@ -67,12 +74,13 @@ class Permission(_Shown):
     id: str
 
 
+def _permission_rows(perms: list[Permission]) -> list[dict[str, Any]]:
+    return [{"permission": p.name, "type": "Application" if p.kind == "Role" else "Delegated", "id": p.id}
+            for p in perms]
+
+
 def permissions_table(perms: list[Permission]) -> pd.DataFrame:
-    return pd.DataFrame(
-        [{"permission": p.name, "type": "Application" if p.kind == "Role" else "Delegated", "id": p.id}
-         for p in perms],
-        columns=["permission", "type", "id"],
-    )
+    return dataframe(_permission_rows(perms), ["permission", "type", "id"])
 
 
 class RequiredAccess(_Shown):
@@ -86,7 +94,7 @@ class RequiredAccess(_Shown):
     def _repr_html_(self) -> str:
         state = "updated" if self.changed else "already as required"
         head = f"<p>Required access of app {escape(self.app_id)}: {state}</p>"
-        return head + str(self.table().to_html(index=False))
+        return head + html_table(_permission_rows(self.permissions), ["permission", "type", "id"])
 
 
 class ConsentResult(_Shown):
@@ -95,13 +103,16 @@ class ConsentResult(_Shown):
     created: list[str]
     already: list[str]
 
+    def _consent_rows(self) -> list[dict[str, Any]]:
+        return [{**row, "this run": "granted" if p.name in self.created else "already granted"}
+                for p, row in zip(self.granted, _permission_rows(self.granted), strict=True)]
+
     def table(self) -> pd.DataFrame:
-        df = permissions_table(self.granted)
-        df["this run"] = ["granted" if p.name in self.created else "already granted" for p in self.granted]
-        return df
+        return dataframe(self._consent_rows(), _CONSENT_COLUMNS)
 
     def _repr_html_(self) -> str:
-        return f"<p>Admin consent for app {escape(self.app_id)}</p>" + str(self.table().to_html(index=False))
+        return (f"<p>Admin consent for app {escape(self.app_id)}</p>"
+                + html_table(self._consent_rows(), _CONSENT_COLUMNS))
 
 
 class KeyCredentialInfo(_Shown):
@@ -125,13 +136,13 @@ class CrmServicePrincipal(_Shown):
     service_principal_names: list[str]
     key_credentials: list[KeyCredentialInfo]
 
+    def _key_rows(self) -> list[dict[str, Any]]:
+        return [{"thumbprint": k.thumbprint, "subject": k.display_name, "type": k.type, "usage": k.usage,
+                 "start": k.start, "end": k.end, "expired": k.expired, "keyId": k.key_id}
+                for k in self.key_credentials]
+
     def table(self) -> pd.DataFrame:
-        return pd.DataFrame(
-            [{"thumbprint": k.thumbprint, "subject": k.display_name, "type": k.type, "usage": k.usage,
-              "start": k.start, "end": k.end, "expired": k.expired, "keyId": k.key_id}
-             for k in self.key_credentials],
-            columns=["thumbprint", "subject", "type", "usage", "start", "end", "expired", "keyId"],
-        )
+        return dataframe(self._key_rows(), _KEY_COLUMNS)
 
     def has_certificate(self, thumbprint: str) -> bool:
         t = thumbprint.replace(" ", "").upper()
@@ -140,7 +151,7 @@ class CrmServicePrincipal(_Shown):
     def _repr_html_(self) -> str:
         spns = "".join(f"<li>{escape(s)}</li>" for s in self.service_principal_names)
         return (f"<p>{escape(self.display_name)} ({escape(self.app_id)}), object {escape(self.object_id)}</p>"
-                f"<p>servicePrincipalNames:</p><ul>{spns}</ul>" + str(self.table().to_html(index=False)))
+                f"<p>servicePrincipalNames:</p><ul>{spns}</ul>" + html_table(self._key_rows(), _KEY_COLUMNS))
 
 
 class TeardownReport(_Shown):

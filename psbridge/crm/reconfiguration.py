@@ -33,6 +33,7 @@ from psbridge.remote.result import Result
 from psbridge.remote.session import Session
 from psbridge.remote.transfer import uploaded
 from psbridge.secrets import Secret, SecretRef
+from psbridge.tables import Table, dataframe, html_table
 
 
 @dataclass(frozen=True)
@@ -58,15 +59,15 @@ class CertificateInstallation:
     def changed(self) -> bool:
         return any(s.changed for s in self.servers)
 
-    def to_frame(self) -> Any:
-        import pandas as pd
+    def _server_rows(self) -> list[dict[str, Any]]:
+        return [{"server": s.server, "changed": s.changed, "updateCrm": s.update_crm, "detail": s.detail}
+                for s in self.servers]
 
-        return pd.DataFrame(
-            [
-                {"server": s.server, "changed": s.changed, "updateCrm": s.update_crm, "detail": s.detail}
-                for s in self.servers
-            ]
-        )
+    def to_frame(self) -> Any:
+        return dataframe(self._server_rows(), ["server", "changed", "updateCrm", "detail"])
+
+    def to_table(self) -> Table:
+        return Table(self._server_rows(), ["server", "changed", "updateCrm", "detail"])
 
     def __str__(self) -> str:
         lines = [
@@ -81,7 +82,7 @@ class CertificateInstallation:
         import html
 
         head = html.escape(str(self).splitlines()[0])
-        return f"<b>{head}</b>" + str(self.to_frame().to_html(index=False, escape=True))
+        return f"<b>{head}</b>" + html_table(self._server_rows())
 
     def facts(self) -> dict[str, str]:
         return {

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from psbridge.errors import UnexpectedOutput
 from psbridge.remote.convert import PSRecord, from_wire
 from psbridge.secrets import redact
+from psbridge.tables import html_table
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -238,12 +239,14 @@ class Result:
                                    "expected one", self)
         return self.output[0]
 
+    def _output_rows(self) -> list[dict[str, Any]]:
+        return [dict(o) if isinstance(o, dict) else {"Value": o} for o in self.output]
+
     def to_frame(self) -> pd.DataFrame:
         """Output as a DataFrame: one row per object, one column per property."""
         import pandas as pd
 
-        rows = [dict(o) if isinstance(o, dict) else {"Value": o} for o in self.output]
-        return pd.DataFrame(rows)
+        return pd.DataFrame(self._output_rows())
 
     def errors_frame(self) -> pd.DataFrame:
         import pandas as pd
@@ -293,8 +296,7 @@ class Result:
                 h.append(f'<span style="{style}">{text}</span>' if style else text)
             h.append("</pre>")
         if self.output:
-            frame = self.to_frame()
-            h.append(frame.to_html(index=False, max_rows=50, escape=True))
+            h.append(html_table(self._output_rows(), max_rows=50))
         for w in self.warnings:
             h.append(f'<div style="color:#b8860b">WARNING: {html.escape(w)}</div>')
         for e in self.errors:

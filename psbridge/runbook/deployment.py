@@ -29,6 +29,7 @@ from urllib.parse import urlsplit
 
 from psbridge.errors import RunbookError
 from psbridge.runbook import formats
+from psbridge.tables import Table
 from psbridge.text import shown
 
 if TYPE_CHECKING:
@@ -283,15 +284,11 @@ class Deployment:
             self._sessions[key] = session
         return self._sessions[key]
 
-    def journal(self) -> Any:
+    def journal(self) -> Table:
         """Everything the sessions did, as one table (the change record shows it)."""
-        import pandas as pd
-
-        frames = [s.journal_frame() for s in self._sessions.values()]
-        if not frames:
-            return pd.DataFrame()
+        rows = [e.as_dict() for s in self._sessions.values() for e in s.journal]
         # In time order across servers: a reader follows one story, not one server after another.
-        return pd.concat(frames, ignore_index=True).sort_values("time", kind="stable", ignore_index=True)
+        return Table(sorted(rows, key=lambda r: str(r["time"])), ["time", "server", "event", "detail"])
 
     def close(self) -> None:
         for s in self._sessions.values():

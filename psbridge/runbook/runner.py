@@ -42,10 +42,9 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import nbformat
-import pandas as pd
 
 from psbridge import __version__, evidence, files, intents
 from psbridge.errors import ParameterError, RunbookError
@@ -55,6 +54,9 @@ from psbridge.runbook.definition import MODE_PARAMETER, Runbook, StepSpec
 from psbridge.runbook.kernel import KERNEL_NAME, kernel_manager_class, new_stderr_log
 from psbridge.runbook.warm import KernelPool
 from psbridge.secrets import SecretError, SecretRef, is_reference, redact, resolve
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 log = logging.getLogger("psbridge.runbook")
 
@@ -196,6 +198,8 @@ class RunResult:
         return out
 
     def table(self) -> pd.DataFrame:
+        import pandas as pd
+
         plan = self.mode == "plan"
         return pd.DataFrame(
             [{"step": s.step.stem, "status": s.status, "seconds": s.duration, "result": s.summary(plan)}
@@ -251,6 +255,7 @@ class Runner:
         cell_timeout: float = 900,
         start_timeout: float = 60,
         html: bool = True,
+        kernels_ahead: int = 1,
         customer_key: str = "customer",
         org_key: str = "organization",
     ) -> None:
@@ -267,12 +272,15 @@ class Runner:
         self.cell_timeout = cell_timeout
         self.start_timeout = start_timeout
         self.html = html
+        # How many kernels start ahead of the step that runs (each costs its memory while it waits).
+        self.kernels_ahead = kernels_ahead
         self.customer = str(params.get(customer_key) or "customer")
         self.org = str(params.get(org_key) or "organization")
         self._log_lines: list[str] = []
         self._interrupted = False
         self._kernel_log = new_stderr_log()
         self._reported = 0
+        self._run_id = ""
         self._record_jobs: list[Future[Any]] = []
         self._keep: set[str] = self._references(self.params)
         # The schema allows no such names; a caller who built parameters by hand gets the same answer.
@@ -381,6 +389,7 @@ class Runner:
         if last < first:
             raise RunError(f"step {book.steps[last].id} comes before {book.steps[first].id}: nothing to run")
         run_id = new_run_id() + ("-plan" if self.mode == "plan" else "")
+        self._run_id = run_id
         record_dir = self.org_records / run_id
         writer = evidence.RecordWriter.at(record_dir)
         outcomes = [StepOutcome(s) for s in book.steps]
@@ -422,7 +431,8 @@ class Runner:
         status = evidence.RecordState.COMPLETE
         failure: str | None = None
         # Each step's notebook and HTML are written while the next step runs; the manifest waits.
-        with KernelPool(partial(self._kernel_manager, run_id), start_timeout=self.start_timeout) as pool, \
+        with KernelPool(partial(self._kernel_manager, run_id), ahead=self.kernels_ahead,
+                        start_timeout=self.start_timeout) as pool, \
                 ThreadPoolExecutor(max_workers=1, thread_name_prefix="psbridge-record") as recorder:
             for i in range(first, last + 1):
                 outcome = outcomes[i]
@@ -552,8 +562,6 @@ class Runner:
             self._remember_secrets(recorded)
             self._remember_secrets(self.params)
             self._keep |= self._references(recorded)
-            self._record_jobs.append(recorder.submit(writer.write_notebook, step.stem, nb, html=self.html,
-                                                     keep=frozenset(self._keep)))
             problems = self._check_facts(step, recorded)
             keep = set(self.book.facts) | {factmod.CHANGES}
             outcome.facts = {k: v for k, v in recorded.items() if k in keep}
@@ -562,11 +570,28 @@ class Runner:
         elif outcome.error is None:
             outcome.error = "papermill returned no executed notebook"
         outcome.status = (INTERRUPTED if self._interrupted else FAILED) if outcome.error else SUCCEEDED
+        if nb is not None:
+            # Written while the next step runs; its page says which run, step and outcome it is.
+            self._record_jobs.append(recorder.submit(
+                writer.write_notebook, step.stem, nb, html=self.html, keep=frozenset(self._keep),
+                title=f"{step.title or step.id} — {self.customer}/{self.org}",
+                header=self._page_header(outcome)))
         said = outcome.summary(self.mode == "plan")
         self._log(f"step {step.id} {outcome.status} in {outcome.duration} s: {said}")
         if self.progress:
             self.progress("end", outcome)
         return outcome.status == SUCCEEDED
+
+    def _page_header(self, outcome: StepOutcome) -> dict[str, str]:
+        return {
+            "run": self._run_id, "runbook": f"{self.book.name} {self.book.version}",
+            "customer / organization": f"{self.customer} / {self.org}",
+            "step": f"{outcome.step.stem} — {outcome.step.title}", "mode": self.mode,
+            "status": outcome.status + (f": {outcome.error}" if outcome.error else ""),
+            "started": outcome.started.isoformat(timespec="seconds") if outcome.started else "",
+            "ended": outcome.ended.isoformat(timespec="seconds") if outcome.ended else "",
+            "operator": f"{_operator()} on {platform.node()}",
+        }
 
     def _check_facts(self, step: StepSpec, recorded: dict[str, Any]) -> list[str]:
         problems = []

@@ -42,7 +42,7 @@ def _psbridge_warm():
     for found in pkgutil.iter_modules(steps.__path__, steps.__name__ + "."):
         importlib.import_module(found.name)
     for name in ("psbridge.runbook", "psbridge.runbook.deployment", "psbridge.remote.session", "psbridge.crm",
-                 "psbridge.cloud", "psbridge.certs", "pandas"):
+                 "psbridge.cloud", "psbridge.certs"):
         importlib.import_module(name)
 _psbridge_warm()
 del _psbridge_warm

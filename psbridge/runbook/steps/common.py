@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from psbridge import certs, secrets
 from psbridge.errors import RunbookError
 from psbridge.runbook.deployment import Deployment
+from psbridge.tables import dataframe, html_table
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -34,20 +35,6 @@ class StepError(RunbookError):
 
 def norm_thumbprint(thumbprint: str | None) -> str:
     return (thumbprint or "").replace(" ", "").upper()
-
-
-def table_html(rows: list[dict[str, Any]], columns: list[str]) -> str:
-    """A small HTML table (escaped), without importing pandas for it."""
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(r.get(c, '')))}</td>" for c in columns) + "</tr>"
-                   for r in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-
-
-def dataframe(rows: list[dict[str, Any]], columns: list[str]) -> pd.DataFrame:
-    import pandas as pd
-
-    return pd.DataFrame(rows, columns=columns)
 
 
 @dataclass
@@ -76,7 +63,7 @@ class Action:
             if hasattr(item, "_repr_html_"):
                 parts.append(item._repr_html_())
             elif hasattr(item, "to_html"):
-                parts.append(item.to_html(index=False))
+                parts.append(str(item.to_html(index=False)))
             else:
                 parts.append(f"<pre>{html.escape(str(item))}</pre>")
         return head + "".join(parts)
@@ -129,7 +116,7 @@ class WantedState:
         return dataframe(self._dicts(), self.COLUMNS)
 
     def _repr_html_(self) -> str:
-        return table_html(self._dicts(), self.COLUMNS)
+        return html_table(self._dicts(), self.COLUMNS)
 
     def __repr__(self) -> str:
         return "\n".join(f"{'ok ' if r.ok else 'NO '} {r.what}: {r.now!r} (wanted {r.wanted!r})"

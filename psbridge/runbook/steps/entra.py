@@ -16,12 +16,11 @@ from psbridge.runbook.deployment import Deployment
 from psbridge.runbook.steps.common import (
     CertificateRef,
     certificate_for,
-    dataframe,
     graph_client,
     sign_in,
-    table_html,
 )
 from psbridge.runbook.steps.s2s import S2SState, s2s_state
+from psbridge.tables import dataframe, html_table
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -51,7 +50,7 @@ class AppState:
         return dataframe(self._dicts(), COLUMNS)
 
     def _repr_html_(self) -> str:
-        return table_html(self._dicts(), COLUMNS)
+        return html_table(self._dicts(), COLUMNS)
 
 
 def app_state(graph: GraphClient, app_name: str) -> AppState:

@@ -18,11 +18,10 @@ from psbridge.runbook.steps.common import (
     Action,
     StepError,
     certificate_for,
-    dataframe,
     norm_thumbprint,
     sweep_leftovers,
-    table_html,
 )
+from psbridge.tables import dataframe, html_table
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -87,7 +86,7 @@ class CertificateState:
         return dataframe(self._dicts(), COLUMNS)
 
     def _repr_html_(self) -> str:
-        return table_html(self._dicts(), COLUMNS)
+        return html_table(self._dicts(), COLUMNS)
 
     def require_present(self) -> None:
         missing = [f"{s} LocalMachine\\My" for s in self.lacking]
@@ -142,5 +141,5 @@ def install_certificate(dep: Deployment, pfx_file: str, pfx_password: str, thumb
         [dep.session(s) for s in order], Path(pfx_file), pfx_password, dep.service_account,
         tools_folder=dep.tools_folder,
     )
-    shown: list[Any] = [report.to_frame()] + [o.result for o in report.servers if o.result is not None]
+    shown: list[Any] = [report.to_table()] + [o.result for o in report.servers if o.result is not None]
     return swept + Action([f"{o.server}: {o.detail}" for o in report.servers if o.changed], False, shown)

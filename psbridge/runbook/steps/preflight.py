@@ -16,11 +16,10 @@ from psbridge.crm.snapin import use_crm_snapin
 from psbridge.runbook.deployment import Deployment
 from psbridge.runbook.steps.common import (
     StepError,
-    dataframe,
     discover_tenant_id,
     sweep_leftovers,
-    table_html,
 )
+from psbridge.tables import dataframe, html_table
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -64,7 +63,7 @@ class Preflight:
         return dataframe(self._dicts(), COLUMNS)
 
     def _repr_html_(self) -> str:
-        return table_html(self._dicts(), COLUMNS)
+        return html_table(self._dicts(), COLUMNS)
 
     def __repr__(self) -> str:
         marks = {True: "ok", None: "??", False: "NO"}

@@ -12,15 +12,14 @@ from typing import TYPE_CHECKING, Any
 from psbridge.runbook.deployment import Deployment
 from psbridge.runbook.steps.common import (
     certificate_for,
-    dataframe,
     discover_tenant_id,
     graph_client,
     sign_in,
     sweep_leftovers,
-    table_html,
 )
 from psbridge.runbook.steps.install import certificate_state
 from psbridge.runbook.steps.s2s import s2s_state, setup_access_left
+from psbridge.tables import dataframe, html_table
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -43,7 +42,7 @@ class Recorded:
         return dataframe(self._dicts(), ["fact", "value"])
 
     def _repr_html_(self) -> str:
-        return table_html(self._dicts(), ["fact", "value"])
+        return html_table(self._dicts(), ["fact", "value"])
 
 
 def recorded(**facts: Any) -> Recorded:
@@ -72,7 +71,7 @@ class FinalState:
         return dataframe(self._dicts(), ["where", "state", "ok"])
 
     def _repr_html_(self) -> str:
-        return table_html(self._dicts(), ["where", "state", "ok"])
+        return html_table(self._dicts(), ["where", "state", "ok"])
 
     def __repr__(self) -> str:
         return "\n".join(f"{'ok' if r.ok else 'NO'}  {r.where}: {r.state}" for r in self.rows)
