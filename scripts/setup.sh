@@ -11,3 +11,6 @@ fi
 spec="."
 if [ $# -gt 0 ]; then spec=".[$1]"; fi
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -e "$spec"
+# A wheel installs the kernelspec into the environment; an editable install skips data files
+# (a setuptools limitation), so it is installed here from the same file.
+.venv/bin/jupyter kernelspec install share/jupyter/kernels/psbridge --sys-prefix --log-level=WARN
