@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Fresh machine to a passing check: set up .venv with the test and jupyter extras, then lint,
-# type-check, test.
+# Fresh machine to a passing check: set up .venv from the lock file with the test and jupyter
+# extras, then lint, type-check, test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh test,jupyter
