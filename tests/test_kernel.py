@@ -109,12 +109,12 @@ def _setuptools_builds_it() -> bool:
     try:
         from packaging.version import Version
 
-        return Version(metadata.version("setuptools")) >= Version("68")
+        return Version(metadata.version("setuptools")) >= Version("77")
     except metadata.PackageNotFoundError:
         return False
 
 
-@pytest.mark.skipif(not _setuptools_builds_it(), reason="needs setuptools>=68 here (the test extra has it)")
+@pytest.mark.skipif(not _setuptools_builds_it(), reason="needs setuptools>=77 here (the test extra has it)")
 def test_the_wheel_ships_the_kernelspec(tmp_path: Path) -> None:
     """The non-editable install (`pip install psbridge[jupyter]`) registers the kernel from here."""
     src = tmp_path / "src"
