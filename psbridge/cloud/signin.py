@@ -153,7 +153,7 @@ def _protection_mode() -> str:
 
 def _first_line(e: BaseException) -> str:
     lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
-    return f"{type(e).__name__}: {lines[0] if lines else ''}".rstrip(": ")
+    return f"{type(e).__name__}: {lines[0] if lines else ''}".rstrip(":. ")
 
 
 def _store_name(persistence: BasePersistence) -> str:
@@ -309,7 +309,8 @@ class SignIn:
     def _repr_html_(self) -> str:
         rows = {"identity": self.username or f"app {self.client_id}", "tenant": self.tenant_id or self.tenant,
                 "method": self.kind, "cloud": self.settings.name, "scopes": " ".join(self.scopes),
-                "token expires": self.expires_on.isoformat(timespec="seconds") if self.expires_on else ""}
+                "token expires": self.expires_on.isoformat(timespec="seconds") if self.expires_on else "",
+                "token cache": str(self._cache.protection) if self._cache else "in memory only"}
         cells = "".join(f"<tr><th style='text-align:left'>{escape(k)}</th><td>{escape(str(v))}</td></tr>"
                         for k, v in rows.items())
         return f"<table><caption>Signed in</caption>{cells}</table>"

@@ -88,6 +88,12 @@ def test_fallback_is_logged_once_with_its_reason(tmp_path: Path, monkeypatch: py
     assert "plaintext" in warnings[0] and "libsecret did not perform properly" in warnings[0]
     assert f"{PROTECTION_ENV}=encrypted" in warnings[0]
 
+    from psbridge.cloud.settings import CloudSettings
+    from psbridge.cloud.signin import SignIn
+
+    shown = SignIn(CloudSettings.named("global"), "contoso", "x", "device_code", [], None, None, first)
+    assert "plaintext file (no encrypted store on this host: RuntimeError: libsecret did not perform " \
+        "properly)" in shown._repr_html_()  # what a step's record shows of its sign-in
     first.cache.modify(RT, _refresh_token("a", 0), _refresh_token("a", 0))
     assert "rt-a-0" in json.dumps(_stored(first.path))
     if os.name == "posix":
