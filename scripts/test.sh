@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Fresh machine to a passing check: set up .venv with the test extra, then lint, type-check, test.
+# Fresh machine to a passing check: set up .venv from the lock file with the test and jupyter
+# extras, then lint, type-check, test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup.sh test
+scripts/setup.sh test,jupyter
 .venv/bin/ruff check psbridge tests bench
 .venv/bin/mypy
 exec .venv/bin/python -m pytest "$@"

@@ -12,19 +12,29 @@ A :class:`SignIn` is the token provider a :class:`~psbridge.cloud.graph.GraphCli
 ``access_token()`` answers from the cache while the token is good and refreshes it silently
 when not; ``invalidate()`` forces the next one to come from the authority.
 
-A person's sign-in is cached in ``<user cache dir>/psbridge/msal/<tenant>/<account>.json``
-(override with ``cache_dir=`` or ``PSBRIDGE_TOKEN_CACHE``), readable by its owner only: a
-second sign-in for the same tenant and account reuses it (refreshing silently) without a new
-device code. An app's tokens (secret, certificate) are kept in memory only, so every sign-in
-proves the credential still works.
+A person's sign-in is cached per tenant and account, in
+``<user cache dir>/psbridge/msal/<tenant>/<account>.json`` (override with ``cache_dir=`` or
+``PSBRIDGE_TOKEN_CACHE``): a second sign-in for the same tenant and account reuses it
+(refreshing silently) without a new device code. The cache is msal-extensions'
+``PersistedTokenCache``: every change msal makes is merged into what is stored under a
+cross-process lock, so two runs signed in as one account lose neither's tokens. It is encrypted
+where the OS offers a store (:func:`open_persistence`): DPAPI on Windows, the Keychain on
+macOS, libsecret on a Linux desktop (PyGObject and a running Secret Service). A Linux host
+without one (a server, CI, an SSH session) keeps the file in plaintext, owner-only, and says
+so once in the log (a warning naming the reason, which a notebook shows in its output);
+``PSBRIDGE_TOKEN_CACHE_PROTECTION=encrypted`` refuses that fallback, ``=plaintext`` chooses it.
+An app's tokens (secret, certificate) are kept in memory only, so every sign-in proves the
+credential still works.
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import logging
 import os
 import re
+import sys
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -33,6 +43,8 @@ from pathlib import Path
 from typing import Any
 
 import msal
+import msal_extensions
+from msal_extensions.persistence import BasePersistence, PersistenceError
 
 from psbridge.cloud.http import session_for
 from psbridge.cloud.settings import CloudSettings
@@ -40,6 +52,11 @@ from psbridge.errors import CertificateError
 from psbridge.errors import SignInError as SignInError  # re-exported for its callers
 from psbridge.files import write_atomic
 from psbridge.secrets import Secret, SecretRef, resolve
+
+log = logging.getLogger(__name__)
+
+PROTECTION_ENV = "PSBRIDGE_TOKEN_CACHE_PROTECTION"
+PROTECTION_MODES = ("auto", "encrypted", "plaintext")
 
 # What step 3 does as the signed-in administrator.
 SETUP_SCOPES = (
@@ -99,32 +116,122 @@ def _safe(part: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.@-]", "_", part.lower())
 
 
+class TokenCacheError(Exception):
+    """The token cache cannot be kept as asked (no encrypted store, or one that fails)."""
+
+
+@dataclass(frozen=True)
+class CacheProtection:
+    """How a token cache file is protected: ``store`` names it, ``reason`` says why plaintext."""
+
+    encrypted: bool
+    store: str
+    reason: str = ""
+
+    def __str__(self) -> str:
+        return self.store if self.encrypted else f"{self.store} ({self.reason})"
+
+
+# Reasons already logged by this process: the fallback is said once, not at every sign-in.
+_fallback_logged: set[str] = set()
+
+
+def _protection_mode() -> str:
+    mode = os.environ.get(PROTECTION_ENV, "").strip().lower() or "auto"
+    if mode not in PROTECTION_MODES:
+        raise TokenCacheError(f"{PROTECTION_ENV}={mode!r} is not one of {', '.join(PROTECTION_MODES)}")
+    return mode
+
+
+def _first_line(e: BaseException) -> str:
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    return f"{type(e).__name__}: {lines[0] if lines else ''}".rstrip(":. ")
+
+
+def _store_name(persistence: BasePersistence) -> str:
+    return {"FilePersistenceWithDataProtection": "DPAPI", "KeychainPersistence": "Keychain",
+            "LibsecretPersistence": "libsecret"}.get(type(persistence).__name__, type(persistence).__name__)
+
+
+def open_persistence(path: Path) -> tuple[BasePersistence, CacheProtection]:
+    """Where a token cache at ``path`` is kept: the OS's encrypted store, or the explicit fallback.
+
+    Windows and macOS always have one (DPAPI, Keychain), and a failure there is an error. On
+    Linux, libsecret needs PyGObject and a Secret Service on D-Bus, which servers and CI lack:
+    then (mode ``auto``) the cache is a plaintext file, owner-only, and a warning says so once
+    per process with the reason. ``PSBRIDGE_TOKEN_CACHE_PROTECTION`` = ``encrypted`` makes the
+    fallback an error instead, ``plaintext`` chooses it without trying the store.
+    """
+    mode = _protection_mode()
+    if mode == "plaintext":
+        reason = f"{PROTECTION_ENV}=plaintext"
+    else:
+        try:
+            persistence = msal_extensions.build_encrypted_persistence(str(path))
+        # What msal-extensions raises when the OS has no usable store: ImportError (no PyGObject),
+        # ValueError (no Secret typelib), RuntimeError (no Secret Service, unsupported OS).
+        except (ImportError, ValueError, RuntimeError, OSError) as e:
+            reason = f"no encrypted store on this host: {_first_line(e)}"
+            if mode == "encrypted" or sys.platform in ("win32", "darwin"):
+                raise TokenCacheError(f"cannot encrypt the token cache {path}: {reason}") from e
+        else:
+            return persistence, CacheProtection(True, _store_name(persistence))
+    if reason not in _fallback_logged:
+        _fallback_logged.add(reason)
+        log.warning("token cache: %s; keeping the sign-in cache in plaintext files readable by their "
+                    "owner only (%s), under msal-extensions' file lock. %s=encrypted refuses this.",
+                    reason, path.parent.parent, PROTECTION_ENV)
+    return msal_extensions.FilePersistence(str(path)), CacheProtection(False, "plaintext file", reason)
+
+
 class PersistedCache:
-    """An msal token cache in one file, written (owner-only) whenever msal changed it."""
+    """One account's msal token cache, kept by msal-extensions (see :func:`open_persistence`).
+
+    ``cache`` is what msal is given: each change msal makes reloads what another process may
+    have written, applies the change and writes the result, all under the cache's lock file.
+    """
 
     def __init__(self, path: Path) -> None:
-        self.path = path
-        self.cache = msal.SerializableTokenCache()
-        self._lock = threading.Lock()
-        if path.exists():
-            self.cache.deserialize(path.read_text(encoding="utf-8"))
+        self.path = Path(path)
+        # Owner-only folder as well as files: the names tell which accounts signed in here.
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.persistence, self.protection = open_persistence(self.path)
+        if self.protection.encrypted:
+            _move_plaintext_into(self.path, self.persistence)
+        self.cache = msal_extensions.PersistedTokenCache(self.persistence)
 
     def save(self) -> None:
-        with self._lock:
-            if not self.cache.has_state_changed:
-                return
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            # Owner-only: the file holds refresh tokens. Atomic: a run signing in as the same
-            # account in another process reads a whole cache, never half of one.
-            write_atomic(self.path, self.cache.serialize(), private=True)
+        """Write the whole cache now, under its lock (msal's own changes are written as made)."""
+        with msal_extensions.CrossPlatLock(f"{self.persistence.get_location()}.lockfile"):
+            self.persistence.save(self.cache.serialize())
             self.cache.has_state_changed = False
 
-    def move_to(self, path: Path) -> None:
-        if path == self.path:
-            return
-        self.path = path
-        self.cache.has_state_changed = True
-        self.save()
+    def merge(self, other: msal.TokenCache) -> None:
+        """Add every credential in ``other`` (each a locked merge, as msal's own writes are)."""
+        for kind in (msal.TokenCache.CredentialType.ACCOUNT, msal.TokenCache.CredentialType.ID_TOKEN,
+                     msal.TokenCache.CredentialType.REFRESH_TOKEN,
+                     msal.TokenCache.CredentialType.ACCESS_TOKEN,
+                     msal.TokenCache.CredentialType.APP_METADATA):
+            for entry in list(other.search(kind)):
+                self.cache.modify(kind, entry, entry)
+
+
+def _move_plaintext_into(path: Path, persistence: BasePersistence) -> None:
+    """A cache file written in plaintext (by an older psbridge, or the fallback before a store
+    was set up) moves into the encrypted store, and its plaintext is gone from the disk."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):  # absent, or already ciphertext (DPAPI)
+        return
+    if not text.lstrip().startswith("{"):
+        return
+    persistence.save(text)
+    with contextlib.suppress(OSError, UnicodeDecodeError):
+        # Keychain and libsecret keep only a signal file at the path: empty it. (DPAPI has
+        # already replaced the file with ciphertext.)
+        if path.read_text(encoding="utf-8").lstrip().startswith("{"):
+            write_atomic(path, "", private=True)
+    log.info("token cache: moved the plaintext cache %s into %s", path, _store_name(persistence))
 
 
 @dataclass
@@ -168,8 +275,6 @@ class SignIn:
             self._last = {k: v for k, v in result.items() if k in ("expires_in", "id_token_claims",
                                                                    "token_source")}
             self._last["_at"] = dt.datetime.now(dt.UTC)
-            if self._cache:
-                self._cache.save()
             return Secret(result["access_token"])
 
     def _acquire(self) -> dict[str, Any]:
@@ -196,7 +301,8 @@ class SignIn:
     def _repr_html_(self) -> str:
         rows = {"identity": self.username or f"app {self.client_id}", "tenant": self.tenant_id or self.tenant,
                 "method": self.kind, "cloud": self.settings.name, "scopes": " ".join(self.scopes),
-                "token expires": self.expires_on.isoformat(timespec="seconds") if self.expires_on else ""}
+                "token expires": self.expires_on.isoformat(timespec="seconds") if self.expires_on else "",
+                "token cache": str(self._cache.protection) if self._cache else "in memory only"}
         cells = "".join(f"<tr><th style='text-align:left'>{escape(k)}</th><td>{escape(str(v))}</td></tr>"
                         for k, v in rows.items())
         return f"<table><caption>Signed in</caption>{cells}</table>"
@@ -206,12 +312,12 @@ def _guid_or_none(text: str) -> str | None:
     return text if re.fullmatch(r"[0-9a-fA-F-]{36}", text) else None
 
 
-def _app_kwargs(settings: CloudSettings, tenant: str, cache: PersistedCache) -> dict[str, Any]:
+def _app_kwargs(settings: CloudSettings, tenant: str, cache: msal.TokenCache) -> dict[str, Any]:
     return {
         "authority": settings.authority(tenant),
         "instance_discovery": settings.instance_discovery,
         "http_client": session_for(settings),
-        "token_cache": cache.cache,
+        "token_cache": cache,
         "timeout": settings.timeout,
     }
 
@@ -230,14 +336,22 @@ def sign_in_device_code(settings: CloudSettings, tenant: str, *,
         if not path.exists():
             continue
         cache = PersistedCache(path)
-        app = msal.PublicClientApplication(client_id, **_app_kwargs(settings, tenant, cache))
-        for acct in app.get_accounts(username=account) if account else app.get_accounts():
+        app = msal.PublicClientApplication(client_id, **_app_kwargs(settings, tenant, cache.cache))
+        try:
+            accounts = app.get_accounts(username=account) if account else app.get_accounts()
+        except PersistenceError as e:
+            # Unreadable (another user's DPAPI key, a keychain item gone): sign in afresh.
+            log.warning("token cache: cannot read %s (%s); signing in again", path, e)
+            continue
+        for acct in accounts:
             signin = SignIn(settings, tenant, client_id, "device_code", full_scopes, acct, app, cache)
             with contextlib.suppress(SignInError):
                 signin.access_token()
                 return signin
-    cache = PersistedCache(folder / "pending-sign-in.json")
-    app = msal.PublicClientApplication(client_id, **_app_kwargs(settings, tenant, cache))
+    # The account's name, and so its file, is known only once the sign-in succeeded: until then
+    # the tokens stay in memory, and a sign-in abandoned half-way leaves nothing on disk.
+    pending = msal.SerializableTokenCache()
+    app = msal.PublicClientApplication(client_id, **_app_kwargs(settings, tenant, pending))
     flow = app.initiate_device_flow(scopes=full_scopes)
     if "user_code" not in flow:
         raise SignInError("cannot start a device code sign-in", flow)
@@ -247,8 +361,10 @@ def sign_in_device_code(settings: CloudSettings, tenant: str, *,
     if "access_token" not in result:
         raise SignInError("device code sign-in failed", result)
     username = (result.get("id_token_claims") or {}).get("preferred_username") or "account"
+    cache = PersistedCache(folder / f"{_safe(username)}.json")
+    cache.merge(pending)
+    app = msal.PublicClientApplication(client_id, **_app_kwargs(settings, tenant, cache.cache))
     acct = next(iter(app.get_accounts(username=username)), None)
-    cache.move_to(folder / f"{_safe(username)}.json")
     signin = SignIn(settings, tenant, client_id, "device_code", full_scopes, acct, app, cache)
     signin._last = {"expires_in": result.get("expires_in"), "id_token_claims": result.get("id_token_claims"),
                     "_at": dt.datetime.now(dt.UTC)}

@@ -1,10 +1,11 @@
 """Objects that came over the wire, as plain Python values.
 
 pypsrp deserializes what it knows and keeps the CLIXML of every complex object it does not
-(``_xml``). That CLIXML goes through psrpcore's deserializer, which knows every primitive type
-(dates stay dates, GUIDs stay GUIDs, enums keep their names), and the result is flattened into
-what a notebook wants: ``str``, ``int``, ``datetime``, ``uuid.UUID``, ``bytes``, lists, dicts,
-and :class:`PSRecord` for objects (a ``dict`` of properties that remembers its .NET type names).
+(read through :mod:`psbridge.remote._pypsrp`). That CLIXML goes through psrpcore's deserializer,
+which knows every primitive type (dates stay dates, GUIDs stay GUIDs, enums keep their names),
+and the result is flattened into what a notebook wants: ``str``, ``int``, ``datetime``,
+``uuid.UUID``, ``bytes``, lists, dicts, and :class:`PSRecord` for objects (a ``dict`` of
+properties that remembers its .NET type names).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import psrpcore.types as pst
 from defusedxml.ElementTree import fromstring as parse_xml
 from pypsrp.complex_objects import ComplexObject, GenericComplexObject
 
+from psbridge.remote._pypsrp import clixml, to_string, wire_properties
 from psbridge.secrets import Secret
 
 log = logging.getLogger(__name__)
@@ -99,7 +101,7 @@ class _NoCipher(pst.PSCryptoProvider):
 def from_wire(value: Any, cipher: Any = None) -> Any:
     """Turn one value as pypsrp hands it over into a plain Python value."""
     if isinstance(value, ComplexObject):
-        xml = getattr(value, "_xml", None)
+        xml = clixml(value)
         if xml:
             try:
                 return to_plain(pst.deserialize(parse_xml(xml), _NoCipher(cipher)))
@@ -141,13 +143,13 @@ def _from_generic(obj: GenericComplexObject, cipher: Any) -> Any:
 def _from_known(obj: ComplexObject, cipher: Any) -> Any:
     """A type pypsrp models itself (ParameterMetadata, ...): its properties by their wire names."""
     props: dict[str, Any] = {}
-    for attr, meta in (*obj._property_sets, *obj._adapted_properties, *obj._extended_properties):
+    for attr, meta in wire_properties(obj):
         name = getattr(meta, "name", None)
         if name:
             props[str(name)] = from_wire(getattr(obj, attr, None), cipher)
     if not props:
         return str(obj)
-    return PSRecord(props, list(getattr(obj, "types", []) or []), getattr(obj, "_to_string", None))
+    return PSRecord(props, list(getattr(obj, "types", []) or []), to_string(obj))
 
 
 def to_plain(value: Any) -> Any:

@@ -11,25 +11,16 @@ import html
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from psrpcore.types import ConsoleColor, ErrorCategory, PSInvocationState
+
 from psbridge.errors import UnexpectedOutput
+from psbridge.remote._pypsrp import to_string
 from psbridge.remote.convert import PSRecord, from_wire
 from psbridge.secrets import redact
 from psbridge.tables import html_table
 
 if TYPE_CHECKING:
     import pandas as pd
-
-# ErrorCategory values (System.Management.Automation.ErrorCategory), by number.
-_CATEGORIES = [
-    "NotSpecified", "OpenError", "CloseError", "DeviceError", "DeadlockDetected", "InvalidArgument",
-    "InvalidData", "InvalidOperation", "InvalidResult", "InvalidType", "MetadataError",
-    "NotImplemented", "NotInstalled", "ObjectNotFound", "OperationStopped", "OperationTimeout",
-    "SyntaxError", "ParserError", "PermissionDenied", "ResourceBusy", "ResourceExists",
-    "ResourceUnavailable", "ReadError", "WriteError", "FromStdErr", "SecurityError",
-    "ProtocolError", "ConnectionError", "AuthenticationError", "LimitsExceeded", "QuotaExceeded",
-    "NotEnabled",
-]
-
 
 @dataclass(frozen=True)
 class PSError:
@@ -71,15 +62,12 @@ class PSError:
         message = (
             getattr(record, "details_message", None)
             or exc_message
-            or (str(record) if getattr(record, "_to_string", None) else "")
+            or (str(record) if to_string(record) else "")
             or getattr(record, "message", None)
             or "unknown error"
         )
         cat = getattr(record, "category", None)
-        if isinstance(cat, int) and 0 <= cat < len(_CATEGORIES):
-            category = _CATEGORIES[cat]
-        else:
-            category = str(cat or "")
+        category = (_enum_name(ErrorCategory, cat) or str(cat)) if isinstance(cat, int) else str(cat or "")
         return cls(
             message=str(message),
             category=category or "NotSpecified",
@@ -148,9 +136,8 @@ def _colour(value: Any) -> str | None:
     if value is None:
         return None
     if isinstance(value, int) and not isinstance(value, bool):
-        names = ["Black", "DarkBlue", "DarkGreen", "DarkCyan", "DarkRed", "DarkMagenta", "DarkYellow",
-                 "Gray", "DarkGray", "Blue", "Green", "Cyan", "Red", "Magenta", "Yellow", "White"]
-        return names[value] if 0 <= value < len(names) else None
+        # -1 is the host's default colour: no colour of its own.
+        return _enum_name(ConsoleColor, value) if value >= 0 else None
     text = str(value)
     return None if text in ("", "-1") else text
 
@@ -338,12 +325,6 @@ def build_result(
     )
 
 
-_STATES = {
-    0: "NotStarted", 1: "Running", 2: "Stopping", 3: "Stopped", 4: "Completed", 5: "Failed",
-    6: "Disconnected",
-}
-
-
 def _int(value: Any, default: int) -> int:
     try:
         return int(value) if value is not None else default
@@ -351,5 +332,13 @@ def _int(value: Any, default: int) -> int:
         return default
 
 
+def _enum_name(enum: Any, value: int) -> str | None:
+    """The name psrpcore gives ``value`` in a .NET enum, or None for a number it does not know."""
+    try:
+        return str(enum(value).name)
+    except ValueError:
+        return None
+
+
 def _state_name(state: int) -> str:
-    return _STATES.get(state, str(state))
+    return _enum_name(PSInvocationState, state) or str(state)

@@ -22,12 +22,14 @@ from pathlib import PurePath
 from typing import Any
 
 import requests
+from psrpcore.types import PSInvocationState
 from pypsrp.exceptions import AuthenticationError, WinRMError, WSManFaultError
 from pypsrp.powershell import PowerShell, RunspacePool
 from pypsrp.serializer import TaggedValue
 from pypsrp.shell import SignalCode
 from pypsrp.wsman import WSMan
 
+from psbridge.remote._pypsrp import session_cipher
 from psbridge.remote.command import Cmd, Pipeline, SecureString, as_statements, display
 from psbridge.remote.errors import (
     AuthenticationFailed,
@@ -44,8 +46,6 @@ from psbridge.secrets import Secret, redact
 
 log = logging.getLogger(__name__)
 
-_PS_RUNNING = 1
-_PS_FAILED = 5
 # ERROR_WSMAN_OPERATION_TIMEDOUT: a Receive found nothing new within its operation timeout.
 _WSMAN_TIMEOUT = 0x80338029
 _FAILED_MARKER = "Process Failed."
@@ -348,7 +348,7 @@ class Session:
             raise CommandRefused(f"{self.server} refused {text}: {redact(str(e.reason or e))}") from None
         duration = dt.timedelta(seconds=time.monotonic() - t0)
         result = build_result(
-            ps, text, self.server, started, duration, cipher=pool.pool._serializer.cipher,
+            ps, text, self.server, started, duration, cipher=session_cipher(pool.pool),
             state="Stopped" if stopped else None,
         )
         if not stopped:
@@ -361,7 +361,7 @@ class Session:
     def _wait(self, ps: PowerShell, pool: _Pool, t0: float, timeout: float | None) -> bool:
         """Poll until the pipeline ends; True when it had to be stopped for its timeout."""
         op = self.profile.operation_timeout
-        while ps.state == _PS_RUNNING:
+        while ps.state == PSInvocationState.Running:
             if timeout is not None:
                 remaining = timeout - (time.monotonic() - t0)
                 if remaining <= 0:
@@ -373,7 +373,7 @@ class Session:
 
     def _stop(self, ps: PowerShell, pool: _Pool, why: str) -> None:
         try:
-            if ps.state == _PS_RUNNING:
+            if ps.state == PSInvocationState.Running:
                 ps.stop()
         except (WinRMError, requests.RequestException, OSError, KeyboardInterrupt) as e:
             # The pool cannot be trusted any more: the next command opens a new one.

@@ -5,6 +5,16 @@ kernelspecs, and a ``python3`` kernelspec found there may belong to another Pyth
 psbridge. :func:`kernel_manager_class` gives nbclient a kernel manager whose spec is built
 here: ``sys.executable -m ipykernel_launcher``, with the environment the runner chooses
 (``PSBRIDGE_LAB_STATE`` among it, so ``lab:`` secret references resolve in the kernel).
+
+For JupyterLab, and for papermill or nbclient run by hand, the same kernel is registered under
+:data:`KERNEL_NAME`: the package installs ``share/jupyter/kernels/psbridge/kernel.json`` into
+its environment (``sys.prefix``, where ``jupyter kernelspec list`` of that environment looks),
+with ``python`` as the interpreter, which jupyter_client replaces by its own ``sys.executable``
+exactly as for ipykernel's ``python3`` spec: JupyterLab started from psbridge's environment
+(``.venv/bin/jupyter lab``, nothing activated, Windows included) runs its kernels there. A
+JupyterLab installed elsewhere gets it with ipykernel's own command, which writes an absolute
+path instead: ``.venv/bin/python -m ipykernel install --user --name psbridge``.
+The step notebooks name :data:`KERNEL_NAME` in their metadata.
 """
 
 from __future__ import annotations
@@ -22,7 +32,8 @@ from typing import Any
 from jupyter_client.kernelspec import KernelSpec
 from jupyter_client.manager import AsyncKernelManager
 
-KERNEL_NAME = "python3"
+# Keep in step with share/jupyter/kernels/psbridge/kernel.json (tests/test_kernel.py checks).
+KERNEL_NAME = "psbridge"
 DISPLAY_NAME = "Python 3 (psbridge)"
 
 

@@ -15,10 +15,13 @@ from pathlib import Path
 from typing import Any
 
 from psbridge.runbook.definition import DefinitionError, Runbook, StepSpec
+from psbridge.runbook.kernel import DISPLAY_NAME, KERNEL_NAME
 from psbridge.runbook.schema import parameters_cell
 
 PAIRING = "ipynb,py:percent"
-KERNELSPEC = {"name": "python3", "display_name": "Python 3 (psbridge)", "language": "python"}
+# The kernel psbridge registers (psbridge.runbook.kernel): JupyterLab opens a step in psbridge's
+# own interpreter.
+KERNELSPEC = {"name": KERNEL_NAME, "display_name": DISPLAY_NAME, "language": "python"}
 
 
 def source_path(book: Runbook, step: StepSpec) -> Path:

@@ -28,6 +28,7 @@ from psbridge.cli import app
 from psbridge.runbook import registry
 from psbridge.runbook.cli_support import demo_parameters
 from psbridge.runbook.deployment import Deployment
+from psbridge.runbook.kernel import KERNEL_NAME
 from psbridge.runbook.runner import Runner, RunResult
 from psbridge.runbook.steps.install import certificate_state
 
@@ -198,7 +199,7 @@ def test_notebooks_run_as_stored_like_in_jupyterlab(lab_env: dict[str, Any]) -> 
     got = {}
     for stem in ("00-preflight", "50-tenant-id", "90-summary"):
         nb = nbformat.read(BOOK.notebook_dir / f"{stem}.ipynb", as_version=4)
-        NotebookClient(nb, timeout=240, kernel_name="python3",
+        NotebookClient(nb, timeout=240, kernel_name=KERNEL_NAME,
                        resources={"metadata": {"path": str(BOOK.notebook_dir)}}).execute()
         got[stem] = read_facts(nb)
         assert got[stem]["changes"] == [], stem

@@ -6,7 +6,7 @@
 #   kernelspec:
 #     display_name: Python 3 (psbridge)
 #     language: python
-#     name: python3
+#     name: psbridge
 # ---
 
 # %% [markdown]
