@@ -36,6 +36,7 @@ defined beside the lab code that raises it rather than here: those never leave t
     │   └── TransferError                    a file did not arrive intact, or could not be removed
     ├── CloudError                           Entra ID and Microsoft Graph
     │   ├── SignInError                      Entra ID refused a sign-in
+    │   ├── TokenCacheError                  (in psbridge.cloud.signin) a token cache not kept as asked
     │   ├── GraphError                       a Graph call failed, in Graph's own words
     │   ├── TenantLookupError                no tenant id could be found
     │   ├── NotFoundInTenant [LookupError]   the tenant lacks an object or a permission we need

@@ -48,7 +48,7 @@ from msal_extensions.persistence import BasePersistence, PersistenceError
 
 from psbridge.cloud.http import session_for
 from psbridge.cloud.settings import CloudSettings
-from psbridge.errors import CertificateError
+from psbridge.errors import CertificateError, CloudError
 from psbridge.errors import SignInError as SignInError  # re-exported for its callers
 from psbridge.files import write_atomic
 from psbridge.secrets import Secret, SecretRef, resolve
@@ -116,7 +116,7 @@ def _safe(part: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.@-]", "_", part.lower())
 
 
-class TokenCacheError(Exception):
+class TokenCacheError(CloudError):
     """The token cache cannot be kept as asked (no encrypted store, or one that fails)."""
 
 

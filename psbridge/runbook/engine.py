@@ -1,7 +1,9 @@
 """A papermill engine, ``psbridge``, that executes a notebook in a warm kernel handed to it.
 
-Registered by name as papermill's own engines are (the ``papermill.engine`` entry-point group,
-and here on import for a checkout that is not installed), so a run is still
+Registered by name as papermill registers its own engines (``papermill_engines.register``, on
+import; not through the ``papermill.engine`` entry points, which would have papermill import
+this module while it is itself being imported — and the plain papermill CLI has no warm kernel
+to hand it anyway), so a run is still
 ``papermill.execute_notebook(..., engine_name="psbridge", kernel=warm)``: the parameters cell is
 injected and the executed notebook carries papermill's metadata exactly as with papermill's
 default engine, which the plain ``papermill`` CLI and JupyterLab keep using unchanged.
