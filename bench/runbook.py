@@ -3,7 +3,9 @@
     .venv/bin/python bench/runbook.py [--runs 2] [--pace 0] [--ahead 1]
 
 Starts a lab (2 CRM servers, 2 organizations, the Entra twin) with ``psbridge lab up`` in a
-process of its own, in a temporary state directory, and measures, in one run of this script:
+process of its own, in a temporary state directory, and measures, in one run of this script, with
+step kernels started the ordinary way (a new interpreter each) and then forked from the kernel
+zygote (a new lab for each, so each first run changes everything), and the ratios of the two:
 
 - the papermill floor: an empty notebook through ``papermill.execute_notebook`` in a fresh kernel
   (papermill's own engine), the cost one step paid before warm kernels;
@@ -11,7 +13,8 @@ process of its own, in a temporary state directory, and measures, in one run of 
   ones find everything done): wall; remote (PowerShell over WinRM/PSRP) and cloud (sign-in,
   Graph) seconds as the kernels timed them; each step's local overhead (its wall minus its
   remote and cloud seconds) and their median; the ratio wall / (remote + cloud);
-- peak resident memory of the runner and every kernel together (sampled from /proc; the lab is
+- peak memory of the runner, the zygote and every kernel together, summed resident (RSS) and
+  proportional (PSS: a page forked kernels share counted once), sampled from /proc (the lab is
   another process, as a customer's servers would be), for ``--ahead`` kernels started ahead of
   the step that runs;
 - time from ``psbridge run`` starting (a new process) to the first step's first cell.
@@ -33,6 +36,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -41,10 +45,16 @@ from psbridge.runbook.runner import RunResult
 
 
 class MemorySampler:
-    """The peak of the summed resident memory of this process and all its descendants."""
+    """The peaks of the summed memory of this process and all its descendants.
+
+    Resident (RSS) counts a page shared by forked kernels once in each of them; proportional
+    (PSS, from /proc/PID/smaps_rollup) divides it among its sharers, so its sum is what the
+    machine really spends.
+    """
 
     def __init__(self, every: float = 0.05) -> None:
-        self.peak_mb = 0.0
+        self.peak_rss_mb = self.peak_pss_mb = 0.0
+        self.peak_processes = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self.every = every
@@ -69,23 +79,29 @@ class MemorySampler:
         return kids
 
     @staticmethod
-    def _rss_kb(pid: int) -> int:
+    def _memory_kb(pid: int) -> tuple[int, int]:
+        rss = pss = 0
         try:
-            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
+            for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Rss:"):
+                    rss = int(line.split()[1])
+                elif line.startswith("Pss:"):
+                    pss = int(line.split()[1])
         except OSError:
             pass
-        return 0
+        return rss, pss
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            todo, total = [os.getpid()], 0
+            todo, rss, pss, count = [os.getpid()], 0, 0, 0
             while todo:
                 pid = todo.pop()
-                total += self._rss_kb(pid)
+                r, p = self._memory_kb(pid)
+                rss, pss, count = rss + r, pss + p, count + 1
                 todo += self._children(pid)
-            self.peak_mb = max(self.peak_mb, total / 1024)
+            self.peak_rss_mb = max(self.peak_rss_mb, rss / 1024)
+            self.peak_pss_mb = max(self.peak_pss_mb, pss / 1024)
+            self.peak_processes = max(self.peak_processes, count)
             self._stop.wait(self.every)
 
 
@@ -144,6 +160,44 @@ def first_cell_after_start(root: Path, state: Path) -> float:
     return (first - started).total_seconds()
 
 
+def measure(state: Path, records: Path, args: argparse.Namespace,
+            forked: bool) -> tuple[list[Any], MemorySampler]:
+    """The runbook ``--runs`` times for one organization, kernels forked from the zygote or not."""
+    from psbridge.runbook.runner import Runner
+
+    rows = []
+    original = Runner.__init__
+
+    def configured(self: Runner, *a: object, **kw: object) -> None:
+        kw.setdefault("kernels_ahead", args.ahead)
+        kw.setdefault("forked_kernels", forked)
+        original(self, *a, **kw)  # type: ignore[arg-type]
+
+    Runner.__init__ = configured  # type: ignore[method-assign]
+    try:
+        with MemorySampler() as memory:
+            for i in range(args.runs):
+                t = time.perf_counter()
+                result = run_demo(state, records, args.organization)
+                wall = time.perf_counter() - t
+                if not result.ok:
+                    raise SystemExit(f"run {i + 1} failed: {result.manifest.get('failure')}")
+                changed = sum(1 for s in result.steps if s.changes)
+                label = f"run {i + 1} ({'changes' if changed else 'no change'})"
+                rows.append((label, figures(result, wall), result))
+    finally:
+        Runner.__init__ = original  # type: ignore[method-assign]
+    return rows, memory
+
+
+def table(rows: list[Any]) -> None:
+    names = list(rows[0][1])
+    print("| | " + " | ".join(r[0] for r in rows) + " |")
+    print("|---|" + "---:|" * len(rows))
+    for n in names:
+        print(f"| {n} | " + " | ".join(f"{r[1][n]:.2f}" for r in rows) + " |")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", type=int, default=2)
@@ -152,53 +206,49 @@ def main() -> None:
     ap.add_argument("--organization", default="contoso")
     args = ap.parse_args()
     os.environ["PSBRIDGE_LAB_PACE"] = args.pace
-    from psbridge.runbook.runner import Runner
+    from psbridge.runbook import zygote
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        state, records = root / "lab", root / "records"
-        os.environ["PSBRIDGE_LAB_STATE"] = str(state)
         os.environ["PSBRIDGE_TOKEN_CACHE"] = str(root / "msal")
         floor = papermill_floor(root)
         print(f"papermill floor (an empty notebook, a fresh kernel): {floor:.2f} s")
         lab_cli = [sys.executable, "-m", "psbridge.lab"]
-        subprocess.run([*lab_cli, "up", "--state", str(state)], check=True, capture_output=True)
-        try:
-            rows = []
-            original = Runner.__init__
-
-            def with_ahead(self: Runner, *a: object, **kw: object) -> None:
-                kw.setdefault("kernels_ahead", args.ahead)
-                original(self, *a, **kw)  # type: ignore[arg-type]
-
-            Runner.__init__ = with_ahead  # type: ignore[method-assign]
-            with MemorySampler() as memory:
-                for i in range(args.runs):
-                    t = time.perf_counter()
-                    result = run_demo(state, records, args.organization)
-                    wall = time.perf_counter() - t
-                    if not result.ok:
-                        raise SystemExit(f"run {i + 1} failed: {result.manifest.get('failure')}")
-                    changed = sum(1 for s in result.steps if s.changes)
-                    label = f"run {i + 1} ({'changes' if changed else 'no change'})"
-                    rows.append((label, figures(result, wall), result))
-            Runner.__init__ = original  # type: ignore[method-assign]
-            to_first = first_cell_after_start(root, state)
-        finally:
-            subprocess.run([*lab_cli, "down", "--state", str(state)], check=False, capture_output=True)
-    names = list(rows[0][1])
-    print(f"\nlab pace {args.pace}, {args.ahead} kernel(s) started ahead\n")
-    print("| | " + " | ".join(r[0] for r in rows) + " |")
-    print("|---|" + "---:|" * len(rows))
-    for n in names:
-        print(f"| {n} | " + " | ".join(f"{r[1][n]:.2f}" for r in rows) + " |")
-    print(f"\npeak resident memory, runner + kernels: {memory.peak_mb:.0f} MB")
-    print(f"psbridge run (a new process) to the first step's first cell: {to_first:.2f} s")
-    print("\nper step (run 1): wall / remote / cloud / local")
-    for s in rows[0][2].steps:
-        if s.duration is not None:
-            r, c = s.timings.get("remote", 0.0), s.timings.get("cloud", 0.0)
-            print(f"  {s.step.stem:<24} {s.duration:5.2f} {r:5.2f} {c:5.2f} {s.duration - r - c:5.2f}")
+        modes = [(False, "started the ordinary way")]
+        if zygote.SUPPORTED:
+            modes.append((True, "forked from the zygote"))
+        results = {}
+        for forked, how in modes:
+            # A new lab for each way, so each first run changes everything.
+            state = root / f"lab-{int(forked)}"
+            os.environ["PSBRIDGE_LAB_STATE"] = str(state)
+            os.environ["PSBRIDGE_TOKEN_CACHE"] = str(state / "msal")  # a new lab's tokens
+            subprocess.run([*lab_cli, "up", "--state", str(state)], check=True, capture_output=True)
+            try:
+                results[forked] = (how, *measure(state, root / f"records-{int(forked)}", args, forked))
+                if forked == modes[-1][0]:
+                    to_first = first_cell_after_start(root, state)
+            finally:
+                subprocess.run([*lab_cli, "down", "--state", str(state)], check=False, capture_output=True)
+    for how, rows, memory in results.values():
+        print(f"\nlab pace {args.pace}, {args.ahead} kernel(s) ahead, kernels {how}\n")
+        table(rows)
+        print(f"\npeak memory, runner + kernels (+ zygote): RSS {memory.peak_rss_mb:.0f} MB, "
+              f"PSS {memory.peak_pss_mb:.0f} MB, {memory.peak_processes} processes")
+        print("per step (run 1): wall / remote / cloud / local")
+        for s in rows[0][2].steps:
+            if s.duration is not None:
+                r, c = s.timings.get("remote", 0.0), s.timings.get("cloud", 0.0)
+                print(f"  {s.step.stem:<24} {s.duration:5.2f} {r:5.2f} {c:5.2f} {s.duration - r - c:5.2f}")
+    if True in results:
+        spawned, forked_rows = results[False][1], results[True][1]
+        print("\nforked / ordinary, same run of this script:")
+        for i in range(len(spawned)):
+            a, b = spawned[i][1], forked_rows[i][1]
+            print(f"  {forked_rows[i][0]}: wall {b['wall'] / a['wall']:.2f}, median local overhead "
+                  f"{b['local overhead, median a step'] / a['local overhead, median a step']:.2f}")
+        print(f"  peak PSS {results[True][2].peak_pss_mb / results[False][2].peak_pss_mb:.2f}")
+    print(f"\npsbridge run (a new process) to the first step's first cell: {to_first:.2f} s")
 
 
 if __name__ == "__main__":

@@ -20,7 +20,8 @@ The entries carry no secret values: what and where, references at most; every te
 through :func:`psbridge.secrets.redact` on the way in, as a second line.
 
 For tests only, ``PSBRIDGE_TEST_CRASH_AT=ACTION[@WHERE]:before|after`` kills the process (and
-with ``PSBRIDGE_TEST_CRASH_PARENT=1`` its parent, the runner) with SIGKILL at that point: just
+with ``PSBRIDGE_TEST_CRASH_PARENT=1`` the runner that started it: ``PSBRIDGE_RUNNER_PID`` when
+the kernel was forked from the zygote, whose child it is, else its parent) with SIGKILL at that point: just
 after the intent is on disk (``before`` the change) or just after the change, before its
 outcome is written (``after``) — the two moments a crash leaves something to reconcile.
 """
@@ -45,6 +46,7 @@ from psbridge.secrets import redact
 ENV_JOURNAL = "PSBRIDGE_JOURNAL"
 ENV_CRASH_AT = "PSBRIDGE_TEST_CRASH_AT"
 ENV_CRASH_PARENT = "PSBRIDGE_TEST_CRASH_PARENT"
+ENV_RUNNER_PID = "PSBRIDGE_RUNNER_PID"
 JOURNAL = "journal.jsonl"
 
 
@@ -93,7 +95,7 @@ def _crash_point(action: str, where: str, phase: str) -> None:
         return
     kill = getattr(signal, "SIGKILL", signal.SIGTERM)
     if os.environ.get(ENV_CRASH_PARENT) == "1":
-        os.kill(os.getppid(), kill)
+        os.kill(int(os.environ.get(ENV_RUNNER_PID) or os.getppid()), kill)
     os.kill(os.getpid(), kill)
 
 

@@ -27,6 +27,14 @@ ENGINE_NAME = "psbridge"
 
 class WarmKernelEngine(Engine):  # type: ignore[misc]  # papermill has no annotations
     @classmethod
+    def execute_notebook(cls, nb: Any, kernel_name: str, output_path: Any = None, **kwargs: Any) -> Any:
+        # Papermill's manager would write the whole notebook out (serialized, validated) as each
+        # cell starts and ends; the runner's output is in memory and read once the step is over,
+        # and papermill writes the executed notebook there itself when execution ends.
+        del output_path
+        return super().execute_notebook(nb, kernel_name, output_path=None, **kwargs)
+
+    @classmethod
     def execute_managed_notebook(cls, nb_man: Any, kernel_name: str, log_output: bool = False,
                                  stdout_file: Any = None, stderr_file: Any = None, start_timeout: float = 60,
                                  execution_timeout: float | None = None, kernel: Any = None,

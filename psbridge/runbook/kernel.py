@@ -20,17 +20,27 @@ The step notebooks name :data:`KERNEL_NAME` in their metadata.
 from __future__ import annotations
 
 import atexit
+import logging
 import os
 import shutil
 import sys
 import tempfile
+import time
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
+from queue import Empty
 from typing import Any
 
+from jupyter_client.asynchronous.client import AsyncKernelClient
 from jupyter_client.kernelspec import KernelSpec
 from jupyter_client.manager import AsyncKernelManager
+
+from psbridge.intents import ENV_RUNNER_PID
+from psbridge.runbook.zygote import ForkedProcess, ZygoteError
+from psbridge.runbook.zygote import shared as shared_zygote
+
+log = logging.getLogger(__name__)
 
 # Keep in step with share/jupyter/kernels/psbridge/kernel.json (tests/test_kernel.py checks).
 KERNEL_NAME = "psbridge"
@@ -39,7 +49,10 @@ DISPLAY_NAME = "Python 3 (psbridge)"
 
 def kernel_spec(env: Mapping[str, str] | None = None) -> KernelSpec:
     return KernelSpec(
-        argv=[sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        # No IPython history in a step's kernel: its record is its notebook, and kernels running
+        # side by side would contend for one history database.
+        argv=[sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}",
+              "--HistoryManager.enabled=False"],
         display_name=DISPLAY_NAME,
         language="python",
         env=dict(env or {}),
@@ -59,12 +72,61 @@ def _ipc_dir() -> Path:
     return _ipc
 
 
-def kernel_manager_class(env: Mapping[str, str] | None = None,
-                         stderr_log: Path | None = None) -> type[AsyncKernelManager]:
+class ReadyClient(AsyncKernelClient):
+    """A kernel client that knows its kernel is ready when the kernel says so, not after a pause.
+
+    jupyter_client's ``wait_for_ready`` asks for ``kernel_info`` and then waits 0.2 s on IOPub
+    (twice, when the subscription was not yet connected for the first answer): a fifth of a
+    second on every step. Here the kernel is ready when its ``kernel_info`` reply has come and
+    IOPub proves its subscription connected: the ``idle`` status of that same request, or the
+    ``iopub_welcome`` a kernel sends a new subscriber (JEP 65); with neither, it asks again.
+    """
+
+    async def _async_wait_for_ready(self, timeout: float | None = None) -> None:
+        deadline = time.monotonic() + (float("inf") if timeout is None else timeout)
+        while True:
+            asked = self.kernel_info()
+            reply = await self._reply_to(asked, self.shell_channel, min(1.0, deadline - time.monotonic()))
+            if reply is not None and await self._reply_to(asked, self.iopub_channel, 0.05, idle=True):
+                self._handle_kernel_info_reply(reply)
+                return
+            if not await self._async_is_alive():
+                raise RuntimeError("Kernel died before replying to kernel_info")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"Kernel didn't respond in {timeout} seconds")
+
+    # AsyncKernelClient binds its public name to the base class's function, not to the override.
+    wait_for_ready = _async_wait_for_ready
+
+    @staticmethod
+    async def _reply_to(msg_id: str, channel: Any, within: float,
+                        idle: bool = False) -> dict[str, Any] | None:
+        """The message on ``channel`` answering ``msg_id`` (with ``idle``: its idle status, or the
+        welcome of a subscription that is connected)."""
+        end = time.monotonic() + max(within, 0.0)
+        while (left := end - time.monotonic()) > 0:
+            try:
+                msg: dict[str, Any] = await channel.get_msg(timeout=left)
+            except Empty:
+                return None
+            if idle and msg.get("msg_type") == "iopub_welcome":
+                return msg
+            if msg.get("parent_header", {}).get("msg_id") != msg_id:
+                continue
+            if not idle or (msg["msg_type"] == "status" and msg["content"].get("execution_state") == "idle"):
+                return msg
+        return None
+
+
+def kernel_manager_class(env: Mapping[str, str] | None = None, stderr_log: Path | None = None,
+                         forked: bool = False) -> type[AsyncKernelManager]:
     """An ``AsyncKernelManager`` subclass that starts ``sys.executable`` with ``env`` added.
 
     With ``stderr_log``, what kernels write to their standard error (start-up warnings, the
     complaint of an idle kernel interrupted before shutdown) goes to that file, not the terminal.
+    With ``forked``, kernels are forked from this process's kernel zygote
+    (:mod:`psbridge.runbook.zygote`), where the platform forks; they are started the ordinary way
+    where it does not, or if the zygote fails (said in the log).
     """
     spec = kernel_spec(env)
 
@@ -76,12 +138,15 @@ def kernel_manager_class(env: Mapping[str, str] | None = None,
                 # has no IPC transport for ZeroMQ and stays on loopback.
                 self.transport = "ipc"
                 self.ip = str(_ipc_dir() / f"kernel-{uuid.uuid4().hex[:12]}")
+            self.client_factory = ReadyClient
 
         @property
         def kernel_spec(self) -> KernelSpec:
             return spec
 
         async def _async_launch_kernel(self, kernel_cmd: list[str], **kw: Any) -> None:
+            if forked and self._fork(**kw):
+                return
             if stderr_log is None:
                 await super()._async_launch_kernel(kernel_cmd, **kw)
                 return
@@ -89,6 +154,28 @@ def kernel_manager_class(env: Mapping[str, str] | None = None,
             with open(stderr_log, "ab") as err:
                 kw.setdefault("stderr", err)
                 await super()._async_launch_kernel(kernel_cmd, **kw)
+
+        def _fork(self, **kw: Any) -> bool:
+            zygote = shared_zygote()
+            if zygote is None:
+                return False
+            cwd = str(kw.get("cwd") or os.getcwd())
+            env = dict(kw.get("env") or os.environ)
+            env[ENV_RUNNER_PID] = str(os.getpid())  # a forked kernel's parent is the zygote
+            try:
+                pid = zygote.fork(self.connection_file, env, cwd,
+                                  str(stderr_log) if stderr_log else None)
+            except ZygoteError as e:
+                log.warning("starting the kernel the ordinary way: %s", e)
+                return False
+            # What LocalProvisioner.launch_kernel records of a process it started itself: the
+            # manager polls, signals (the child leads a process group of its own) and waits on it.
+            provisioner: Any = self.provisioner
+            provisioner.process = ForkedProcess(pid)
+            provisioner.pid = provisioner.pgid = pid
+            provisioner.cwd = cwd
+            self._reconcile_connection_info(provisioner.connection_info)
+            return True
 
     return InterpreterKernelManager
 

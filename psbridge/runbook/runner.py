@@ -49,7 +49,7 @@ import nbformat
 from psbridge import __version__, evidence, files, intents
 from psbridge.errors import ParameterError, RunbookError
 from psbridge.runbook import facts as factmod
-from psbridge.runbook import timing
+from psbridge.runbook import timing, zygote
 from psbridge.runbook.definition import MODE_PARAMETER, Runbook, StepSpec
 from psbridge.runbook.kernel import KERNEL_NAME, kernel_manager_class, new_stderr_log
 from psbridge.runbook.warm import KernelPool
@@ -256,6 +256,7 @@ class Runner:
         start_timeout: float = 60,
         html: bool = True,
         kernels_ahead: int = 1,
+        forked_kernels: bool = True,
         customer_key: str = "customer",
         org_key: str = "organization",
     ) -> None:
@@ -274,6 +275,8 @@ class Runner:
         self.html = html
         # How many kernels start ahead of the step that runs (each costs its memory while it waits).
         self.kernels_ahead = kernels_ahead
+        # Step kernels forked from a zygote with psbridge imported (psbridge.runbook.zygote).
+        self.forked_kernels = forked_kernels and zygote.SUPPORTED
         self.customer = str(params.get(customer_key) or "customer")
         self.org = str(params.get(org_key) or "organization")
         self._log_lines: list[str] = []
@@ -371,6 +374,8 @@ class Runner:
         Steps before ``start`` take their facts from this organization's latest records.
         """
         _register_memory()
+        if self.forked_kernels:
+            zygote.shared()  # its imports run while this run reads its records
         with self._holding_org():
             # An earlier run that died is made an honest record first: its changes in flight are
             # what this run reads the world for before acting (every step reads before it acts).
@@ -492,7 +497,8 @@ class Runner:
 
         timings_file = _ipc_dir() / f"timings-{run_id}-{number}.jsonl"
         env = {**self.env, timing.ENV: str(timings_file)}
-        return kernel_manager_class(env, self._kernel_log)(kernel_name=KERNEL_NAME), timings_file
+        manager_class = kernel_manager_class(env, self._kernel_log, forked=self.forked_kernels)
+        return manager_class(kernel_name=KERNEL_NAME), timings_file
 
     def _declared(self, path: Path) -> set[str]:
         import papermill as pm

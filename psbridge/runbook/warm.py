@@ -106,9 +106,8 @@ class KernelPool:
     def _warm(self, number: int) -> WarmKernel:
         manager, timings = self.manager_for(number)
         t0 = time.monotonic()
-        asyncio.run(manager.start_kernel())
         try:
-            _run_silently(manager, WARM_CODE, self.warm_timeout)
+            asyncio.run(_start_and_warm(manager, WARM_CODE, self.warm_timeout))
         except BaseException:
             _shutdown(manager)
             raise
@@ -162,26 +161,36 @@ class KernelPool:
         self.close()
 
 
-def _run_silently(manager: Any, code: str, timeout: float) -> None:
-    """Run ``code`` in the kernel without a trace in its history; raise if it fails or hangs."""
-    from jupyter_client.blocking.client import BlockingKernelClient
-
-    client = BlockingKernelClient()
-    client.load_connection_info(manager.get_connection_info())
+async def _start_and_warm(manager: Any, code: str, timeout: float) -> None:
+    """Start the kernel and run ``code`` in it without a trace in its history; raise if it fails
+    or hangs."""
+    await manager.start_kernel()
+    await _bound(manager, timeout)
+    client = manager.client()
     client.start_channels()
     try:
-        client.wait_for_ready(timeout=timeout)
-        msg_id = client.execute(code, silent=True, store_history=False)
-        deadline = time.monotonic() + timeout
-        while True:
-            reply = client.get_shell_msg(timeout=max(0.1, deadline - time.monotonic()))
-            if reply.get("parent_header", {}).get("msg_id") == msg_id:
-                break
+        await client.wait_for_ready(timeout=timeout)
+        reply = await client.execute(code, silent=True, store_history=False, reply=True, timeout=timeout)
         if reply["content"].get("status") != "ok":
             content = reply["content"]
             raise KernelError(f"warming the kernel failed: {content.get('ename')}: {content.get('evalue')}")
     finally:
         client.stop_channels()
+
+
+async def _bound(manager: Any, timeout: float) -> None:
+    """Wait until a kernel on Unix sockets has bound them: a client connecting earlier is retried
+    by ZeroMQ only after its reconnect interval (100 ms), most of a forked kernel's start."""
+    if getattr(manager, "transport", "tcp") != "ipc":
+        return
+    ports = [manager.shell_port, manager.iopub_port, manager.stdin_port, manager.hb_port,
+             manager.control_port]
+    paths = [Path(f"{manager.ip}-{port}") for port in ports]
+    deadline = time.monotonic() + timeout
+    while not all(p.exists() for p in paths):
+        if time.monotonic() > deadline or (manager.has_kernel and not await manager.is_alive()):
+            return  # wait_for_ready says what is wrong
+        await asyncio.sleep(0.005)
 
 
 def _shutdown(manager: Any) -> None:
