@@ -107,6 +107,15 @@ def _safe(part: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.@-]", "_", part.lower())
 
 
+def token_cache(authority: str, account: str, cache_dir: Path | None = None) -> PersistedCache:
+    """The persisted token cache of ``account`` at ``authority`` (a folder an authority, a file an account).
+
+    The one way to a token cache for every sign-in psbridge makes with msal: Entra ID here, and
+    AD FS for the CRM Web API (:mod:`psbridge.crm.webapi`).
+    """
+    return PersistedCache(cache_root(cache_dir) / _safe(authority) / f"{_safe(account)}.json")
+
+
 class PersistedCache:
     """An msal token cache in one file, written (owner-only) whenever msal changed it."""
 
