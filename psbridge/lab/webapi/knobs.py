@@ -22,7 +22,8 @@ from psbridge.files import lock_path, locked, write_atomic
 # - fail_requests: "METHOD set" (e.g. "PATCH mailboxes") -> message: answered 500 with CRM's
 #   error body carrying the message
 # - expire_tokens_before: bearer tokens issued before this time (epoch seconds) are refused as
-#   expired, the way a token revoked or expired early is; refuse_tokens: every token refused so
+#   expired, the way a token revoked or expired early is; expire_next: the next N requests with a
+#   bearer token are refused so (then it counts down); refuse_tokens: every token refused so
 # - test_delay: seconds Test & Enable takes (unset: 2 s times the lab's pace, so at once in the test
 #   suite, where the pace is 0, and a moment in the demo); allow_listed: whether Exchange
 #   Online lets the tenant in (the allow-list since 1 Oct 2025)
@@ -31,7 +32,7 @@ from psbridge.files import lock_path, locked, write_atomic
 #   in the TLS handshake ("tls") or as IIS's 403.7 page ("iis")
 WEBAPI: dict[str, Any] = {
     "delay": 0.0, "drop_after": None, "deny_auth": False, "fail_requests": {}, "expire_tokens_before": 0.0,
-    "refuse_tokens": False, "test_delay": None, "allow_listed": True, "page_size": 5000,
+    "expire_next": 0, "refuse_tokens": False, "test_delay": None, "allow_listed": True, "page_size": 5000,
     "extended_protection": False, "client_certificate": "tls", "generation": "",
 }
 # The AD FS twin: access token lifetime (AD FS's default is an hour), who approves a device code
@@ -90,6 +91,20 @@ class JsonKnobs:
             write_atomic(self.path, json.dumps(self._values, indent=1, sort_keys=True))
             self._mtime = self.path.stat().st_mtime_ns
             return dict(self._values)
+
+    def take(self, name: str) -> bool:
+        """Use up one of a counted fault (``expire_next``): True if there was one left."""
+        if not int(self.get(name) or 0):
+            return False  # the usual case: no lock taken
+        with self._lock, locked(lock_path(self.path)):
+            self._refresh(force=True)
+            left = int(self._values.get(name) or 0)
+            if left <= 0:
+                return False
+            self._values[name] = left - 1
+            write_atomic(self.path, json.dumps(self._values, indent=1, sort_keys=True))
+            self._mtime = self.path.stat().st_mtime_ns
+            return True
 
     def reset(self) -> None:
         with self._lock, locked(lock_path(self.path)):

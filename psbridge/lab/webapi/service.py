@@ -140,8 +140,8 @@ class WebApiService:
                     raise
         if claims is None:
             raise last
-        if self.knobs.get("refuse_tokens") or float(claims.get("iat", 0)) < float(
-                self.knobs.get("expire_tokens_before") or 0):
+        early = float(claims.get("iat", 0)) < float(self.knobs.get("expire_tokens_before") or 0)
+        if self.knobs.get("refuse_tokens") or early or self.knobs.take("expire_next"):
             raise TokenRefused("The access token has expired")
         upn = str(claims.get("upn") or "")
         if not upn:
