@@ -153,6 +153,19 @@ def _crm_user(v: str) -> str | None:
     return _windows_account(v)
 
 
+def _mailbox(v: str) -> str | None:
+    """A mailbox to set up: all, a user (DOMAIN\\user or an email address) or queue:NAME."""
+    if v.strip().lower() == "all":
+        return None
+    if v.lower().startswith("queue:"):
+        return None if v[len("queue:"):].strip() else "queue:NAME names the queue"
+    if "@" in v:
+        return _upn(v) and "an email address such as alice@contoso.com"
+    if "\\" in v:
+        return _windows_account(v)
+    return "all, a user (DOMAIN\\user or an email address) or queue:NAME"
+
+
 def _guid(v: str) -> str | None:
     import re
 
@@ -213,6 +226,7 @@ FORMATS: dict[str, Callable[[str], str | None]] = {
     "crm-url": _crm_url,
     "crm-user": _crm_user,
     "guid": _guid,
+    "mailbox": _mailbox,
     "display-name": _display_name,
     "lab": _lab,
     "path": _local_path,

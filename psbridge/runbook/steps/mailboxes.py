@@ -234,7 +234,7 @@ def enable_mailboxes(api: WebApi, state: MailboxesState, *, plan: bool = False, 
     """Configure, approve, Test & Enable what is not right yet, and wait for the tests."""
     if state.problems:
         raise StepError("the mailboxes to set up are not all found:\n  - " + "\n  - ".join(state.problems))
-    if state.profile_id is None:
+    if state.profile_id is None and not plan:
         raise StepError(f"there is no (single) email server profile {state.profile_name!r}: run step 60 "
                         "first")
     if state.ok:
@@ -263,6 +263,8 @@ def enable_mailboxes(api: WebApi, state: MailboxesState, *, plan: bool = False, 
     if to_test:
         changes.append(f"schedule Test & Enable for {names(to_test)}")
     if plan:
+        if state.profile_id is None:
+            changes.insert(0, f"(the email server profile {state.profile_name!r} is step 60's to create)")
         if waiting:
             changes.append(f"wait for the Test & Enable already running for {names(waiting)}")
         return Action(changes, True)
