@@ -42,6 +42,14 @@ defined beside the lab code that raises it rather than here: those never leave t
     │   ├── NotFoundInTenant [LookupError]   the tenant lacks an object or a permission we need
     │   ├── AmbiguousInTenant                several objects where the procedure needs one
     │   └── ForeignHostRefused               a URL that would carry the Graph token to another host
+    ├── WebApiError                          the organization's CRM Web API, and its sign-in
+    │   ├── WebApiUnreachable                no answer: refused, timed out, dropped, TLS failed
+    │   ├── ClientCertificateRequired        the site demands a client certificate (SDK-style clients cannot)
+    │   ├── SignInUnsupported                the site offers no sign-in psbridge can make
+    │   ├── SignInFailed                     the credentials were refused (by the site or by AD FS)
+    │   │   └── TokenRefused                 a bearer token refused after its one renewal
+    │   ├── ODataError                       the organization refused a request: status, code, message
+    │   └── MetadataMismatch                 a name psbridge uses is not in the organization's $metadata
     ├── SecretError                          a reference malformed, or its value unreadable or unwritable
     ├── CertificateError                     a PFX that cannot be opened or is not fit for S2S
     ├── RecordError [ValueError]             a change record that cannot be written, read or rebuilt
@@ -51,7 +59,8 @@ defined beside the lab code that raises it rather than here: those never leave t
     │   ├── DeploymentError                  (in psbridge.runbook.deployment) no deployment to work on
     │   ├── StepError                        (in psbridge.runbook.steps.common) a step cannot go on
     │   ├── KernelError                      (in psbridge.runbook.warm) no kernel could be had for a step
-    │   └── RunError                         (in psbridge.runbook.runner) a run cannot start
+    │   ├── RunError                         (in psbridge.runbook.runner) a run cannot start
+    │   └── ZygoteError                      (in psbridge.runbook.zygote) no kernel forked: start one anew
     └── LabError                             the embedded lab: it cannot start, or lacks what was asked
         ├── LabConfigError                   no lab description, or one that lacks what was asked for
         ├── LabSettingError [ValueError]     a world shape, fault knob or twin knob the lab does not have
@@ -70,7 +79,11 @@ defined beside the lab code that raises it rather than here: those never leave t
             ├── TokenRejected                (in psbridge.lab.entra.tokens) Graph refuses a token: 401
             ├── AssertionRejected            (in psbridge.lab.entra.tokens) a refused client assertion
             ├── QueryError [ValueError]      (in psbridge.lab.entra.odata) an unsupported OData query
-            └── GraphError                   (in psbridge.lab.entra.graph) a Graph error answer
+            ├── GraphError                   (in psbridge.lab.entra.graph) a Graph error answer
+            ├── TokenInvalid                 (in psbridge.lab.adfs.tokens) a token a relying party refuses
+            ├── TokenRefused                 (in psbridge.lab.webapi.service) CRM refuses a bearer token: 401
+            ├── FilterError [ValueError]     (in psbridge.lab.webapi.odata) a $filter CRM cannot run
+            └── CrmError                     (in psbridge.lab.webapi.records) CRM's error answer
 
 Private classes (a leading underscore) are rooted in this tree too, but are not listed.
 
@@ -313,6 +326,59 @@ class AmbiguousInTenant(CloudError):
 
 class ForeignHostRefused(CloudError):
     """A URL (a page link Graph returned, or a caller's) that would send the Graph token elsewhere."""
+
+
+# --- the organization's CRM Web API ----------------------------------------------------------
+
+
+class WebApiError(PsbridgeError):
+    """Anything the CRM Web API client could not do; the message says what and where."""
+
+
+class WebApiUnreachable(WebApiError):
+    """The organization did not answer: the connection was refused, timed out, dropped or failed TLS."""
+
+
+class ClientCertificateRequired(WebApiError):
+    """The site demands a TLS client certificate.
+
+    The Dynamics 365 SDK does not support client certificates, and neither do SDK-style clients
+    such as psbridge: the fix is on the server (IIS SSL settings: client certificates Ignore).
+    """
+
+    def __init__(self, url: str, how: str) -> None:
+        self.url = url
+        super().__init__(
+            f"{url} demands a client certificate ({how}). Clients of the Dynamics 365 Web API and SDK "
+            "cannot sign in with client certificates: set the CRM web site's SSL settings in IIS to ignore "
+            "client certificates (Windows or claims-based authentication still applies), then try again.")
+
+
+class SignInUnsupported(WebApiError):
+    """The site asks for a sign-in psbridge does not make (or, without a challenge, for none it knows)."""
+
+
+class SignInFailed(WebApiError):
+    """The credentials were refused: by the site (401 after a complete handshake) or by AD FS."""
+
+
+class TokenRefused(SignInFailed):
+    """A bearer token refused, renewed once, and the new one refused too: psbridge does not loop."""
+
+
+class ODataError(WebApiError):
+    """A request the organization refused, in its own terms."""
+
+    def __init__(self, method: str, path: str, status: int, code: str, message: str,
+                 request_id: str | None = None) -> None:
+        self.method, self.path, self.status = method, path, status
+        self.code, self.message, self.request_id = code, _redact(message), request_id
+        rid = f" (REQ_ID {request_id})" if request_id else ""
+        super().__init__(f"{method} {path} failed: {status} {code}: {self.message}{rid}")
+
+
+class MetadataMismatch(WebApiError):
+    """Names psbridge uses that the organization's ``$metadata`` does not have (a different CRM build)."""
 
 
 # --- secrets, certificates, records, shared files ----------------------------------------------

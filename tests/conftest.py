@@ -4,7 +4,8 @@
   knobs are cleared after every test that used it.
 - ``fresh_lab`` (function): the same shape in its own state directory, for tests that change
   the world.
-- ``lab_factory(servers=, orgs=, legacy_servers=, cloud=)`` (function): special shapes.
+- ``lab_factory(servers=, orgs=, legacy_servers=, cloud=, webapi=)`` (function): special shapes
+  (``webapi="ad"`` for an Active Directory deployment's Web API; the default is an IFD with AD FS).
 
 While a lab fixture is active, ``PSBRIDGE_LAB_STATE`` points at its state directory, so
 ``lab:`` secret references (the accounts' passwords, secrets tests store) resolve there.
@@ -53,6 +54,7 @@ def _redactor_per_test() -> Iterator[None]:
 @pytest.fixture(scope="session")
 def lab_keys(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A state directory holding only keys, copied into every lab the fixtures start."""
+    from psbridge.lab.adfs.tokens import AdfsIssuer
     from psbridge.lab.entra.tokens import TokenIssuer
 
     root = tmp_path_factory.mktemp("lab-keys")
@@ -62,6 +64,10 @@ def lab_keys(tmp_path_factory: pytest.TempPathFactory) -> Path:
     ca.server_certificate("entra")
     (root / "entra").mkdir()
     TokenIssuer.load_or_create(root / "entra", "https://127.0.0.1", "00000000-0000-0000-0000-000000000000")
+    # The CRM Web API and AD FS twins' certificates and AD FS's signing key.
+    ca.server_certificate("webapi")
+    ca.server_certificate("adfs")
+    AdfsIssuer.load_or_create(root / "adfs", "https://127.0.0.1")
     return root
 
 
@@ -115,8 +121,9 @@ def _lab_faults_cleared(request: pytest.FixtureRequest) -> Iterator[None]:
     the_lab: Lab = request.getfixturevalue("lab")
     if the_lab.running:
         the_lab.clear_faults()
-        if the_lab.twin is not None:
-            the_lab.twin.reset_knobs()
+        for twin in (the_lab.twin, the_lab.web, the_lab.adfs):
+            if twin is not None:
+                twin.reset_knobs()
     # A test may have pointed the lab secret store elsewhere (fresh_lab, lab_factory).
     os.environ["PSBRIDGE_LAB_STATE"] = str(the_lab.state_dir)
 
@@ -139,9 +146,10 @@ def lab_factory(lab_keys: Path, tmp_path_factory: pytest.TempPathFactory) -> Ite
     env = _LabState()
     made: list[Lab] = []
 
-    def factory(servers: int = 2, orgs: int = 2, legacy_servers: int = 0, cloud: bool = True) -> Lab:
+    def factory(servers: int = 2, orgs: int = 2, legacy_servers: int = 0, cloud: bool = True,
+                webapi: str | None = None) -> Lab:
         the_lab = _started(lab_keys, tmp_path_factory.mktemp("lab-factory"), servers=servers, orgs=orgs,
-                           legacy_servers=legacy_servers, cloud=cloud)
+                           legacy_servers=legacy_servers, cloud=cloud, webapi=webapi)
         made.append(the_lab)
         env.use(the_lab)
         return the_lab

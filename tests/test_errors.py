@@ -63,6 +63,11 @@ BUILTIN_RAISES: dict[tuple[str, str], str] = {
     ("lab/commands/objects.py", "get_property"):
         "the emulated objects' lookup protocol: KeyError for a missing property, which Select-Object "
         "turns into its own error record",
+    ("lab/webapi/records.py", "_getter.get"):
+        "the OData evaluator's lookup protocol: KeyError for a property the entity lacks, which the "
+        "query turns into CRM's own unknown-property error",
+    ("runbook/kernel.py", "ReadyClient._async_wait_for_ready"):
+        "jupyter_client's protocol: wait_for_ready raises RuntimeError, which its callers catch",
     ("lab/winrm/host.py", "Shell._run_for"):
         "a pipeline id the WinRM twin does not know: its service answers a SOAP fault",
     ("lab/winrm/records.py", "host_information_message.colour"):

@@ -184,6 +184,15 @@ def open_persistence(path: Path) -> tuple[BasePersistence, CacheProtection]:
     return msal_extensions.FilePersistence(str(path)), CacheProtection(False, "plaintext file", reason)
 
 
+def token_cache(authority: str, account: str, cache_dir: Path | None = None) -> PersistedCache:
+    """The persisted token cache of ``account`` at ``authority`` (a folder an authority, a file an account).
+
+    The one way to a token cache for every sign-in psbridge makes with msal: Entra ID here, and
+    AD FS for the CRM Web API (:mod:`psbridge.crm.webapi`).
+    """
+    return PersistedCache(cache_root(cache_dir) / _safe(authority) / f"{_safe(account)}.json")
+
+
 class PersistedCache:
     """One account's msal token cache, kept by msal-extensions (see :func:`open_persistence`).
 

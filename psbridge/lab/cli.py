@@ -28,16 +28,32 @@ LegacyOpt = Annotated[
 ]
 NoCloudOpt = Annotated[bool, typer.Option("--no-cloud", help="no Entra ID/Graph twin: cloud unreachable")]
 HostOpt = Annotated[str, typer.Option("--host", help="loopback address to listen on")]
+WebApiOpt = Annotated[str | None, typer.Option(
+    "--webapi", help="the organizations' Web API: ifd (claims with AD FS, what Exchange Online S2S "
+                     "requires), "
+    "ad (Active Directory: Negotiate/NTLM) or off; default: as this state directory's lab last served, else "
+    "ifd")]
 
 
 def _state(state: Path | None) -> Path:
     return (state or lab_state_dir()).expanduser().resolve()
 
 
-def _shape_args(servers: int, orgs: int, legacy_servers: int, no_cloud: bool, host: str) -> list[str]:
+def _shape_args(servers: int, orgs: int, legacy_servers: int, no_cloud: bool, host: str,
+                webapi: str | None = None) -> list[str]:
     args = ["--servers", str(servers), "--orgs", str(orgs), "--legacy-servers", str(legacy_servers),
             "--host", host]
+    if webapi:
+        args += ["--webapi", webapi]
     return [*args, "--no-cloud"] if no_cloud else args
+
+
+def _check_webapi(webapi: str | None) -> None:
+    from psbridge.lab.orchestrator import WEB_DEPLOYMENTS
+
+    if webapi is not None and webapi not in WEB_DEPLOYMENTS:
+        err.print(f"--webapi takes {', '.join(WEB_DEPLOYMENTS)}, not {webapi!r}")
+        raise typer.Exit(2)
 
 
 def _print_servers(config: LabConfig) -> None:
@@ -64,6 +80,18 @@ def _print_endpoints(config: LabConfig) -> None:
         console.print(f"Graph: {config.entra.get('graph_url')}", soft_wrap=True)
     else:
         console.print("Entra ID: none (the cloud is unreachable from the servers)")
+    web = config.webapi
+    if web:
+        console.print(f"CRM Web API ({web.get('deployment')}: {web.get('sign_in')}):", soft_wrap=True)
+        for org, url in (web.get("organizations") or {}).items():
+            console.print(f"    {org}  {url}/api/data/v9.0", soft_wrap=True)
+        console.print(f"    discovery  {web.get('discovery_url')}", soft_wrap=True)
+        console.print(f"    client-certificate site  {web.get('client_certificate_site')}", soft_wrap=True)
+        if web.get("adfs"):
+            adfs = web["adfs"]
+            console.print(f"AD FS: {adfs.get('authority')} (client {adfs.get('client_id')})", soft_wrap=True)
+    else:
+        console.print("CRM Web API: none (started with --webapi off)")
     console.print(f"CA bundle: {config.ca_bundle}", soft_wrap=True)
     console.print(f"description: {LabConfig.path_for(config.state_dir)}", soft_wrap=True)
 
@@ -76,6 +104,7 @@ def up(
     legacy_servers: LegacyOpt = 0,
     no_cloud: NoCloudOpt = False,
     host: HostOpt = "127.0.0.1",
+    webapi: WebApiOpt = None,
     foreground: Annotated[bool, typer.Option("--foreground", help="serve here until Ctrl-C")] = False,
     timeout: Annotated[float, typer.Option("--timeout", help="seconds to wait until it is ready")] = 60.0,
 ) -> None:
@@ -91,6 +120,7 @@ def up(
     if legacy_servers > servers:
         err.print("--legacy-servers cannot exceed --servers")
         raise typer.Exit(2)
+    _check_webapi(webapi)
     already = background.running(where)
     if already is not None:
         console.print(f"a lab is already running for {where} (pid {already.pid})")
@@ -99,7 +129,7 @@ def up(
     try:
         if foreground:
             lab = Lab(where, servers=servers, orgs=orgs, legacy_servers=legacy_servers, cloud=not no_cloud,
-                      host=host)
+                      host=host, webapi=webapi)
 
             def ready(config: LabConfig) -> None:
                 _print_endpoints(config)
@@ -108,7 +138,8 @@ def up(
             background.serve(lab, on_ready=ready)
             console.print("lab stopped")
             return
-        config = background.spawn(where, _shape_args(servers, orgs, legacy_servers, no_cloud, host), timeout)
+        config = background.spawn(where, _shape_args(servers, orgs, legacy_servers, no_cloud, host, webapi),
+                                  timeout)
     except (LabError, WorldError, OSError, ValueError) as e:
         err.print(f"cannot start the lab: {e}")
         raise typer.Exit(1) from None
@@ -168,6 +199,10 @@ def status(state: StateOpt = None) -> None:
     for name, frame in world.status_tables().items():
         console.print(_table(name, frame))
     for name, frame in entra_tables(where / "entra").items():
+        console.print(_table(name, frame))
+    from psbridge.lab.webapi.status import status_tables as email_tables
+
+    for name, frame in email_tables(world.data).items():
         console.print(_table(name, frame))
     rows = [
         {"server": server, "drop after": f.drop_after, "delay": f.delay or None,
@@ -239,6 +274,62 @@ def fault(
     console.print(f"{name}: " + "; ".join(parts))
 
 
+@app.command()
+def webapi(
+    state: StateOpt = None,
+    delay: Annotated[float | None, typer.Option("--delay", min=0,
+                                                help="seconds added to every answer")] = None,
+    drop_after: Annotated[int | None, typer.Option("--drop-after", min=0,
+                                                   help="answer N requests, then drop the next")] = None,
+    deny_auth: Annotated[bool | None, typer.Option("--deny-auth/--allow-auth",
+                                                   help="answer every sign-in with 401")] = None,
+    fail_request: Annotated[list[str] | None, typer.Option(
+        "--fail-request", metavar="'METHOD SET=MESSAGE'",
+        help="e.g. 'PATCH mailboxes=...': such requests fail with CRM's error and MESSAGE")] = None,
+    expire_tokens: Annotated[bool, typer.Option(
+        "--expire-tokens", help="refuse every token issued until now as expired")] = False,
+    refuse_tokens: Annotated[bool | None, typer.Option("--refuse-tokens/--accept-tokens",
+                                                       help="refuse every bearer token as expired")] = None,
+    test_delay: Annotated[float | None, typer.Option("--test-delay", min=0,
+                                                     help="seconds Test & Enable takes")] = None,
+    allow_listed: Annotated[bool | None, typer.Option(
+        "--allow-listed/--not-allow-listed",
+        help="whether Exchange Online lets the tenant in (its allow-list since 1 Oct 2025)")] = None,
+    clear: Annotated[bool, typer.Option("--clear", help="back to the defaults first")] = False,
+) -> None:
+    """Faults and settings of the CRM Web API twin (running or not; they apply at once)."""
+    import json
+    import time
+
+    from psbridge.lab.webapi import KNOBS_FILE
+    from psbridge.lab.webapi.knobs import WEBAPI, JsonKnobs
+
+    knobs = JsonKnobs(_state(state) / KNOBS_FILE, WEBAPI)
+    if clear:
+        knobs.reset()
+    values: dict[str, Any] = {}
+    for name, value in (("delay", delay), ("drop_after", drop_after), ("deny_auth", deny_auth),
+                        ("refuse_tokens", refuse_tokens), ("test_delay", test_delay),
+                        ("allow_listed", allow_listed)):
+        if value is not None:
+            values[name] = value
+    if expire_tokens:
+        values["expire_tokens_before"] = time.time()
+    if fail_request:
+        failing = dict(knobs.get("fail_requests"))
+        for item in fail_request:
+            what, sep, message = item.partition("=")
+            if not (sep and len(what.split()) == 2):
+                err.print(f"--fail-request takes 'METHOD SET=MESSAGE', not {item!r}")
+                raise typer.Exit(2)
+            method, entity_set = what.split()
+            failing[f"{method.upper()} {entity_set.lower()}"] = message
+        values["fail_requests"] = failing
+    now = knobs.set(**values) if values else knobs.snapshot()
+    shown = {k: v for k, v in now.items() if k != "generation"}
+    console.print(json.dumps(shown, indent=1, sort_keys=True), soft_wrap=True, markup=False)
+
+
 @app.command(hidden=True)
 def serve(
     state: StateOpt = None,
@@ -247,6 +338,7 @@ def serve(
     legacy_servers: LegacyOpt = 0,
     no_cloud: NoCloudOpt = False,
     host: HostOpt = "127.0.0.1",
+    webapi: WebApiOpt = None,
 ) -> None:
     """Serve the lab in this process until SIGTERM/SIGINT/Ctrl-Break or 'psbridge lab down'."""
     import os
@@ -257,7 +349,9 @@ def serve(
 
     where = _state(state)
     os.environ["PSBRIDGE_LAB_STATE"] = str(where)
-    lab = Lab(where, servers=servers, orgs=orgs, legacy_servers=legacy_servers, cloud=not no_cloud, host=host)
+    _check_webapi(webapi)
+    lab = Lab(where, servers=servers, orgs=orgs, legacy_servers=legacy_servers, cloud=not no_cloud, host=host,
+              webapi=webapi)
     try:
         background.serve(lab, on_ready=lambda c: print(f"lab ready (pid {c.pid})", flush=True))
     except (LabError, WorldError, OSError, ValueError) as e:

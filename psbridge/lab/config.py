@@ -117,6 +117,9 @@ class LabConfig(BaseModel):
     servers: list[LabServer] = Field(default_factory=list)
     organizations: list[LabOrganization] = Field(default_factory=list)
     entra: dict[str, Any] | None = None
+    # The organizations' Web API: deployment (ad | ifd), each organization's URL, discovery, the
+    # client-certificate site and, for an IFD, AD FS (authority, the registered client).
+    webapi: dict[str, Any] | None = None
 
     # --- files -----------------------------------------------------------------------------
 
@@ -198,6 +201,17 @@ class LabConfig(BaseModel):
                 return o
         known = ", ".join(o.name for o in self.organizations) or "none"
         raise LabConfigError(f"the lab has no organization {name_or_id!r} (organizations: {known})")
+
+    def web_url(self, organization: str) -> str:
+        """The organization's URL on the lab's CRM web site (its Web API is ``<url>/api/data/v9.0``)."""
+        web = self.webapi or {}
+        urls = {k.lower(): v for k, v in (web.get("organizations") or {}).items()}
+        if organization.lower() not in urls:
+            if not web:
+                raise LabConfigError("the lab serves no CRM Web API (it was started with --webapi off)")
+            raise LabConfigError(f"the lab's CRM web site has no organization {organization!r} "
+                                 f"(organizations: {', '.join(urls) or 'none'})")
+        return str(urls[organization.lower()])
 
     def __repr__(self) -> str:
         servers = [s.name for s in self.servers]

@@ -1,4 +1,6 @@
-"""The lab as one thing to start and stop: world, CA, Entra twin, one WinRM server per CRM server.
+"""The lab as one thing to start and stop: world, CA, Entra twin, one WinRM server per CRM server,
+the organizations' Web API (an Active Directory or an Internet-facing deployment) and, for the
+latter, AD FS.
 
 ``Lab(state_dir).start()`` serves on loopback in this process (daemon threads, free ports) and
 writes ``lab.json``; ``stop()`` ends every listener and marks ``lab.json`` not ready. Everything
@@ -8,6 +10,7 @@ restart — or another process pointed at the same directory — finds the same 
     with Lab(tmp, servers=2, orgs=2) as lab:
         lab.config.endpoint("CRM01", "http").url
         lab.set_faults("CRM01", drop_after=3)
+        lab.config.webapi["organizations"]["contoso"]       # the organization's Web API site
 """
 
 from __future__ import annotations
@@ -40,9 +43,15 @@ from psbridge.lab.secretstore import lab_state_dir
 from psbridge.lab.winrm import Endpoint, EndpointSpec, start_endpoint
 
 if TYPE_CHECKING:
+    from psbridge.lab.adfs import AdfsTwin
     from psbridge.lab.entra import EntraTwin
+    from psbridge.lab.webapi import WebApiTwin
 
 SCHEMES: tuple[Literal["http", "https"], ...] = ("http", "https")
+# How the organizations' Web API signs users in: Active Directory (Windows authentication) or an
+# Internet-facing deployment with AD FS (claims), which Exchange Online S2S requires; "off": none.
+WEB_DEPLOYMENTS = ("ad", "ifd", "off")
+DEFAULT_WEB_DEPLOYMENT = "ifd"
 
 
 def _port(url: str) -> int:
@@ -55,6 +64,18 @@ def _port(url: str) -> int:
 def _roles(rights: dict[str, bool]) -> list[str]:
     return [role for role, key in (("LocalAdministrator", "local_admin"),
                                    ("DeploymentAdministrator", "deployment_admin")) if rights.get(key)]
+
+
+def lab_secret(state_dir: Path, ref: str) -> str:
+    """A secret of this lab (a client secret it registered): made once per state directory, then read back."""
+    with lab_secret_store(state_dir):
+        try:
+            value = secrets.resolve(ref).reveal()
+        except secrets.SecretError:
+            value = pysecrets.token_urlsafe(24)
+            secrets.store(ref, value)
+    secrets.remember([value])
+    return value
 
 
 def account_passwords(state_dir: Path, names: list[str]) -> dict[str, str]:
@@ -76,14 +97,21 @@ class Lab:
     """A simulated CRM deployment and its cloud, serving on loopback from this process."""
 
     def __init__(self, state_dir: Path | str | None = None, servers: int = 2, orgs: int = 2,
-                 legacy_servers: int = 0, cloud: bool = True, host: str = "127.0.0.1") -> None:
+                 legacy_servers: int = 0, cloud: bool = True, host: str = "127.0.0.1",
+                 webapi: str | None = None) -> None:
         self.state_dir = Path(state_dir if state_dir is not None else lab_state_dir()).expanduser()
         self.servers = servers
         self.orgs = orgs
         self.legacy_servers = legacy_servers
         self.cloud = cloud
         self.host = host
+        if webapi is not None and webapi not in WEB_DEPLOYMENTS:
+            raise LabError(f"webapi must be one of {', '.join(WEB_DEPLOYMENTS)}, not {webapi!r}")
+        # None: what this state directory's lab served last time (else the default).
+        self.webapi = webapi
         self.twin: EntraTwin | None = None
+        self.web: WebApiTwin | None = None
+        self.adfs: AdfsTwin | None = None
         self._endpoints: dict[tuple[str, str], Endpoint] = {}
         # Ports of the previous run (this object's, else lab.json's), tried first so that
         # clients' URLs, and the twin's token issuer, stay true across a restart.
@@ -138,6 +166,7 @@ class Lab:
                     servers.append(LabServer(name=name, roles=world.server_roles(name),
                                              script_generation=world.server_generation(name),
                                              endpoints=endpoints))
+                web = self._start_web(world, ca, accounts)
             except BaseException:
                 self._stop_parts()
                 raise
@@ -160,6 +189,7 @@ class Lab:
                     for o in world.organizations()
                 ],
                 entra=self.twin.describe() if self.twin is not None else None,
+                webapi=web,
             )
             self._config.save(self.lab_json)
             return self
@@ -181,6 +211,83 @@ class Lab:
         self._ports[("entra", "graph")] = _port(d["graph_url"])
         return CloudEndpoints(login=d["login_url"], graph=d["graph_url"], ca_bundle=d["ca_bundle"])
 
+    def _web_deployment(self, world: Any) -> str:
+        """This start's Web API deployment: as asked, else as the state directory's lab last served."""
+        kept = str(world.data["deployment"].get("web_deployment") or "")
+        wanted = self.webapi or kept or DEFAULT_WEB_DEPLOYMENT
+        if wanted != kept:
+            with world.change() as data:
+                data["deployment"]["web_deployment"] = wanted
+        return wanted
+
+    def _start_web(self, world: Any, ca: LabCA, accounts: dict[str, str]) -> dict[str, Any] | None:
+        """The organizations' Web API (and AD FS for an IFD); what lab.json records of them."""
+        kind = self._web_deployment(world)
+        if kind == "off":
+            return None
+        from psbridge.lab.adfs import (
+            LAB_CLIENT_ID,
+            LAB_CLIENT_NAME,
+            LAB_CONFIDENTIAL_CLIENT_ID,
+            LAB_CONFIDENTIAL_SECRET_REF,
+            LAB_REDIRECT_URI,
+            TokenInvalid,
+            farm,
+            start_adfs,
+        )
+        from psbridge.lab.entra.directory import DEFAULT_DOMAIN
+        from psbridge.lab.runspace import default_pace
+        from psbridge.lab.webapi import WebApiSpec, directory_snapshot, start_webapi
+        from psbridge.lab.webapi.service import TokenRefused
+        from psbridge.lab.world import SERVICE_ACCOUNTS
+
+        verifier = None
+        authorization_uri = ""
+        if kind == "ifd":
+            adfs_dir = self.state_dir / "adfs"
+            previous = self._ports.get(("adfs", "https"), 0)
+            try:
+                self.adfs = start_adfs(adfs_dir, ca, accounts, host=self.host, port=previous)
+            except OSError:  # the previous port is taken meanwhile
+                self.adfs = start_adfs(adfs_dir, ca, accounts, host=self.host)
+            self._ports[("adfs", "https")] = self.adfs.port
+            adfs = self.adfs
+
+            def verify(token: str, audience: str) -> dict[str, Any]:
+                try:
+                    return adfs.verify(token, audience)
+                except TokenInvalid as e:
+                    raise TokenRefused(str(e)) from None
+
+            verifier = verify
+            authorization_uri = f"{adfs.authority}/oauth2/authorize"
+        ports = {name.partition(":")[2]: port for (group, name), port in self._ports.items()
+                 if group == "webapi"}
+        directory = self.twin.directory if self.twin is not None else None
+        self.web = start_webapi(WebApiSpec(
+            state_dir=self.state_dir, ca=ca, accounts=accounts, deployment="ad" if kind == "ad" else "ifd",
+            host=self.host, ports=ports, verifier=verifier, authorization_uri=authorization_uri,
+            directory=directory_snapshot(directory),
+            tenant_domain=self.twin.tenant_domain if self.twin is not None else DEFAULT_DOMAIN,
+            service_account=SERVICE_ACCOUNTS[0], pace=default_pace(),
+        ))
+        for name, port in self.web.ports.items():
+            self._ports[("webapi", f"webapi:{name}")] = port
+        described = self.web.describe()
+        if self.adfs is not None:
+            # What the IFD configuration and Add-AdfsClient leave on AD FS: the organizations' relying
+            # party, and the client psbridge signs in as.
+            farm.add_relying_party(self.adfs.state_dir, "Microsoft Dynamics CRM",
+                                   [self.web.service.resource(o) for o in self.web.service.org_urls])
+            farm.add_client(self.adfs.state_dir, LAB_CLIENT_ID, LAB_CLIENT_NAME, LAB_REDIRECT_URI)
+            # And a confidential one (Add-AdfsClient -GenerateClientSecret) for username and password
+            # sign-in, its secret in the lab secret store.
+            secret = lab_secret(self.state_dir, LAB_CONFIDENTIAL_SECRET_REF)
+            farm.add_client(self.adfs.state_dir, LAB_CONFIDENTIAL_CLIENT_ID,
+                            f"{LAB_CLIENT_NAME} (unattended)", LAB_REDIRECT_URI, secret=secret)
+            described["adfs"] = self.adfs.describe()
+        return described
+
     def _previous_ports(self) -> dict[tuple[str, str], int]:
         try:
             previous = LabConfig.load(self.lab_json)
@@ -192,6 +299,11 @@ class Lab:
         if previous.entra:
             ports[("entra", "login")] = _port(previous.entra.get("login_url", ""))
             ports[("entra", "graph")] = _port(previous.entra.get("graph_url", ""))
+        web = getattr(previous, "webapi", None) or {}
+        for name, port in (web.get("ports") or {}).items():
+            ports[("webapi", f"webapi:{name}")] = int(port)
+        if web.get("adfs"):
+            ports[("adfs", "https")] = _port(web["adfs"].get("authority", ""))
         return {k: v for k, v in ports.items() if v}
 
     def _listen(self, spec: EndpointSpec) -> Endpoint:
@@ -207,9 +319,10 @@ class Lab:
         return ep
 
     def _stop_parts(self) -> None:
-        parts: list[Endpoint | EntraTwin] = [*self._endpoints.values()]
-        if self.twin is not None:
-            parts.append(self.twin)
+        parts: list[Any] = [*self._endpoints.values()]
+        for part in (self.twin, self.web, self.adfs):
+            if part is not None:
+                parts.append(part)
         # Each listener takes up to one poll interval to notice: stop them all at once.
         stoppers = [threading.Thread(target=part.stop, name=f"lab-stop-{i}") for i, part in enumerate(parts)]
         for t in stoppers:
@@ -218,6 +331,8 @@ class Lab:
             t.join()
         self._endpoints.clear()
         self.twin = None
+        self.web = None
+        self.adfs = None
 
     def stop(self) -> None:
         """Stop every listener and mark lab.json not ready; the state stays on disk."""

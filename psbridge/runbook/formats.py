@@ -131,6 +131,49 @@ def _redirect_uri(v: str) -> str | None:
     return None
 
 
+def _crm_url(v: str) -> str | None:
+    """An organization's URL: https://server/org (Active Directory) or https://org.domain (IFD)."""
+    try:
+        u = urlsplit(v)
+        u.port  # noqa: B018 - raises for a port that is not a number
+    except ValueError:
+        return "not a URL"
+    if u.scheme != "https" or not u.hostname:
+        return ("the organization's URL is https://server/org or https://org.domain (HTTPS: a token or a "
+                "password travels over it)")
+    if u.username or u.password or u.query or u.fragment or "/api/" in u.path.lower():
+        return "the organization's URL carries no credentials, query, fragment or /api/ path"
+    return None
+
+
+def _crm_user(v: str) -> str | None:
+    """Who signs in to the Web API: DOMAIN\\user (Windows) or a UPN (AD FS)."""
+    if "@" in v:
+        return _upn(v)
+    return _windows_account(v)
+
+
+def _mailbox(v: str) -> str | None:
+    """A mailbox to set up: all, a user (DOMAIN\\user or an email address) or queue:NAME."""
+    if v.strip().lower() == "all":
+        return None
+    if v.lower().startswith("queue:"):
+        return None if v[len("queue:"):].strip() else "queue:NAME names the queue"
+    if "@" in v:
+        return _upn(v) and "an email address such as alice@contoso.com"
+    if "\\" in v:
+        return _windows_account(v)
+    return "all, a user (DOMAIN\\user or an email address) or queue:NAME"
+
+
+def _guid(v: str) -> str | None:
+    import re
+
+    if not re.fullmatch(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}", v):
+        return "a GUID such as 6a4b8c2e-31d7-4f5a-9e2b-7c1d0f3a5b9e"
+    return None
+
+
 def _display_name(v: str) -> str | None:
     return "a display name is not empty" if not v.strip() else None
 
@@ -180,6 +223,10 @@ FORMATS: dict[str, Callable[[str], str | None]] = {
     "pem-file": _local_file((".pem", ".crt", ".cer")),
     "server": _server,
     "url": _redirect_uri,
+    "crm-url": _crm_url,
+    "crm-user": _crm_user,
+    "guid": _guid,
+    "mailbox": _mailbox,
     "display-name": _display_name,
     "lab": _lab,
     "path": _local_path,

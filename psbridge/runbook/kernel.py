@@ -156,16 +156,16 @@ def kernel_manager_class(env: Mapping[str, str] | None = None, stderr_log: Path 
                 await super()._async_launch_kernel(kernel_cmd, **kw)
 
         def _fork(self, **kw: Any) -> bool:
-            zygote = shared_zygote()
-            if zygote is None:
-                return False
             cwd = str(kw.get("cwd") or os.getcwd())
             env = dict(kw.get("env") or os.environ)
             env[ENV_RUNNER_PID] = str(os.getpid())  # a forked kernel's parent is the zygote
             try:
+                zygote = shared_zygote()
+                if zygote is None:
+                    return False
                 pid = zygote.fork(self.connection_file, env, cwd,
                                   str(stderr_log) if stderr_log else None)
-            except ZygoteError as e:
+            except (ZygoteError, OSError) as e:  # OSError: the zygote itself could not be started
                 log.warning("starting the kernel the ordinary way: %s", e)
                 return False
             # What LocalProvisioner.launch_kernel records of a process it started itself: the

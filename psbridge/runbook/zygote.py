@@ -29,10 +29,12 @@ import time
 import traceback
 from typing import Any
 
+from psbridge.errors import RunbookError
+
 SUPPORTED = hasattr(os, "fork")
 
 
-class ZygoteError(OSError):
+class ZygoteError(RunbookError):
     """The zygote is gone or did not fork: the caller starts its kernel the ordinary way."""
 
 

@@ -62,17 +62,18 @@ def psbridge(state: Path, *args: str, timeout: float = TIMEOUT,
 def world(state: Path) -> dict[str, str]:
     """A fingerprint of everything the lab keeps on disk (servers, CRM, directory, secret store).
 
-    A sign-in's refresh token is the one thing a read-only run leaves in the directory, as any
-    sign-in does; it is not configuration, so it is left out.
+    A sign-in's refresh token is the one thing a read-only run leaves in the directory (and in AD
+    FS's farm), as any sign-in does; it is not configuration, so it is left out.
     """
     out = {}
     for p in sorted(state.rglob("*")):
         if not p.is_file() or p.suffix in (".log", ".pid", ".tmp", ".lock") or p.name == "lab.json":
             continue
         data = p.read_bytes()
-        if p.name == "entra.json":
+        if p.name in ("entra.json", "adfs.json"):
             directory = json.loads(data)
             directory.pop("refreshTokens", None)
+            directory.pop("refresh_tokens", None)
             data = json.dumps(directory, sort_keys=True).encode()
         out[p.relative_to(state).as_posix()] = hashlib.sha256(data).hexdigest()
     return out

@@ -3,10 +3,13 @@
 As the README says a consultant works: the lab started by ``psbridge lab up`` in a process of its
 own, ``psbridge run`` from a parameter file in another. The lab's account passwords (the one the
 runbook signs in with and the one it never uses), the PFX password and the client secret the twin
-issues are canaries. Afterwards every file of the record, the run's captured output, every file the
-lab wrote during the run (its secret store aside: it holds them by design) and the token cache are
-searched for each canary in every form the redactor knows (:mod:`psbridge.secretforms`: escaped for
-Python, JSON, HTML, URLs; UTF-16LE; base64; hex).
+issues are canaries. The runbook signs in to the organization's Web API with that account's
+password too: over Windows authentication (an Active Directory deployment), or sent to AD FS with a
+confidential client whose secret is one more canary (an Internet-facing deployment). Afterwards
+every file of the record, the run's captured output, every file the lab wrote during the run (its
+secret store aside: it holds them by design) and the token cache are searched for each canary in
+every form the redactor knows (:mod:`psbridge.secretforms`: escaped for Python, JSON, HTML, URLs;
+UTF-16LE; base64; hex).
 """
 
 from __future__ import annotations
@@ -28,11 +31,17 @@ QUOTED = "q'u\"o\\te$(x)é"
 EVERY_CLASS = "'\"\\$`;&|<>%+#=,*?[]{}()~^!@ ü€中😀"
 
 
-@pytest.fixture(params=[QUOTED, EVERY_CLASS], ids=["quotes-backslash-dollar-non-ascii", "every-class"])
+# Each canary class against one deployment of the Web API: AD FS's username/password sign-in, and
+# Windows authentication.
+@pytest.fixture(params=[(QUOTED, "ifd"), (EVERY_CLASS, "ad")],
+                ids=["quotes-backslash-dollar-non-ascii-adfs", "every-class-ntlm"])
 def canaries(request: pytest.FixtureRequest) -> dict[str, str]:
-    tail = request.param
-    return {name: f"canary-{name}-{pysecrets.token_hex(4)}-{tail}"
+    tail, deployment = request.param
+    made = {name: f"canary-{name}-{pysecrets.token_hex(4)}-{tail}"
             for name in ("winrm", "operator", "pfx")}
+    if deployment == "ifd":
+        made["adfs-client-secret"] = f"canary-adfs-client-{pysecrets.token_hex(4)}-{tail}"
+    return {**made, "_deployment": deployment}
 
 
 @pytest.fixture
@@ -47,12 +56,14 @@ def lab_in_another_process(tmp_path: Path, lab_keys: Path, canaries: dict[str, s
         sec.store("lab:accounts/crmadmin", canaries["winrm"])
         sec.store("lab:accounts/operator", canaries["operator"])
         sec.store("lab:canary-ltd/contoso/pfx-password", canaries["pfx"])
+        if "adfs-client-secret" in canaries:
+            sec.store("lab:adfs/client-secret", canaries["adfs-client-secret"])
     finally:
         if before is None:
             os.environ.pop("PSBRIDGE_LAB_STATE", None)
         else:
             os.environ["PSBRIDGE_LAB_STATE"] = before
-    labproc.lab_up(state, lab_keys)
+    labproc.lab_up(state, lab_keys, "--webapi", canaries["_deployment"])
     try:
         yield state
     finally:
@@ -67,12 +78,18 @@ def test_no_canary_anywhere_after_a_whole_run(tmp_path: Path, lab_in_another_pro
                                               canaries: dict[str, str]) -> None:
     state = lab_in_another_process
     records = tmp_path / "records"
+    deployment = canaries.pop("_deployment")
     params = labproc.params_file(tmp_path / "canary.yaml", {
         "customer": "canary-ltd", "organization": "contoso", "lab": str(state),
         "winrm_password": "lab:accounts/crmadmin",
         "pfx_password": "lab:canary-ltd/contoso/pfx-password",
         "client_secret": "lab:canary-ltd/contoso/client-secret",
         "app_name": "psbridge canary", "cloud": "lab",
+        # The Web API's sign-in takes the same account's password: to AD FS (a confidential
+        # client, its secret a canary too) or over Windows authentication.
+        "crm_password": "lab:accounts/crmadmin",
+        **({"crm_sign_in": "password", "adfs_client_secret": "lab:adfs/client-secret"}
+           if deployment == "ifd" else {}),
     })
     started = {p: p.stat().st_mtime_ns for p in _files(state)}
     outputs = []
@@ -89,6 +106,8 @@ def test_no_canary_anywhere_after_a_whole_run(tmp_path: Path, lab_in_another_pro
     verify = labproc.psbridge(state, "verify", str(record))
     outputs += [verify.stdout, verify.stderr]
     assert verify.returncode == 0, verify.stdout.decode()
+    # The Web API was signed in to and used: every mailbox enabled.
+    assert "Test &amp; Enable: 4 success, 0 failure" in (record / "70-mailboxes.html").read_text("utf-8")
 
     searched: dict[str, bytes] = {f"output {i}": out for i, out in enumerate(outputs)}
     for p in _files(records):

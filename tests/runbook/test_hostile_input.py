@@ -38,8 +38,9 @@ HOSTILE = {
     "windows traversal": "..\\..\\Windows\\System32",
     "posix traversal": "../../etc/passwd",
 }
-# Free text, where any of these may stand (quoted by whoever uses it, never parsed).
-FREE_TEXT = {"app_name", "replace_certificate"}
+# Free text, where any of these may stand (quoted by whoever uses it, never parsed) — and the
+# mailbox query, which is an OData filter the consultant writes and the server parses.
+FREE_TEXT = {"app_name", "replace_certificate", "profile_name", "exchange_allow_list", "mailbox_filter"}
 
 
 def _base(lab: Lab) -> dict[str, Any]:

@@ -8,6 +8,7 @@ decides from ``state.missing`` or ``state.lacking``, and the notebook shows the 
 
 from __future__ import annotations
 
+import atexit
 import datetime as dt
 import html
 from collections.abc import Iterator
@@ -200,6 +201,112 @@ def discover_tenant_id(dep: Deployment) -> str:
     from psbridge.cloud import tenant_id_from_discovery
 
     return tenant_id_from_discovery(dep.cloud, dep.tenant)
+
+
+# --- the organization's Web API ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WebApiTarget:
+    """Where the organization's Web API is and how to sign in there: references, never values."""
+
+    url: str
+    user: str
+    password: str  # a secret reference ("" for the current Windows user, or a device code)
+    sign_in: str  # device-code | password (claims only)
+    adfs_client_id: str
+    adfs_client_secret: str  # a secret reference, or ""
+    ca_bundle: str
+    discovery_url: str = ""
+
+    def _repr_html_(self) -> str:
+        rows = {"Web API": f"{self.url}/api/data/v9.0", "as": self.user or "-",
+                "password": self.password or "-", "AD FS client": self.adfs_client_id or "-",
+                "AD FS sign-in": self.sign_in}
+        cells = "".join(f"<tr><th style='text-align:left'>{html.escape(k)}</th>"
+                        f"<td>{html.escape(v)}</td></tr>" for k, v in rows.items())
+        return f"<table>{cells}</table>"
+
+
+def web_api_target(dep: Deployment, crm_url: str = "", crm_user: str = "", crm_password: str = "",
+                   crm_sign_in: str = "device-code", adfs_client_id: str = "", adfs_client_secret: str = "",
+                   ca_bundle: str = "") -> WebApiTarget:
+    """The Web API of ``dep``'s organization: as given, or (in the lab) as ``lab.json`` says.
+
+    Checks what it is given as the runbook's schema would (a notebook run on its own has had no
+    parameter file checked). The sign-in account defaults to the one the PowerShell sessions use.
+    """
+    from psbridge.runbook import formats
+    from psbridge.runbook.deployment import DeploymentError, running_lab
+
+    problems = (formats.problems("crm_url", crm_url, "crm-url")
+                + formats.problems("crm_user", crm_user, "crm-user")
+                + formats.problems("adfs_client_id", adfs_client_id, "guid"))
+    for name, ref in (("crm_password", crm_password), ("adfs_client_secret", adfs_client_secret)):
+        if ref and not secrets.is_reference(ref):
+            problems.append(f"{name}: write where the secret lives (env:NAME, file:PATH, "
+                            "keyring:SERVICE/NAME or lab:NAME), never the value")
+    if crm_sign_in not in ("device-code", "password"):
+        problems.append("crm_sign_in: device-code or password")
+    if problems:
+        raise DeploymentError(problems)
+    profile = dep.profiles[dep.deployment_server]
+    user = crm_user or profile.user or ""
+    password = crm_password or profile.password or ""
+    discovery = ""
+    if dep.lab_state is not None:
+        from psbridge.lab.config import LabConfigError
+
+        config = running_lab(str(dep.lab_state))
+        try:
+            url = crm_url or config.web_url(dep.organization)
+        except LabConfigError as e:
+            raise DeploymentError(str(e)) from None
+        web = config.webapi or {}
+        discovery = str(web.get("discovery_url") or "")
+        adfs = web.get("adfs") or {}
+        if adfs and crm_sign_in == "password":
+            adfs_client_id = adfs_client_id or str(adfs.get("confidential_client_id") or "")
+            adfs_client_secret = adfs_client_secret or str(adfs.get("client_secret_ref") or "")
+        elif adfs:
+            adfs_client_id = adfs_client_id or str(adfs.get("client_id") or "")
+        if adfs and "\\" in user:
+            # AD FS names its users by UPN: the lab's LAB\\user is user@lab.local.
+            domain, _, name = user.partition("\\")
+            user = f"{name}@{domain.lower()}.local"
+        ca_bundle = ca_bundle or config.ca_bundle
+    else:
+        url = crm_url
+        if not url:
+            raise DeploymentError("crm_url: name the organization's URL, e.g. "
+                                  "https://crm.contoso.local/contoso (Active Directory) or "
+                                  "https://contoso.contoso.com (IFD)")
+    return WebApiTarget(url.rstrip("/"), user, password, crm_sign_in, adfs_client_id, adfs_client_secret,
+                        ca_bundle, discovery)
+
+
+def probe_web_api(target: WebApiTarget) -> Any:
+    """What the organization's 401 asks for (a :class:`psbridge.crm.webapi.SignInOffer`)."""
+    from psbridge.crm.webapi import probe
+
+    return probe(target.url, ca_bundle=target.ca_bundle or None)
+
+
+def web_api(dep: Deployment, target: WebApiTarget) -> Any:
+    """One signed-in :class:`psbridge.crm.webapi.WebApi` for the step, closed with the deployment."""
+    from psbridge.crm.webapi import WebApi
+    from psbridge.runbook.timing import instrument, timed
+
+    password = secrets.resolve(target.password) if target.password else None
+    client_secret = secrets.resolve(target.adfs_client_secret) if target.adfs_client_secret else None
+    api = timed("webapi_signin", WebApi.connect)(
+        target.url, user=target.user, password=password, adfs_client_id=target.adfs_client_id,
+        adfs_client_secret=client_secret, adfs_sign_in=target.sign_in, ca_bundle=target.ca_bundle or None,
+        organization=dep.organization)
+    instrument(api, "request", "webapi")
+    # A notebook that stops at a failing cell never reaches its closing cell.
+    atexit.register(api.close)
+    return api
 
 
 def sweep_leftovers(dep: Deployment, *, plan: bool = False) -> Action:

@@ -1,7 +1,11 @@
-"""Step 0 — prerequisites, checked read-only on every server and in the cloud, all at once.
+"""Step 0 — prerequisites, checked read-only on every server, the organization's Web API and the cloud.
 
 Every check runs (one unreachable server is a row, not the end of the report), so the table
 shows every problem together; :meth:`Preflight.require` then stops the run naming each one.
+The Web API is probed for the sign-in it wants and signed in to (the later steps need it);
+Exchange Online's retirement and its tenant allow-list are said here, before anything changes:
+without the Exchange Online administrator's confirmation the record says plainly that Test &
+Enable will fail.
 """
 
 from __future__ import annotations
@@ -16,15 +20,17 @@ from psbridge.crm.snapin import use_crm_snapin
 from psbridge.runbook.deployment import Deployment
 from psbridge.runbook.steps.common import (
     StepError,
+    WebApiTarget,
     discover_tenant_id,
     sweep_leftovers,
+    web_api_target,
 )
 from psbridge.tables import dataframe, html_table
 
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["Preflight", "PreflightCheck", "check", "sweep_leftovers"]
+__all__ = ["Preflight", "PreflightCheck", "check", "check_web_api", "sweep_leftovers", "web_api_target"]
 
 COLUMNS = ["server", "check", "ok", "detail"]
 
@@ -43,6 +49,7 @@ class Preflight:
 
     checks: list[PreflightCheck] = field(default_factory=list)
     organization_id: str | None = None
+    web_api_sign_in: str | None = None  # active-directory | claims, once the Web API answered
 
     def add(self, server: str, check: str, ok: bool | None, detail: str) -> None:
         self.checks.append(PreflightCheck(server, check, ok, secrets.redact(detail)))
@@ -100,6 +107,53 @@ def check(dep: Deployment) -> Preflight:
         found.add(dep.deployment_server, "organization and script", False, str(e))
     _cloud(dep, found)
     return found
+
+
+def check_web_api(found: Preflight, dep: Deployment, target: WebApiTarget,
+                  exchange_allow_list: str = "") -> None:
+    """The organization's Web API: reachable, which sign-in it wants, signed in to, the approve privilege;
+    Exchange Online's retirement and the tenant's allow-list."""
+    from psbridge.crm import email
+    from psbridge.crm.webapi import WebApiError
+    from psbridge.runbook.steps.common import probe_web_api, web_api
+
+    where = "Web API"
+    try:
+        offer = probe_web_api(target)
+    except WebApiError as e:
+        found.add(where, "CRM Web API", False, str(e))
+    else:
+        found.web_api_sign_in = str(offer.kind)
+        found.add(where, "CRM Web API", True, f"{target.url}/api/data/v9.0 asks for {offer.describe()}")
+        try:
+            api = web_api(dep, target)
+        except WebApiError as e:
+            found.add(where, "Web API sign-in", False, str(e))
+        else:
+            me = api.whoami()
+            shown = api.describe().get("as", target.user)
+            found.add(where, "Web API sign-in", True, f"signed in as {shown} (systemuser {me.user_id})")
+            try:
+                email.check_names(api)
+                found.add(where, "attribute and bind names", True,
+                          "every name steps 60 and 70 write is in the organization's $metadata")
+                may = email.has_privilege(api, me.user_id, email.APPROVE_EMAIL)
+                found.add(where, email.APPROVE_EMAIL_NAME, True if may else None,
+                          f"{shown} holds {email.APPROVE_EMAIL}" if may else
+                          f"{shown} lacks {email.APPROVE_EMAIL}: step 70 stops before approving a "
+                          "mailbox that still needs it (give the account the System Administrator role, or "
+                          "approve in the web client)")
+            except WebApiError as e:
+                found.add(where, "attribute and bind names", False, str(e))
+            finally:
+                api.close()
+    tenant = dep.tenant or "the tenant"
+    found.add("Exchange Online", "retirement", None, email.RETIREMENT)
+    if exchange_allow_list.strip():
+        found.add("Exchange Online", "tenant allow-list", True,
+                  f"confirmed by the Exchange Online administrator: {exchange_allow_list.strip()}")
+    else:
+        found.add("Exchange Online", "tenant allow-list", None, email.NOT_ALLOW_LISTED.format(tenant=tenant))
 
 
 def _cloud(dep: Deployment, found: Preflight) -> None:

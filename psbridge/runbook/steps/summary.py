@@ -1,4 +1,5 @@
-"""The summary — everything the runbook set, read again where it lives, beside the recorded facts.
+"""The summary — everything the runbook set, read again where it lives, beside the recorded facts:
+servers, configuration database, tenant, and the organization's email server profile and mailboxes.
 
 Read-only, but for one thing: a PFX an interrupted run left in a server's upload folder is
 removed here too (the last chance within the run), and the record says so.
@@ -11,11 +12,14 @@ from typing import TYPE_CHECKING, Any
 
 from psbridge.runbook.deployment import Deployment
 from psbridge.runbook.steps.common import (
+    WebApiTarget,
     certificate_for,
     discover_tenant_id,
     graph_client,
     sign_in,
     sweep_leftovers,
+    web_api,
+    web_api_target,
 )
 from psbridge.runbook.steps.install import certificate_state
 from psbridge.runbook.steps.s2s import s2s_state, setup_access_left
@@ -24,8 +28,8 @@ from psbridge.tables import dataframe, html_table
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["FinalState", "Recorded", "certificate_for", "discover_tenant_id", "final_state", "recorded",
-           "sweep_leftovers"]
+__all__ = ["FinalState", "Recorded", "certificate_for", "discover_tenant_id", "email_rows", "final_state",
+           "recorded", "sweep_leftovers", "web_api_target"]
 
 
 @dataclass
@@ -103,3 +107,32 @@ def final_state(dep: Deployment, admin_account: str, thumbprint: str, tenant_id:
         final.rows.append(FinalRow(f"setup access of {app_name!r} (client secret, consent)",
                                    "; ".join(left) or "removed", not (left and teardown)))
     return final
+
+
+def email_rows(dep: Deployment, target: WebApiTarget, profile_name: str, mailboxes: list[str] | None = None,
+               mailbox_filter: str = "") -> list[FinalRow]:
+    """The email server profile, the organization's email settings and every chosen mailbox, read again."""
+    from psbridge.crm.webapi import WebApiError
+    from psbridge.runbook.steps.email_profile import profile_state
+    from psbridge.runbook.steps.mailboxes import mailboxes_state
+
+    try:
+        api = web_api(dep, target)
+    except WebApiError as e:
+        return [FinalRow("CRM Web API", str(e), False)]
+    try:
+        rows = [FinalRow(w.what, w.now, w.ok) for w in profile_state(api, profile_name).rows]
+        state = mailboxes_state(api, profile_name, mailboxes, mailbox_filter)
+        for r in state.rows:
+            d = r.as_dict()
+            said = (f"test {d['test']} (incoming {d['incoming status']}, outgoing {d['outgoing status']}, "
+                    f"appointments/contacts/tasks {d['ACT status']}); approval {d['approval']}")
+            if r.alert:
+                said += f": {r.alert}"
+            rows.append(FinalRow(f"mailbox {d['mailbox']} <{d['address']}>", said, r.ok))
+        rows += [FinalRow("mailboxes", p, False) for p in state.problems]
+        return rows
+    except WebApiError as e:
+        return [FinalRow("CRM Web API", str(e), False)]
+    finally:
+        api.close()

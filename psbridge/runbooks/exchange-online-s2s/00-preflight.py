@@ -16,13 +16,22 @@
 # every CRM server that runs the Asynchronous Processing Service, the CRM snap-in loads, the two official scripts
 # are in the CRM Tools folder, the organization exists, the installed `ConfigureCrmServerSideSync.ps1` takes
 # `-ClientID`/`-ClientSecret` (older CRM 9.1 builds ship an MSOnline-era script that does not), and the Entra ID
-# tenant answers.
+# tenant answers. Then the organization's **Web API**: it answers, it says which sign-in it wants (Active
+# Directory, or claims through AD FS on an Internet-facing deployment), the sign-in works, the names steps 6 and 7
+# write are in its `$metadata`, and the signed-in user may approve email addresses.
+#
+# **Exchange Online.** Server-side sync with Exchange Online rests on Exchange Web Services, which Microsoft
+# removes from Exchange Online in April 2027; since 1 October 2025 a tenant is connected only once Exchange
+# Support has allow-listed it, at its Exchange Online administrator's request. The administrator's confirmation
+# is the parameter `exchange_allow_list` and is recorded here; without it this step says plainly that Test &
+# Enable (step 7) will fail.
 #
 # **Prerequisites.** An account that is a local administrator on the servers and a CRM deployment administrator;
 # WinRM reachable (5985 with message encryption, or 5986 over TLS); outbound HTTPS from the CRM servers to
 # Entra ID and Microsoft Graph (MSOnline is retired: Graph is the way).
 #
-# **What changes where.** Nothing, anywhere. Every check is read-only.
+# **What changes where.** Nothing, anywhere. Every check is read-only (signing in to AD FS leaves a token in this
+# machine's token cache).
 #
 # **Roll back.** Nothing to roll back: this step only reads.
 
@@ -41,6 +50,14 @@ tools_folder: str = "C:\\Program Files\\Microsoft Dynamics CRM\\Tools"  # the CR
 service_account: str = ""                                               # identity of the CRM Asynchronous Processing Service (DOMAIN\user or Network Service); in the lab: from lab.json
 cloud: str = "lab"                                                      # which Entra ID cloud; 'lab' is the embedded lab's twin
 tenant: str = ""                                                        # Entra ID tenant, domain (contoso.onmicrosoft.com) or GUID; in the lab empty means the twin's
+crm_url: str = ""                                                       # the organization's URL: https://server/org (Active Directory) or https://org.domain (IFD); its Web API is <url>/api/data/v9.0; in the lab: from lab.json
+crm_user: str = ""                                                      # who signs in to the Web API (a System Administrator of the organization): DOMAIN\user for Windows authentication, user@domain for AD FS; empty: winrm_user
+crm_password: str = ""                                                  # where that account's password is kept (Windows authentication, or AD FS username/password sign-in); empty: winrm_password
+crm_sign_in: str = "device-code"                                        # how to get an AD FS token when the organization asks for claims: device-code (the consultant enters a code) or password (needs a confidential client: adfs_client_secret)
+adfs_client_id: str = ""                                                # the client registered on AD FS for psbridge (Add-AdfsClient -ClientId); in the lab: from lab.json
+adfs_client_secret: str = ""                                            # the secret of a confidential AD FS client (Add-AdfsClient -GenerateClientSecret), for crm_sign_in: password
+crm_ca_bundle: str = ""                                                 # CA bundle that issued the CRM web site's and AD FS's certificates; empty: ca_bundle, else the machine's trust store
+exchange_allow_list: str = ""                                           # the Exchange Online administrator's confirmation that Exchange Support allow-listed the tenant for server-side sync from Dynamics 365 on-premises (who, when, ticket); without it Test & Enable fails for a tenant connected since 1 Oct 2025
 plan: bool = False                                                      # True: read-only, only say what would change
 
 # %% [markdown]
@@ -65,6 +82,10 @@ dep
 
 # %%
 checks = step.check(dep)
+target = step.web_api_target(dep, crm_url=crm_url, crm_user=crm_user, crm_password=crm_password,
+                             crm_sign_in=crm_sign_in, adfs_client_id=adfs_client_id,
+                             adfs_client_secret=adfs_client_secret, ca_bundle=crm_ca_bundle or ca_bundle)
+step.check_web_api(checks, dep, target, exchange_allow_list)
 checks
 
 # %%
@@ -85,6 +106,7 @@ cleanup
 # %%
 record("organization_id", checks.organization_id)
 record("async_servers", dep.servers)
+record("web_api_sign_in", checks.web_api_sign_in)
 record_changes(cleanup)
 
 # %%
