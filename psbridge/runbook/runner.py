@@ -554,7 +554,11 @@ class Runner:
         outcome.timings["papermill_total"] = round(time.perf_counter() - t0, 3)
         if kernel is not None and kernel.timings_file is not None:
             calls = timing.read(str(kernel.timings_file))
-            outcome.timings["remote"] = round(calls.get("winrm", 0.0) + calls.get("winrm_open", 0.0), 3)
+            # Remote: the organization's servers, over WinRM/PSRP and the CRM Web API (waiting for
+            # its asynchronous Test & Enable included: the step cannot end before the server does).
+            web = sum(calls.get(k, 0.0) for k in ("webapi", "webapi_signin", "webapi_wait"))
+            outcome.timings["webapi"] = round(web, 3)
+            outcome.timings["remote"] = round(calls.get("winrm", 0.0) + calls.get("winrm_open", 0.0) + web, 3)
             outcome.timings["cloud"] = round(calls.get("graph", 0.0) + calls.get("signin", 0.0), 3)
             kernel.timings_file.unlink(missing_ok=True)
         outcome.ended = dt.datetime.now(dt.UTC)
