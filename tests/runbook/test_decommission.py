@@ -18,6 +18,7 @@ from labproc import read_directory, read_world, world
 
 from psbridge import evidence
 from psbridge.lab.orchestrator import Lab
+from psbridge.lab.world import World
 from psbridge.runbook import registry
 from psbridge.runbook.cli_support import demo_parameters
 from psbridge.runbook.params import validate
@@ -41,7 +42,7 @@ def env(lab_keys: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[di
     saved = {k: os.environ.get(k) for k in ("PSBRIDGE_LAB_STATE", "PSBRIDGE_TOKEN_CACHE")}
     os.environ["PSBRIDGE_LAB_STATE"] = str(state)
     os.environ["PSBRIDGE_TOKEN_CACHE"] = str(root / "msal")
-    lab = Lab(state, servers=2, orgs=1, webapi="ad").start()
+    lab = Lab(state, servers=2, orgs=2, webapi="ad").start()
     try:
         setup = Runner(SETUP, demo_parameters(SETUP, state, ORG), records_root=root / "records").run()
         assert setup.ok, setup.table().to_string()
@@ -55,10 +56,10 @@ def env(lab_keys: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[di
                 os.environ[k] = v
 
 
-def run(env: dict[str, Any], mode: str = "apply", **extra: Any) -> RunResult:
+def run(env: dict[str, Any], mode: str = "apply", only: str | None = None, **extra: Any) -> RunResult:
     given = {"customer": "demo", "organization": ORG, "lab": str(env["state"]), "app_name": APP, **extra}
     params = validate(BOOK, given)
-    return Runner(BOOK, params, records_root=env["records"], mode=mode).run()
+    return Runner(BOOK, params, records_root=env["records"], mode=mode).run(only=only)
 
 
 def changes(result: RunResult, step: str) -> list[str]:
@@ -98,6 +99,40 @@ def test_the_plan_says_what_each_step_would_do_and_changes_nothing(env: dict[str
     assert entra[0] == f"remove key credential {thumb} from the Dynamics CRM service principal"
     assert entra[1].startswith(f"delete the setup app registration {APP!r}")
     assert world(env["state"]) == before
+
+
+def set_fabrikam_tenant_id(env: dict[str, Any], value: str | None) -> None:
+    """Another organization of the deployment using server-to-server authentication (or not any more)."""
+    with World.load(env["state"]).change() as data:
+        next(o for o in data["organizations"] if o["name"] == "fabrikam")["settings"]["S2STenantId"] = value
+
+
+def test_the_certificate_and_key_credential_stay_while_another_organization_uses_them(env: dict[str, Any]
+                                                                                       ) -> None:
+    tenant_id = env["setup"].facts["tenant_id"]
+    set_fabrikam_tenant_id(env, tenant_id)
+    try:
+        assert run(env, confirm=ORG, only="plan").ok
+        before = world(env["state"])
+        shared = [run(env, confirm=ORG, only=step) for step in ("certificate", "entra")]
+        after = world(env["state"])
+    finally:
+        set_fabrikam_tenant_id(env, None)
+    for result in shared:
+        assert result.ok, result.table().to_string()
+    assert changes(shared[0], "certificate") == []
+    app_id = env["setup"].facts["app_id"]
+    assert changes(shared[1], "entra") == [
+        f"deleted the setup app registration {APP!r} ({app_id}) and its service principal"]
+    kept = (shared[0].record_dir / "30-certificate.html").read_text(encoding="utf-8")
+    assert "stays in the configuration database and on the servers: server-to-server authentication is " \
+        "still used by fabrikam" in kept
+    tenant = read_directory(env["state"])
+    crm_sp = next(s for s in tenant["servicePrincipals"] if s["appId"] == CRM_APP)
+    thumb = env["setup"].facts["thumbprint"]
+    assert [k for k in crm_sp["keyCredentials"] if str(k.get("customKeyIdentifier")).upper() == thumb]
+    assert read_world(env["state"])["deployment"]["certificates"]
+    assert before != after  # the app went; nothing else did
 
 
 def test_the_decommission_leaves_nothing_of_the_integration(env: dict[str, Any]) -> None:

@@ -124,6 +124,6 @@ def test_a_certificate_ending_in_10_days_needs_action(env: dict[str, Any]) -> No
     assert facts["health_verdict"] == "action needed"
     reasons = facts["health_reasons"]
     cert = f"configuration database: the S2STokenIssuer certificate {thumb} expires in 10 days"
-    assert any(r.startswith(cert) and "s2s-renew-certificate" in r for r in reasons), reasons
+    assert any(r.startswith(cert) and "AlternativeS2STokenIssuer -updateCrm" in r for r in reasons), reasons
     assert any("Dynamics CRM service principal: the key credential " + thumb + " expires in 10 days" in r
                for r in reasons), reasons
