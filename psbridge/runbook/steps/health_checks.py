@@ -33,9 +33,9 @@ if TYPE_CHECKING:
     from psbridge.crm import CrmCertificate
     from psbridge.crm.webapi import WebApi
 
-__all__ = ["configuration_database", "email_health", "graph_client", "issuer_expiry", "issuer_subject",
-           "leftovers", "server_settings", "servers", "service_principal", "setup_access", "sign_in",
-           "tenant_settings", "today", "web_api_checks", "web_api_target"]
+__all__ = ["configuration_database", "email_health", "expiry_check", "graph_client", "issuer_expiry",
+           "issuer_subject", "leftovers", "server_settings", "servers", "service_principal", "setup_access",
+           "sign_in", "tenant_settings", "today", "web_api_checks", "web_api_target"]
 
 ISSUER = "S2STokenIssuer"
 ALTERNATIVE = "AlternativeS2STokenIssuer"
@@ -59,7 +59,7 @@ def certificate_end(der: bytes) -> dt.datetime | None:
         return None
 
 
-def _expiry(where: str, what: str, end: dt.datetime | None, today: dt.date, warn_days: int,
+def expiry_check(where: str, what: str, end: dt.datetime | None, today: dt.date, warn_days: int,
             area: str = "deployment", *, renew: str = RENEW) -> Check:
     days = days_until(end, today)
     found = f"until {_day(end)} ({days} days left)" if days is not None else "validity unknown"
@@ -96,7 +96,7 @@ def configuration_database(dep: Deployment, today: dt.date, warn_days: int = WAR
                                 f"{where}: an {ALTERNATIVE} certificate ({c.thumbprint}) is "
                                 "recorded: a renewal under way, or one left half done"))
         elif c is issuer:
-            checks.append(_expiry(where, what, end, today, warn_days))
+            checks.append(expiry_check(where, what, end, today, warn_days))
         else:
             checks.append(Check("deployment", where, what, f"until {_day(end)}", Severity.INFO))
     if issuer is None:
@@ -135,7 +135,9 @@ def servers(dep: Deployment, thumbprint: str, subject: str) -> list[Check]:
     from psbridge.crm import store_certificates
 
     want = norm_thumbprint(thumbprint)
-    checks = []
+    checks: list[Check] = []
+    if not want:
+        return checks  # no S2STokenIssuer recorded: said once, by the configuration database's check
     for name in dep.servers:
         where = f"{name} LocalMachine\\My"
         try:
@@ -218,7 +220,7 @@ def service_principal(graph: GraphClient, thumbprint: str, today: dt.date, warn_
                             "with its thumbprint): Entra ID refuses CRM's tokens (AADSTS700027); add it "
                             "(ConfigureCrmServerSideSync.ps1, or psbridge's configure-s2s step)"))
     for k in matching:
-        checks.append(_expiry(where, f"key credential {want}", k.end, today, warn_days, "tenant"))
+        checks.append(expiry_check(where, f"key credential {want}", k.end, today, warn_days, "tenant"))
     for k in sp.key_credentials:
         if k in matching:
             continue
