@@ -40,7 +40,8 @@ __all__ = ["configuration_database", "email_health", "expiry_check", "graph_clie
 ISSUER = "S2STokenIssuer"
 ALTERNATIVE = "AlternativeS2STokenIssuer"
 S2S_PRINCIPAL_ID = "00000001-0000-0000-c000-000000000000"
-RENEW = ("renew it: a new certificate with a unique subject, installed with "
+RENEW = ("renew it (psbridge run --runbook s2s-renew-certificate): a new certificate with a unique subject, "
+         "installed with "
          "CertificateReconfiguration.ps1 -certificateType AlternativeS2STokenIssuer -updateCrm on every "
          "async server, trusted by the Dynamics CRM service principal before CRM signs with it")
 
