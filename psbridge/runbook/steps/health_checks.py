@@ -161,6 +161,12 @@ def servers(dep: Deployment, thumbprint: str, subject: str) -> list[Check]:
         else:
             checks.append(Check("deployment", where, f"S2S certificate {want}",
                                 "present, with its private key"))
+        if found and found[0].has_private_key:
+            # The key's ACL is not readable through cmdlets alone; a mailbox test says it plainly.
+            access = f"{dep.service_account}'s read access to the private key"
+            checks.append(Check("deployment", where, access, "not read", Severity.INFO,
+                                f"{name}: whether {dep.service_account} may read the private key is not read "
+                                "here; a mailbox's failed test says 'Keyset does not exist' when it may not"))
         if same:
             listed = ", ".join(c.thumbprint for c in same)
             checks.append(Check("deployment", where, "subject unique", f"{len(same)} other(s): {listed}",
