@@ -18,7 +18,8 @@ defined beside the lab code that raises it rather than here: those never leave t
     │   ├── ValidationError [BridgeError]    one input of a remote operation; ``field`` names it
     │   ├── ProfileError [BridgeError]       a connection profile that would be unsafe or cannot work
     │   ├── ParamsError                      (in psbridge.runbook.params) a parameter file's problems
-    │   └── FactError                        (in psbridge.runbook.facts) a fact that cannot be recorded
+    │   ├── FactError                        (in psbridge.runbook.facts) a fact that cannot be recorded
+    │   └── Confirmation                     (in psbridge.runbook.steps.decommission) not confirmed
     ├── BridgeError                          PowerShell on a server, over WinRM/PSRP
     │   ├── ConnectError                     the runspace pool could not be opened
     │   │   └── AuthenticationFailed         the server refused the credentials (401)
