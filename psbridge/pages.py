@@ -103,8 +103,21 @@ _TAGS = frozenset({"a", "abbr", "b", "blockquote", "br", "caption", "code", "col
                    "details", "div", "dl", "dt", "em", "h1", "h2", "h3", "h4", "h5", "h6", "hr", "i", "img",
                    "ins", "kbd", "li", "mark", "ol", "p", "pre", "q", "s", "samp", "small", "span", "strong",
                    "sub", "summary", "sup", "table", "tbody", "td", "tfoot", "th", "thead", "tr", "u", "ul"})
-_ATTRIBUTES = {"*": ["class", "style", "title", "id", "colspan", "rowspan", "align"], "a": ["href", "title"],
-               "img": ["src", "alt", "width", "height"]}
+_COMMON = ("class", "style", "title", "id", "colspan", "rowspan", "align")
+
+
+def _allowed(tag: str, name: str, value: str) -> bool:
+    """An attribute kept: the common ones, a link's target, and an image only from the page itself."""
+    if name in _COMMON:
+        return True
+    if tag == "a":
+        return name == "href"
+    if tag == "img":
+        return name in ("alt", "width", "height") or (name == "src" and value.startswith("data:"))
+    return False
+
+
+_ATTRIBUTES = _allowed
 # Shorthands psbridge's own results use (the PowerShell console colours); an url() in them loads
 # nothing, the page's policy allowing images from data: only.
 _CSS = frozenset({"background"})

@@ -14,7 +14,9 @@ The page has a stable name (:data:`RUN_PAGE`) at the record's root, so a batch's
 from __future__ import annotations
 
 import json
+import re
 import shlex
+import subprocess
 from typing import Any
 
 from psbridge.pages import Link, esc, page, status_badge, table
@@ -56,9 +58,14 @@ def signature_text(manifest: dict[str, Any]) -> str:
 
 
 def resume_command(manifest: dict[str, Any]) -> str:
+    """The command that resumes the run, quoted for the shell of the machine that ran it (the page may
+    be drawn elsewhere: ``verify --repair`` of a Windows laptop's record on a Linux host)."""
     command = manifest.get("command")
     if isinstance(command, list) and command:
-        return shlex.join([*map(str, command), "--resume"])
+        args = [*map(str, command), "--resume"]
+        if re.match(r"^[A-Za-z]:\\", args[0]):
+            return subprocess.list2cmdline(args)
+        return shlex.join(args)
     return "psbridge run PARAMS.yaml --resume (with the options the run had)"
 
 

@@ -310,10 +310,10 @@ def _lab_folder(state: Path, fresh: bool, console: Console) -> bool:
 
     from psbridge.lab.config import LAB_JSON
 
+    # A lab's world or description: anything else in the folder (keys laid out ahead) is not a lab
+    # to reuse, and --fresh never removes a folder that holds no lab.
     left = (state / "world.json").exists() or (state / LAB_JSON).exists()
     if not left:
-        if state.is_dir() and any(state.iterdir()):
-            raise DeploymentError(f"{state} holds files but no lab: give --state an empty or new folder")
         return False
     if fresh:
         console.print(f"Removing the lab an earlier demo left in {escape(str(state))} (--fresh) ...")
@@ -332,8 +332,9 @@ def demo(state: Path | None, records: Path, organization: str, fresh: bool = Fal
     state = (state or lab_state_dir()).expanduser().resolve()
     try:
         reused = _lab_folder(state, fresh, console)
-    except DeploymentError as e:
-        console.print(f"[red]{escape(str(e))}[/]")
+    except OSError as e:  # --fresh, and a file of the old lab held open (a lab still running, on Windows)
+        console.print(f"[red]cannot remove the earlier lab in {escape(str(state))}: {escape(str(e))}; stop "
+                      "it first (psbridge lab down)[/]")
         return 2
     os.environ["PSBRIDGE_LAB_STATE"] = str(state)
     # The demo tenant's sign-in stays with the lab, apart from any real tenant's.

@@ -263,6 +263,7 @@ class Runner:
         org_key: str = "organization",
         signer: Signer | None = None,
         command: list[str] | None = None,
+        batch: dict[str, str] | None = None,
     ) -> None:
         if mode not in ("apply", "plan"):
             raise ParameterError(f"mode is 'apply' or 'plan', not {mode!r}")
@@ -285,6 +286,9 @@ class Runner:
         # resume command as it must be typed (every option the run had).
         self.signer = signer
         self.command = list(command) if command else None
+        # A run of a batch: {"id": ..., "page": the batch page's path relative to this record}, so the
+        # run page links back to the batch's page.
+        self.batch = dict(batch) if batch else None
         self._head_now: dict[str, Any] = {}
         self.customer = str(params.get(customer_key) or "customer")
         self.org = str(params.get(org_key) or "organization")
@@ -500,6 +504,7 @@ class Runner:
             "secret_parameters": [n for n in book.secret_parameters if n in self.params],
             "range": {"from": book.steps[first].id, "to": book.steps[last].id},
             **({"command": self.command} if self.command else {}),
+            **({"batch": self.batch} if self.batch else {}),
         }
 
     def _kernel_manager(self, run_id: str, number: int) -> tuple[Any, Path]:
