@@ -118,7 +118,7 @@ def test_demo_run_reaches_a_verified_record_and_no_secret_is_written(
     assert facts["client_secret_ref"] == p["client_secret"]
     assert facts["s2s_tenant_id"] == facts["tenant_id"]
     names = sorted(x.name for x in result.record_dir.iterdir() if x.name != "kernels.log")
-    assert names == sorted(["journal.jsonl", "manifest.json", "run.log"]
+    assert names == sorted(["journal.jsonl", "manifest.json", "run.log", "index.html"]
                            + [f"{s.stem}.{ext}" for s in BOOK.steps[4:] for ext in ("ipynb", "html")])
 
     # Teardown: S2S works without the setup access, so the secret (stored value too) and consent went.
@@ -151,7 +151,8 @@ def test_demo_run_reaches_a_verified_record_and_no_secret_is_written(
             assert v.encode() not in data, f"a secret value is in {where}"
     manifest = evidence.read_manifest(result.record_dir)
     assert manifest["parameters"]["pfx_password"] == p["pfx_password"]
-    assert set(manifest["secret_parameters"]) == {"winrm_password", "pfx_password", "client_secret"}
+    assert set(manifest["secret_parameters"]) == {"winrm_password", "pfx_password", "client_secret",
+                                                  "crm_password", "adfs_client_secret"}
 
 
 def test_second_run_changes_nothing_and_says_so(lab_env: dict[str, Any]) -> None:
