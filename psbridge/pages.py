@@ -15,8 +15,9 @@ was given are one folded cell. The ``.ipynb`` beside the page keeps every cell a
 The cells are drawn with nbconvert's own filters (markdown, ANSI colours, HTML cleaning) and
 pygments, without its exporter: the exporter sanitises the highlighted code, which pygments
 has already escaped, with bleach, and passes the whole page through BeautifulSoup, for
-nothing a record needs (measured: 0.25 s of a step's page, 0.04 s here). HTML a notebook
-displayed, and markdown that holds raw HTML, still go through nbconvert's ``clean_html``.
+nothing a record needs (bench/pages.py: 0.19 s a step's page with the exporter, 0.03 s here, on
+the same notebooks). HTML a notebook displayed, and markdown that holds raw HTML, are still
+sanitised, with bleach as nbconvert's ``SanitizeHTML`` uses it (the exporter, by default, does not).
 """
 
 from __future__ import annotations

@@ -130,9 +130,9 @@ def _what_happened(manifest: dict[str, Any]) -> str:
     open_ = [c for c in manifest.get("changes") or [] if c.get("outcome") != "done"]
     items = "".join(f"<li>{esc(c.get('outcome'))}: {esc(c.get('action'))} on {esc(c.get('where'))} "
                     f"({esc(c.get('what'))})</li>" for c in open_)
+    made = f"<p>{len(done)} change(s) were made and are listed below" if done else "<p>No change was made"
     return (f'<section class="notice {esc(status)}"><h2>What happened</h2>'
-            f"<p>{esc(manifest.get('failure') or status)}</p>"
-            f"<p>{len(done)} change(s) were made and are listed below"
+            f"<p>{esc(manifest.get('failure') or status)}</p>" + made
             + (f"; not finished:</p><ul>{items}</ul>" if items else ".</p>")
             + "<p>Every step reads the world before it acts, so after fixing the cause the run goes on "
             f"where it stopped with:</p><pre>{esc(resume_command(manifest))}</pre></section>")
