@@ -54,6 +54,7 @@ defined beside the lab code that raises it rather than here: those never leave t
     ├── SecretError                          a reference malformed, or its value unreadable or unwritable
     ├── CertificateError                     a PFX that cannot be opened or is not fit for S2S
     ├── RecordError [ValueError]             a change record that cannot be written, read or rebuilt
+    │   └── SigningError                     a key that cannot sign a record, or a signature unreadable
     ├── LockTimeout [TimeoutError]           another process held a shared file's lock for too long
     ├── RunbookError                         the runbook engine: its definition, deployment, steps, runs
     │   ├── DefinitionError                  (in psbridge.runbook.definition) a runbook that cannot be used
@@ -405,6 +406,11 @@ class RecordError(PsbridgeError, ValueError):
 
     A ``ValueError`` too: readers of many records skip one that is not a record that way.
     """
+
+
+class SigningError(RecordError):
+    """A key that cannot sign a record: not found, not readable with its password, not a key
+    and certificate that belong together, or a certificate outside its validity."""
 
 
 class LockTimeout(PsbridgeError, TimeoutError):

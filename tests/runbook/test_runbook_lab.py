@@ -118,7 +118,7 @@ def test_demo_run_reaches_a_verified_record_and_no_secret_is_written(
     assert facts["client_secret_ref"] == p["client_secret"]
     assert facts["s2s_tenant_id"] == facts["tenant_id"]
     names = sorted(x.name for x in result.record_dir.iterdir() if x.name != "kernels.log")
-    assert names == sorted(["journal.jsonl", "manifest.json", "run.log"]
+    assert names == sorted(["journal.jsonl", "manifest.json", "run.log", "index.html"]
                            + [f"{s.stem}.{ext}" for s in BOOK.steps[4:] for ext in ("ipynb", "html")])
 
     # Teardown: S2S works without the setup access, so the secret (stored value too) and consent went.
