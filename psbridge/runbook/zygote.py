@@ -208,7 +208,11 @@ def _child(request: dict[str, Any]) -> None:
         app = IPKernelApp.instance()
         # No IPython history: a step's record is its notebook, and many kernels at once would
         # contend for one history database.
-        app.initialize(["-f", request["connection_file"], "--HistoryManager.enabled=False"])  # type: ignore[no-untyped-call]
+        # parent_handle is read from JPY_PARENT_PID when ipykernel is imported — in the zygote,
+        # before any kernel had a parent to watch — so it is given here: without it the kernel
+        # would outlive a zygote (and a runner) killed with SIGKILL.
+        app.initialize(["-f", request["connection_file"], "--HistoryManager.enabled=False",  # type: ignore[no-untyped-call]
+                        f"--IPKernelApp.parent_handle={os.getppid()}"])
         app.start()  # type: ignore[no-untyped-call]
         code = 0
     except BaseException:

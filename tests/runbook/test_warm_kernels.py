@@ -168,3 +168,25 @@ def test_a_kernel_that_died_while_waiting_is_replaced_and_said(tmp_path: Path, f
             assert "had died; it was replaced" in pool.events[0]
         finally:
             pool.discard(got)
+
+
+def test_a_forked_kernel_leaves_when_its_zygote_is_killed(tmp_path: Path) -> None:
+    """A runner killed with SIGKILL closes its zygote's standard input, and the zygote leaves; its
+    kernels must leave too, not live on as orphans."""
+    forks = zygote.Zygote()
+    manager = kernel_manager_class({}, tmp_path / "kernels.log", forked=True)(kernel_name=KERNEL_NAME)
+    original = kernel_module.shared_zygote
+    kernel_module.shared_zygote = lambda: forks  # type: ignore[assignment]
+    try:
+        with KernelPool(lambda n: (manager, None), ahead=1) as pool:
+            kernel = pool._pending[0].result(timeout=120)
+            assert kernel.alive() and kernel.pid is not None
+            os.kill(forks.process.pid, signal.SIGKILL)
+            forks.process.wait(timeout=10)
+            deadline = time.monotonic() + 15
+            while kernel.alive() and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert not kernel.alive(), f"kernel {kernel.pid} outlived its zygote"
+            pool._pending.clear()
+    finally:
+        kernel_module.shared_zygote = original
