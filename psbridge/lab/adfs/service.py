@@ -203,7 +203,7 @@ class AdfsService:
         if grant in DEVICE_CODE_GRANTS:
             return self._device_code_grant(entry, form)
         if grant == "refresh_token":
-            return self._refresh(entry, form, scopes, oidc)
+            return self._refresh(entry, form, resource, scopes, oidc)
         unknown = self._resource_known(resource)
         if unknown is not None:
             return unknown
@@ -225,7 +225,7 @@ class AdfsService:
                          "user (device code, or username and password).")
         return error(400, "unsupported_grant_type", f"MSIS9601: The grant type '{grant}' is not supported.")
 
-    def _refresh(self, entry: dict[str, Any], form: dict[str, str], scopes: list[str],
+    def _refresh(self, entry: dict[str, Any], form: dict[str, str], resource: str, scopes: list[str],
                  oidc: list[str]) -> Response:
         rec = farm.refresh_record(self.state_dir, form.get("refresh_token", ""))
         if rec is None or rec["client_id"] != entry["ClientId"] or rec["expires"] < time.time():
@@ -234,8 +234,15 @@ class AdfsService:
                          "is invalid or has expired.")
         if self.accounts.find(rec["user"]) is None:
             return error(400, "invalid_grant", "The user of the refresh token is no longer known.")
+        # A multi-resource refresh token (the farm says microsoft_multi_refresh_token): a token for
+        # the resource asked for, another organization's site too; none asked, the token's own.
+        if resource == USERINFO or (not form.get("scope", "").strip() and not form.get("resource")):
+            resource, scopes = rec["resource"], rec["scopes"]
+        unknown = self._resource_known(resource)
+        if unknown is not None:
+            return unknown
         # AD FS keeps its refresh token valid until it expires: none is issued in its place.
-        return self._tokens(entry, rec["user"], rec["resource"], rec["scopes"], oidc or ["openid"],
+        return self._tokens(entry, rec["user"], resource, scopes, oidc or ["openid"],
                             rec["auth_time"], refresh=False)
 
     # --- device code -------------------------------------------------------------------------------
