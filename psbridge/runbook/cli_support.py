@@ -133,6 +133,10 @@ def verify(record_dir: Path, repair: bool = False) -> int:
     """Tell the record's state and whether it is intact; the exit code is :class:`evidence.Verdict`."""
     console = _console()
     where = escape(str(record_dir))
+    from psbridge.batch import record as batch_record
+
+    if batch_record.is_batch(record_dir):
+        return _verify_batch(console, record_dir)
     found = evidence.inspect(record_dir)
     if found.needs_repair and repair:
         from psbridge import files
@@ -168,6 +172,28 @@ def verify(record_dir: Path, repair: bool = False) -> int:
     else:
         _say_state(console, where, found)
     return int(verdict)
+
+
+def _verify_batch(console: Console, batch_dir: Path) -> int:
+    """A batch record: its own files, each org's manifest as hashed there, each org's record intact."""
+    from psbridge.batch import record as batch_record
+
+    where = escape(str(batch_dir))
+    problems = batch_record.verify(batch_dir)
+    manifest = evidence.read_manifest(batch_dir)
+    if problems:
+        console.print(f"[red]{where}: TAMPERED — {len(problems)} difference(s)[/]")
+        for p in problems:
+            console.print(f"  {escape(p)}")
+        return int(evidence.Verdict.TAMPERED)
+    orgs = manifest.get("orgs", [])
+    state = str(manifest.get("status"))
+    colour = "green" if state == "complete" else "yellow" if state == "interrupted" else "red"
+    recorded = sum(1 for o in orgs if o.get("record"))
+    console.print(f"[{colour}]{where}: intact batch, {state.upper()}[/] — its files and the records of "
+                  f"{recorded} of {len(orgs)} organizations match their manifests")
+    verdicts = {"complete": evidence.Verdict.COMPLETE, "interrupted": evidence.Verdict.INTERRUPTED}
+    return int(verdicts.get(state, evidence.Verdict.FAILED))
 
 
 def _say_state(console: Console, where: str, found: evidence.Inspection) -> None:
