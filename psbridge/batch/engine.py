@@ -8,7 +8,8 @@ org with a network ``zone`` sent only to workers that carry the resource ``zone-
 worker inside that customer's network), progress as Dask events, and the locks
 (:class:`distributed.Lock`) that keep two runs off one deployment, across machines.
 
-Without ``--cluster`` the LocalCluster listens on loopback only and has no dashboard.
+Without ``--cluster`` the LocalCluster listens on loopback only: its scheduler, its workers and
+the scheduler's HTTP endpoint (always started by Dask) on free ports of 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -59,7 +60,7 @@ def client_for(address: str | None, parallel: int, zones: set[str]) -> Iterator[
             return
         resources = {zone_resource(z): 1 for z in zones}
         cluster = LocalCluster(n_workers=parallel, threads_per_worker=1, processes=True, host="127.0.0.1",
-                               dashboard_address=None, memory_limit=0, resources=resources or None,
+                               dashboard_address=":0", memory_limit=0, resources=resources or None,
                                silence_logs=40)
         try:
             with Client(cluster) as client:

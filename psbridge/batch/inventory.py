@@ -320,6 +320,13 @@ def deployment_parameters(book: Runbook) -> list[str]:
     return list(dict.fromkeys(names))
 
 
+def deployment_identity(params: dict[str, Any]) -> str:
+    """What a deployment is, whatever an inventory calls it: its lab, or its servers' addresses."""
+    lab = str(params.get("lab") or "")
+    servers = sorted(str(s).split("=", 1)[-1].lower() for s in params.get("servers") or [])
+    return (f"lab {lab}" if lab else "") + (" " if lab and servers else "") + ";".join(servers)
+
+
 def _deployment_agreement(book: Runbook, orgs: list[OrgEntry]) -> list[str]:
     """Rows of one deployment that would give its once-run steps different inputs."""
     problems = []
@@ -341,9 +348,8 @@ def _deployment_agreement(book: Runbook, orgs: list[OrgEntry]) -> list[str]:
     # Two names for one deployment would let two runs change its servers at once.
     seen: dict[str, str] = {}
     for dep, members in groups.items():
-        p = members[0].params
-        ident = str(p.get("lab") or "") + "|" + ";".join(sorted(str(s) for s in p.get("servers") or []))
-        if ident == "|":
+        ident = deployment_identity(members[0].params)
+        if not ident:
             continue
         if ident in seen and seen[ident] != dep:
             problems.append(f"deployments {seen[ident]} and {dep} name the same servers: one deployment, "

@@ -6,6 +6,7 @@
     summary.csv       one row per org: status, failed step and reason, durations, certificate
     summary.parquet   thumbprint and expiry, tenant id, the org's record (relative to this folder)
     index.html        the same table as a page: sortable, coloured by status, linked; offline
+    locks.json        when each deployment- or tenant-wide step held its deployment's or tenant's lock
     manifest.json     the batch head, each org's record with the SHA-256 of its manifest, and
                       the SHA-256 of every file here (psbridge.evidence's manifest, kind "batch")
 
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import json
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -95,6 +97,10 @@ def write(records_root: Path, batch_id: str, head: dict[str, Any], inventory: di
     table.to_parquet(buf, index=False)
     writer.write("summary.parquet", buf.getvalue())
     writer.write_text("index.html", summary_page(head, table, outcomes, where))
+    # When each state-changing deployment- or tenant-wide step held its lock (seconds since the epoch).
+    held = [{"org": o["key"], "lock": name, "acquired": since, "released": until}
+            for o in outcomes for name, since, until in o.get("held") or []]
+    writer.write_text("locks.json", json.dumps(held, indent=1) + "\n")
     orgs = []
     for o, row in zip(outcomes, table.to_dict("records"), strict=True):
         entry: dict[str, Any] = {"key": o["key"], "status": o["status"], "record": row["record"],

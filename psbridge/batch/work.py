@@ -8,9 +8,9 @@ org's own record; this module only decides what it should run and around which l
   verified — skipped; failed or interrupted — resumed at its step (the runner rebuilds an
   interrupted record from its journal first, and every step reads the world before acting,
   so nothing is done twice); none — the whole runbook;
-- the first org of a deployment (its *lead*) runs the deployment- and tenant-wide steps, each
-  state-changing one inside a :class:`distributed.Lock` named after its deployment or tenant,
-  so no two runs change one deployment or tenant at once, on any machine of the cluster;
+- the first org of a deployment (its *lead*) runs the deployment- and tenant-wide steps inside
+  locks (:class:`distributed.Lock`) named after its deployment and its tenant, so no two runs change
+  one deployment or tenant at once, on any machine of the cluster;
 - the other orgs of the deployment carry those steps' facts from the lead's record
   (``Runner(borrowed=...)``) and run the read-only and organization steps themselves. When the
   lead failed at a deployment-wide step they are *blocked by* it, with its reason.
@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from psbridge import evidence
-from psbridge.batch.inventory import OrgEntry
+from psbridge.batch.inventory import OrgEntry, deployment_identity
 from psbridge.runbook.definition import Runbook, Scope
 from psbridge.secrets import redact
 
@@ -111,10 +111,13 @@ def shared_steps(book: Runbook) -> list[str]:
 
 
 def lock_name(entry: OrgEntry, scope: Scope) -> str:
+    """The lock of what a step changes: named by the servers (or lab), not by what an inventory calls
+    it, so two batches that call one deployment differently still exclude each other."""
+    where = deployment_identity(entry.params) or f"{entry.customer}/{entry.deployment}"
     if scope == Scope.TENANT:
         # An empty tenant is the deployment's own (in the lab, each deployment has its twin).
-        return f"psbridge-tenant:{entry.tenant or '(' + entry.deployment + ')'}"
-    return f"psbridge-deployment:{entry.customer}/{entry.deployment}"
+        return f"psbridge-tenant:{entry.tenant or '(' + where + ')'}"
+    return f"psbridge-deployment:{where}"
 
 
 def latest(records_root: Path, entry: OrgEntry, book: Runbook) -> tuple[str | None, Path | None]:
@@ -151,21 +154,42 @@ def _event(kind: str, **data: Any) -> None:
 
 
 class _StepLocks:
-    """The runner's progress hook: a state-changing deployment/tenant step runs inside its lock."""
+    """The runner's progress hook: the deployment-wide steps run inside their deployment's and tenant's locks.
 
-    def __init__(self, task: OrgTask, outcome: OrgOutcome) -> None:
+    Held from the first of them that starts to the end of the last: they are one sequence (the
+    certificate the next steps install, the client secret configure-s2s uses and its teardown
+    removes), which another run must not interleave with. Both locks are taken at once, the
+    deployment's first, so two runs never wait for each other in a circle. The read-only steps
+    take the deployment's lock for themselves alone: they sweep leftovers from its servers.
+    """
+
+    def __init__(self, task: OrgTask, outcome: OrgOutcome, book: Runbook) -> None:
         self.task, self.outcome = task, outcome
+        self.shared = shared_steps(book)
+        self.scopes = {s.id: s.scope for s in book.steps}
         self._held: list[tuple[Any, str, float]] = []
 
     def __call__(self, event: str, step_outcome: Any) -> None:
         step = step_outcome.step
         key = self.task.entry.key
         if event == "start":
-            if step.scope != Scope.ORGANIZATION and not step.read_only and self.task.mode == "apply":
-                self._acquire(lock_name(self.task.entry, step.scope), step.id)
+            if step.id in self.shared and self.task.mode == "apply":
+                if not self._held:
+                    rest = self.shared[self.shared.index(step.id):]
+                    for scope in (Scope.DEPLOYMENT, Scope.TENANT):
+                        if any(self.scopes[s] == scope for s in rest):
+                            self._acquire(lock_name(self.task.entry, scope), step.id)
+            else:
+                self.release()
+                if step.read_only and self.task.mode == "apply":
+                    # The checks and the summary remove what a dead run left on the servers (an
+                    # uploaded PFX): that must not be another live run's upload.
+                    self._acquire(lock_name(self.task.entry, Scope.DEPLOYMENT), step.id)
             _event("step-start", org=key, step=step.id)
         else:
-            self.release()
+            more = step.id in self.shared and step.id != self.shared[-1]
+            if not (more and step_outcome.status == "succeeded"):
+                self.release()
             _event("step-end", org=key, step=step.id, status=step_outcome.status,
                    error=step_outcome.error, seconds=step_outcome.duration)
 
@@ -185,10 +209,11 @@ class _StepLocks:
     def release(self) -> None:
         while self._held:
             lock, name, since = self._held.pop()
+            # The time before the release: the next holder's acquisition can only come after it.
+            self.outcome.held.append((name, since, time.time()))
             if lock is not None:
                 with contextlib.suppress(Exception):  # a lease the scheduler already dropped
                     lock.release()
-            self.outcome.held.append((name, since, time.time()))
 
 
 @contextlib.contextmanager
@@ -307,7 +332,7 @@ def _run(task: OrgTask, lead: dict[str, Any] | None, out: OrgOutcome) -> None:
         out.action = "planned" if task.mode == "plan" else (
             f"ran only {only}" if only else f"ran from {start}")
 
-    hooks = _StepLocks(task, out)
+    hooks = _StepLocks(task, out, book)
     with _lab_environment(entry.params) as env:
         runner = Runner(book, entry.params, records_root=root, mode=task.mode, env=env, progress=hooks,
                         borrowed=borrowed, forked_kernels=task.forked_kernels)

@@ -28,7 +28,8 @@ def _write(tmp_path: Path, name: str, text: str) -> Path:
 
 
 def test_yaml_defaults_deployments_and_templates(tmp_path: Path, book: Runbook) -> None:
-    _write(tmp_path, "wingtip.yaml", "servers: ['CRM01=https://crm.wingtip.local:5986/wsman']\nwinrm_user: WINGTIP\\admin\n")
+    _write(tmp_path, "wingtip.yaml",
+           "servers: ['CRM01=https://crm.wingtip.local:5986/wsman']\nwinrm_user: WINGTIP\\admin\n")
     path = _write(tmp_path, "fleet.yaml", f"""
 defaults:
   pfx_password: "keyring:psbridge/{{customer}}-{{deployment}}-pfx"
@@ -90,7 +91,8 @@ def test_every_problem_with_its_row_before_anything_runs(tmp_path: Path, book: R
     assert any(p.startswith("row 4 (fabrikam/hr)") and "{customr}" in p for p in problems)
     assert any(p.startswith("row 4 (fabrikam/hr): certificate_days") for p in problems)
     assert any(p.startswith("row 7 (tailspin/tailspin): colour: unknown parameter") for p in problems)
-    assert any(p.startswith("row 6 (contoso/other)") and "belongs to customer fabrikam" in p for p in problems)
+    assert any(p.startswith("row 6 (contoso/other)") and "belongs to customer fabrikam" in p
+               for p in problems)
     assert any("deployments fab and wt name the same servers" in p for p in problems)
 
 
