@@ -142,8 +142,16 @@ def demo(
     state: Annotated[Path | None, typer.Option("--state", help="lab state directory")] = None,
     records: RecordsOpt = Path("records"),
     organization: Annotated[str, typer.Option("--organization", help="the lab organization")] = "contoso",
+    batch: Annotated[bool, typer.Option("--batch", help="a small fleet instead: psbridge batch over "
+                                        "--deployments labs of --orgs organizations each")] = False,
+    deployments: Annotated[int, typer.Option("--deployments", min=1, max=20, help="with --batch")] = 2,
+    orgs: Annotated[int, typer.Option("--orgs", min=1, max=8, help="with --batch: organizations each")] = 2,
 ) -> None:
     """Start the lab, run the whole runbook for a demo org, verify the record."""
+    if batch:
+        from psbridge.batch import demo as batch_demo
+
+        raise typer.Exit(batch_demo.run(state, records, deployments=deployments, orgs=orgs))
     from psbridge.runbook import cli_support
 
     raise typer.Exit(cli_support.demo(state, records, organization))
