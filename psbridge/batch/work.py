@@ -35,6 +35,7 @@ from psbridge.runbook.definition import Runbook, Scope
 from psbridge.secrets import redact
 
 TOPIC = "psbridge-batch"  # the Dask event topic a batch's progress goes by
+PARTIAL = "partial"  # a latest record that completed some of the steps only
 
 # What became of an org in this batch.
 COMPLETE, FAILED, INTERRUPTED, BLOCKED, SKIPPED, PLANNED = (
@@ -138,7 +139,11 @@ def latest(records_root: Path, entry: OrgEntry, book: Runbook) -> tuple[str | No
             continue
         if found.verdict == evidence.Verdict.TAMPERED:
             return "tampered", rec
-        return str(manifest.get("status")), rec
+        status = str(manifest.get("status"))
+        done = {s.get("id") for s in manifest.get("steps", []) if s.get("status") in ("succeeded", "carried")}
+        if status == evidence.RecordState.COMPLETE and not {s.id for s in book.steps} <= done:
+            return PARTIAL, rec  # a run of some steps only (--only, --to): the rest still to do
+        return status, rec
     return None, None
 
 
@@ -324,6 +329,11 @@ def _run(task: OrgTask, lead: dict[str, Any] | None, out: OrgOutcome) -> None:
         if state in (evidence.RecordState.FAILED, evidence.RecordState.INTERRUPTED):
             resume = True
             out.action = f"resumed (its run {rec.name if rec else '?'} was {state})"
+        elif state == PARTIAL:
+            done = {s.get("id") for s in evidence.read_manifest(rec).get("steps", [])
+                    if s.get("status") in ("succeeded", "carried")} if rec else set()
+            start = next((s.id for s in book.steps if s.id not in done), None)
+            out.action = f"ran from {start}: its latest run {rec.name if rec else '?'} did only some steps"
         elif state == "tampered":
             out.action = f"ran again: its latest record {rec.name if rec else '?'} does not verify"
         else:
