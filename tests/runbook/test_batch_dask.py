@@ -163,3 +163,47 @@ def test_two_batches_never_change_one_deployment_at_once(fleet: dict[str, Any], 
     spans = sorted((h["acquired"], h["released"], h["org"]) for h in deployment)
     for (_, end, org), (start, _, other) in itertools.pairwise(spans):
         assert end <= start, f"{org} and {other} held the deployment at once"
+
+
+def test_the_batch_killed_then_run_again(fleet: dict[str, Any], lab_keys: Path) -> None:
+    """SIGKILL of ``psbridge batch`` and everything it started, in the lead's deployment-wide steps;
+    the same command again finishes every org, each change once."""
+    state = fleet["root"] / "killed-fleet"
+    for key in lab_keys.rglob("*.pem"):
+        target = state / "dep01" / key.relative_to(lab_keys)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(key, target)
+    up = subprocess.run([labproc.PSBRIDGE, "lab", "up", "--state", str(state), "--deployments", "1",
+                         "--orgs", str(len(ORGS))], capture_output=True, text=True, timeout=labproc.TIMEOUT,
+                        env=labproc.clean_env(state), check=False)
+    assert up.returncode == 0, up.stdout + up.stderr
+    records = fleet["root"] / "killed-records"
+    try:
+        command = [labproc.PSBRIDGE, "batch", str(state / "inventory.yaml"), "--records", str(records)]
+        proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                env=labproc.clean_env(state), start_new_session=True)
+        deadline, seen = time.monotonic() + 300, False
+        while not seen and time.monotonic() < deadline and proc.poll() is None:
+            for journal in records.glob("*/contoso/*/journal.jsonl"):
+                seen = '"step": "entra-app"' in journal.read_text()
+            time.sleep(0.1)
+        assert seen, "the lead never reached entra-app"
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+        time.sleep(2)  # the kernels notice their parent is gone
+        again = labproc.psbridge(state, "batch", str(state / "inventory.yaml"), "--records", str(records),
+                                 timeout=600)
+        assert again.returncode == 0, again.stdout.decode("utf-8", "replace")
+        table = pd.read_csv(sorted((records / "batches").iterdir())[-1] / "summary.csv", dtype=str,
+                            keep_default_na=False)
+        assert set(table["status"]) == {"complete"}, table.to_string()
+        lead = table[table["organization"] == "contoso"].iloc[0]
+        assert lead["action"].startswith("resumed at entra-app"), lead["action"]
+        world = labproc.read_world(state / "dep01")
+        for server in world["servers"]:
+            assert len([c for c in server["store"] if "psbridge" in c["subject"]]) == 1, server["store"]
+        directory = labproc.read_directory(state / "dep01")
+        assert len([a for a in directory["applications"] if a["displayName"].startswith("psbridge")]) == 1
+    finally:
+        subprocess.run([labproc.PSBRIDGE, "lab", "down", "--state", str(state)], capture_output=True,
+                       timeout=labproc.TIMEOUT, env=labproc.clean_env(state), check=False)
