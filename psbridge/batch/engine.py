@@ -83,16 +83,19 @@ def run(inventory: Inventory, base: OrgTask, *, parallel: int, cluster: str | No
             # Dask hands each event over as (time, message).
             client.subscribe_topic(TOPIC, lambda ev: handler(ev[1] if isinstance(ev, tuple) else ev))
         futures: dict[Any, str] = {}
-        for members in inventory.deployments().values():
-            lead = None
+        for dep, members in inventory.deployments().items():
+            # --orgs left the deployment's lead out: its records stand for it when they hold the
+            # deployment-wide steps; else the first org chosen leads.
+            first = inventory.lead_of(dep)
+            lead: Any = _lead_from_records(first, base) if first not in members else None
             for i, entry in enumerate(members):
-                task = replace(base, entry=entry, lead=i == 0)
+                task = replace(base, entry=entry, lead=i == 0 and lead is None)
                 resources = {zone_resource(entry.zone): 1} if entry.zone else None
                 # A unique key a batch: Dask must not take one batch's result for another's.
                 key = f"psbridge-{base.batch_id}-{entry.key}"
                 future = client.submit(run_org, task, lead, key=key, pure=False, resources=resources,
                                        priority=10 if i == 0 else 0)
-                if i == 0:
+                if task.lead:
                     lead = future
                 futures[future] = entry.key
         try:
@@ -109,6 +112,22 @@ def run(inventory: Inventory, base: OrgTask, *, parallel: int, cluster: str | No
             outcomes[entry.key] = _lost(inventory, entry.key,
                                         "the batch was stopped (Ctrl-C) before it ended", INTERRUPTED)
     return [outcomes[o.key] for o in inventory.orgs], stopped
+
+
+def _lead_from_records(entry: Any, base: OrgTask) -> dict[str, Any] | None:
+    """The outcome a lead left out by --orgs stands for: its recorded deployment-wide steps, or None."""
+    from pathlib import Path
+
+    from psbridge.batch.work import SKIPPED, OrgOutcome, _book, _borrowable, shared_steps
+
+    book = _book(base.runbook)
+    facts = _borrowable(Path(base.records_root), entry, book, None)
+    if base.mode != "apply" or not set(shared_steps(book)) <= set(facts):
+        return None
+    out = OrgOutcome(entry.key, entry.customer, entry.organization, entry.deployment, entry.tenant, True,
+                     status=SKIPPED, action="not chosen by --orgs: its records stand for it")
+    out.borrowable = facts
+    return out.as_dict()
 
 
 def _lost(inventory: Inventory, key: str, reason: str, status: str = "failed") -> dict[str, Any]:

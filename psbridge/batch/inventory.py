@@ -117,6 +117,11 @@ class Inventory:
     orgs: list[OrgEntry]
     # What was read, as validated: written into the batch record (secrets are references).
     as_validated: dict[str, Any] = field(default_factory=dict)
+    # Every org of the file, before --orgs chose some: each deployment's lead is its first org here.
+    every: list[OrgEntry] = field(default_factory=list)
+
+    def lead_of(self, deployment: str) -> OrgEntry:
+        return next(o for o in (self.every or self.orgs) if o.deployment == deployment)
 
     def deployments(self) -> dict[str, list[OrgEntry]]:
         """Each deployment's orgs in inventory order: the first leads (runs the deployment's steps)."""
@@ -133,7 +138,7 @@ class Inventory:
 
         chosen = [o for o in self.orgs if any(fnmatchcase(x, pattern) for x in
                                               (o.key, o.organization, o.deployment, o.customer))]
-        return Inventory(self.source, self.runbook, chosen, self.as_validated)
+        return Inventory(self.source, self.runbook, chosen, self.as_validated, self.every or self.orgs)
 
 
 def read_rows(path: Path) -> tuple[str | None, dict[str, Any], dict[str, Any], list[dict[str, Any]]]:

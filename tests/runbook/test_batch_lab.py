@@ -214,3 +214,16 @@ def test_no_secret_value_in_any_batch_file(fleet: dict[str, Any]) -> None:
             data = path.read_bytes()
             for value in values:
                 assert value.encode() not in data, path
+
+
+def test_orgs_without_their_lead_borrow_from_its_records(fleet: dict[str, Any]) -> None:
+    lead_records = sorted((fleet["records"] / "acme" / "contoso").iterdir())
+    done, _, table = _batch(fleet, "--orgs", "acme/fabrikam", "--only", "summary")
+    assert done.returncode == 0, _said(done)
+    assert list(table.index) == ["acme/fabrikam"]
+    row = table.loc["acme/fabrikam"]
+    assert row["status"] == "complete" and row["action"] == "ran only summary", row
+    assert sorted((fleet["records"] / "acme" / "contoso").iterdir()) == lead_records  # the lead did not run
+    # Its latest record ran one step, the rest carried: the org is done, the next batch skips it.
+    done, _, table = _batch(fleet, "--orgs", "acme/fabrikam")
+    assert table.loc["acme/fabrikam", "status"] == "skipped", table.to_string()
