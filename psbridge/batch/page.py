@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 _STYLE = """
 body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:1.5em;color:#222}
 h1{font-size:1.4em} table{border-collapse:collapse;font-size:.9em}
-th,td{border:1px solid #ccc;padding:.3em .5em;text-align:left;vertical-align:top}
+th,td{border:1px solid #ccc;padding:.3em .5em;text-align:left;vertical-align:top;max-width:40em}
 th{background:#f0f0f0;cursor:pointer;user-select:none} th:after{content:" \\2195";color:#999}
 tr.complete td.status,tr.skipped td.status{background:#d4f4d4} tr.failed td.status{background:#f8d0d0}
 tr.blocked td.status{background:#f8e4c0} tr.interrupted td.status{background:#fff3b0}
@@ -70,10 +70,12 @@ def summary_page(head: dict[str, Any], table: pd.DataFrame, outcomes: list[dict[
                  where: Path) -> str:
     counts = table["status"].value_counts().to_dict() if len(table) else {}
     title = f"psbridge batch {head.get('batch_id', '')}"
+    book = head.get("runbook") or {}
+    runbook = f"{book.get('name', '')} {book.get('version', '')}" if isinstance(book, dict) else book
     out = ["<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
            f"<title>{_e(title)}</title><style>{_STYLE}</style></head><body>",
            f"<h1>{_e(title)}</h1>",
-           f"<p>runbook {_e(head.get('runbook'))} · mode {_e(head.get('mode'))} · inventory "
+           f"<p>runbook {_e(runbook)} · mode {_e(head.get('mode'))} · inventory "
            f"{_e(head.get('inventory'))} · {_e(head.get('started'))} to {_e(head.get('ended'))} · "
            f"status <b>{_e(head.get('status'))}</b></p>",
            "<p class='counts'>" + "".join(f"<span>{_e(k)}: <b>{_e(v)}</b></span>" for k, v in counts.items())
