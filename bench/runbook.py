@@ -10,7 +10,8 @@ zygote (a new lab for each, so each first run changes everything), and the ratio
 - the papermill floor: an empty notebook through ``papermill.execute_notebook`` in a fresh kernel
   (papermill's own engine), the cost one step paid before warm kernels;
 - the runbook for one organization, ``--runs`` times (the first changes everything, the later
-  ones find everything done): wall; remote (PowerShell over WinRM/PSRP) and cloud (sign-in,
+  ones find everything done): wall; remote (PowerShell over WinRM/PSRP, the CRM Web API and
+  waiting for its Test & Enable) and cloud (sign-in,
   Graph) seconds as the kernels timed them; each step's local overhead (its wall minus its
   remote and cloud seconds) and their median; the ratio wall / (remote + cloud);
 - peak memory of the runner, the zygote and every kernel together, summed resident (RSS) and
@@ -130,7 +131,7 @@ def figures(result: RunResult, wall: float) -> dict[str, float]:
              for s in steps]
     return {
         "wall": wall,
-        "remote (WinRM/PSRP)": remote,
+        "remote (WinRM/PSRP, CRM Web API)": remote,
         "cloud (sign-in, Graph)": cloud,
         "local overhead, median a step": statistics.median(local),
         "local overhead, largest step": max(local),

@@ -60,6 +60,12 @@ RunbookOpt = Annotated[str | None, typer.Option(
     "--runbook", help="a runbook's name (psbridge runbooks lists them) or its folder; default "
     "exchange-online-s2s")]
 RecordsOpt = Annotated[Path, typer.Option("--records", help="where records/<customer>/<org>/<run>/ go")]
+SignOpt = Annotated[str | None, typer.Option(
+    "--sign", metavar="KEY", help="sign the record with this key: a PFX or PEM file (key and certificate), "
+    "or a secret reference holding the PEM text (keyring:psbridge/operator-signing)")]
+SignPasswordOpt = Annotated[str, typer.Option(
+    "--sign-password", metavar="REFERENCE", help="where the key's password is kept (env:NAME, "
+    "keyring:SERVICE/NAME, file:PATH), never the value")]
 
 
 @app.command()
@@ -72,12 +78,14 @@ def run(
                                          "interrupted")] = False,
     runbook: RunbookOpt = None,
     records: RecordsOpt = Path("records"),
+    sign: SignOpt = None,
+    sign_password: SignPasswordOpt = "",
 ) -> None:
     """Run the runbook for one organization; each executed step is kept in the record."""
     from psbridge.runbook import cli_support
 
     raise typer.Exit(cli_support.run(params_file, runbook, records, start=start, only=only, until=until,
-                                     resume=resume))
+                                     resume=resume, sign=sign, sign_password=sign_password))
 
 
 @app.command()
@@ -126,15 +134,32 @@ def verify(
     record_dir: Annotated[Path, typer.Argument(metavar="RECORD_DIR", help="records/<customer>/<org>/<run>")],
     repair: Annotated[bool, typer.Option(
         "--repair", help="rebuild the manifest of an interrupted run from its journal")] = False,
+    signer: Annotated[str | None, typer.Option(
+        "--signer", metavar="CERT|THUMBPRINT", help="the signature must be this certificate's (a PEM or DER "
+        "file, or its SHA-1 thumbprint)")] = None,
 ) -> None:
-    """Tell a record's state and recompute its hashes.
+    """Tell a record's state, recompute its hashes and check its signature.
 
     Exit codes: 0 complete and intact, 1 tampered, 3 failed, 4 interrupted, 5 not a record,
-    6 no such folder, 7 a file, not a folder.
+    6 no such folder, 7 a file, not a folder, 8 a signature that does not match, 9 not signed by
+    --signer.
     """
     from psbridge.runbook import cli_support
 
-    raise typer.Exit(cli_support.verify(record_dir, repair=repair))
+    raise typer.Exit(cli_support.verify(record_dir, repair=repair, signer=signer))
+
+
+@app.command()
+def sign(
+    record_dir: Annotated[Path, typer.Argument(metavar="RECORD_DIR", help="records/<customer>/<org>/<run>")],
+    key: Annotated[str, typer.Option("--key", metavar="KEY", help="a PFX or PEM file (key and certificate), "
+                                     "or a secret reference holding the PEM text")],
+    password: SignPasswordOpt = "",
+) -> None:
+    """Sign an intact record (one run without --sign): its run page then names the signer."""
+    from psbridge.runbook import cli_support
+
+    raise typer.Exit(cli_support.sign(record_dir, key, password))
 
 
 @app.command()
@@ -146,6 +171,9 @@ def demo(
                                         "--deployments labs of --orgs organizations each")] = False,
     deployments: Annotated[int, typer.Option("--deployments", min=1, max=20, help="with --batch")] = 2,
     orgs: Annotated[int, typer.Option("--orgs", min=1, max=8, help="with --batch: organizations each")] = 2,
+    fresh: Annotated[bool, typer.Option("--fresh", help="start a new lab, forgetting the one an earlier demo "
+                                        "left (otherwise it is reused, and every step finds its work done)")
+                     ] = False,
 ) -> None:
     """Start the lab, run the whole runbook for a demo org, verify the record."""
     if batch:
@@ -154,7 +182,7 @@ def demo(
         raise typer.Exit(batch_demo.run(state, records, deployments=deployments, orgs=orgs))
     from psbridge.runbook import cli_support
 
-    raise typer.Exit(cli_support.demo(state, records, organization))
+    raise typer.Exit(cli_support.demo(state, records, organization, fresh=fresh))
 
 
 @app.command()

@@ -19,7 +19,8 @@ defined beside the lab code that raises it rather than here: those never leave t
     │   ├── ProfileError [BridgeError]       a connection profile that would be unsafe or cannot work
     │   ├── ParamsError                      (in psbridge.runbook.params) a parameter file's problems
     │   ├── InventoryError                   (in psbridge.batch.inventory) a batch inventory's problems
-    │   └── FactError                        (in psbridge.runbook.facts) a fact that cannot be recorded
+    │   ├── FactError                        (in psbridge.runbook.facts) a fact that cannot be recorded
+    │   └── Confirmation                     (in psbridge.runbook.steps.decommission) not confirmed
     ├── BridgeError                          PowerShell on a server, over WinRM/PSRP
     │   ├── ConnectError                     the runspace pool could not be opened
     │   │   └── AuthenticationFailed         the server refused the credentials (401)
@@ -54,6 +55,7 @@ defined beside the lab code that raises it rather than here: those never leave t
     ├── SecretError                          a reference malformed, or its value unreadable or unwritable
     ├── CertificateError                     a PFX that cannot be opened or is not fit for S2S
     ├── RecordError [ValueError]             a change record that cannot be written, read or rebuilt
+    │   └── SigningError                     a key that cannot sign a record, or a signature unreadable
     ├── LockTimeout [TimeoutError]           another process held a shared file's lock for too long
     ├── RunbookError                         the runbook engine: its definition, deployment, steps, runs
     │   ├── DefinitionError                  (in psbridge.runbook.definition) a runbook that cannot be used
@@ -406,6 +408,11 @@ class RecordError(PsbridgeError, ValueError):
 
     A ``ValueError`` too: readers of many records skip one that is not a record that way.
     """
+
+
+class SigningError(RecordError):
+    """A key that cannot sign a record: not found, not readable with its password, not a key
+    and certificate that belong together, or a certificate outside its validity."""
 
 
 class LockTimeout(PsbridgeError, TimeoutError):

@@ -4,9 +4,11 @@ A record lives at ``records/<customer>/<org>/<run-id>/``::
 
     00-preflight.ipynb   00-preflight.html   10-certificate.ipynb   ...   run.log
     journal.jsonl        what the run intended and did, line by line, each on disk before the next
+    index.html           the run page (psbridge.runpage): the whole run on one page, linking each step's
     manifest.json        runbook, operator, machine, times, parameters (secrets as references),
                          each step's status, duration and facts, every change and its outcome,
-                         the SHA-256 of every file
+                         the accounts that acted, the SHA-256 of every file
+    manifest.sig         (a signed record) the operator's signature over manifest.json (psbridge.signing)
 
 A record is always in one of three states (:class:`RecordState`):
 
@@ -20,7 +22,8 @@ The manifest is always built from the journal (:func:`manifest_from_journal`), b
 itself at its end or by the repair, so the three states are told by one piece of code.
 :func:`inspect` recomputes every hash (and the manifest's own) and tells the states and
 tampering apart. The manifest's ``self_sha256`` catches edits of the manifest itself; it is
-an integrity check, not a signature.
+an integrity check, not a signature: that is ``manifest.sig``, when the operator signs the record,
+and :func:`inspect` checks it too (an unsigned record stays valid, and says it is unsigned).
 
 Before anything is written, :func:`scrub` replaces every secret value this process has seen
 with the mask (:func:`psbridge.secrets.redact`): a second line of defence behind notebooks
@@ -46,12 +49,16 @@ from urllib.parse import unquote, urlsplit
 
 import nbformat
 
+from psbridge import signing
 from psbridge.errors import RecordError
 from psbridge.files import TEMPORARY_SUFFIX, write_atomic
 from psbridge.intents import JOURNAL, Journal, Outcome
 from psbridge.secrets import redact
 
 MANIFEST = "manifest.json"
+SIGNATURE = signing.SIGNATURE
+# Written with the manifest, so not among the files it hashes: its own hash, and the signature over it.
+_NOT_HASHED = frozenset({MANIFEST, SIGNATURE})
 FORMAT = "psbridge.record/2"
 RUN_LOG = "run.log"
 
@@ -168,11 +175,14 @@ def _canonical(manifest: dict[str, Any]) -> bytes:
     return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def notebook_html(nb: Any, title: str = "", header: dict[str, str] | None = None) -> str:
-    """The executed notebook as a self-contained page (what an auditor opens; see psbridge.pages)."""
+def notebook_html(nb: Any, title: str = "", header: dict[str, str] | None = None, **page: Any) -> str:
+    """The executed notebook as a self-contained page (what an auditor opens; see psbridge.pages).
+
+    ``page``: the rest of :func:`psbridge.pages.notebook_page`'s options (heading, nav, status).
+    """
     from psbridge.pages import notebook_page
 
-    return redact(notebook_page(nb, title=title, header=header))
+    return redact(notebook_page(nb, title=title, header=header, **page))
 
 
 @dataclass
@@ -202,12 +212,12 @@ class RecordWriter:
         return self.write(name, redact(text, keep).encode("utf-8"))
 
     def write_notebook(self, stem: str, nb: Any, *, html: bool = True, keep: frozenset[str] = frozenset(),
-                       title: str = "", header: dict[str, str] | None = None) -> Any:
+                       title: str = "", header: dict[str, str] | None = None, **page: Any) -> Any:
         """Scrub, then write ``<stem>.ipynb`` and (by default) ``<stem>.html``; the scrubbed notebook."""
         clean = scrub(nb, keep)
         self.write(f"{stem}.ipynb", nbformat.writes(clean).encode("utf-8"))
         if html:
-            self.write(f"{stem}.html", notebook_html(clean, title or stem, header).encode("utf-8"))
+            self.write(f"{stem}.html", notebook_html(clean, title or stem, header, **page).encode("utf-8"))
         return clean
 
     def write_manifest(self, manifest: dict[str, Any], keep: frozenset[str] = frozenset()) -> dict[str, Any]:
@@ -263,23 +273,53 @@ def manifest_from_journal(journal: Journal) -> dict[str, Any]:
                     duration_s=end.get("duration_s"))
     head["steps"] = list(steps.values())
     head["changes"] = changes
+    head["identities"] = identities_from(journal)
     return head
 
 
-def write_manifest_from_journal(location: str | Path, keep: frozenset[str] = frozenset()) -> dict[str, Any]:
-    """Hash every file of the record and write the manifest its journal describes."""
+def identities_from(journal: Journal) -> list[dict[str, Any]]:
+    """Every account that acted in the run (``acted-as`` entries: :func:`psbridge.intents.acted_as`),
+    once each, with the steps it acted in."""
+    found: dict[tuple[str, str, str], dict[str, Any]] = {}
+    step: str | None = None
+    for entry in journal.entries:
+        if entry.get("event") == "step-start":
+            step = entry.get("step")
+        elif entry.get("event") == "acted-as":
+            key = (str(entry.get("as")), str(entry.get("account")), str(entry.get("where") or ""))
+            who = found.setdefault(key, {"as": key[0], "account": key[1], "where": key[2], "steps": []})
+            if step and step not in who["steps"]:
+                who["steps"].append(step)
+    return list(found.values())
+
+
+def write_manifest_from_journal(location: str | Path, keep: frozenset[str] = frozenset(),
+                                signer: signing.Signer | None = None, html: bool = True) -> dict[str, Any]:
+    """Write the run page and the manifest the record's journal describes, hashing every file;
+    with ``signer``, sign the manifest (``manifest.sig``) and name the signer on the run page."""
     store = store_for(location)
     manifest = manifest_from_journal(Journal.read(Path(str(store.location)) / JOURNAL))
+    if signer is not None:
+        manifest["signer"] = signer.identity
     if isinstance(store, LocalStore):
         # A write cut short by the crash: its temporary file is not part of the record.
         for name in store.names():
             if PurePosixPath(name).name.startswith(".") and name.endswith(TEMPORARY_SUFFIX):
                 (store.root / name).unlink(missing_ok=True)
+    from psbridge import runpage
+
     writer = RecordWriter(store)
     for name in store.names():
-        if name != MANIFEST:
+        if name not in _NOT_HASHED and name != runpage.RUN_PAGE:
             writer.written[name] = sha256(store.read_bytes(name))
-    return writer.write_manifest(manifest, keep=keep)
+    if html:
+        others = dict(writer.written)
+        page = runpage.run_page(_scrub_value(dict(manifest), keep), others)
+        writer.write_text(runpage.RUN_PAGE, page, keep=keep)
+    written = writer.write_manifest(manifest, keep=keep)
+    if signer is not None:
+        store.write_bytes(SIGNATURE, signer.sign(store.read_bytes(MANIFEST)))
+    return written
 
 
 # --- reading and verifying ------------------------------------------------------------------
@@ -326,7 +366,7 @@ def verify(location: str | Path) -> list[Difference]:
         if sha256(data) != digest:
             found.append(Difference(name, "changed"))
     for name in store.names():
-        if name != MANIFEST and name not in files:
+        if name not in _NOT_HASHED and name not in files:
             found.append(Difference(name, "unrecorded"))
     return found
 
@@ -342,6 +382,8 @@ class Verdict(enum.IntEnum):
     NOT_A_RECORD = 5
     NO_SUCH_FOLDER = 6
     NOT_A_FOLDER = 7
+    BAD_SIGNATURE = 8  # manifest.sig does not sign this manifest, or the signature is gone
+    WRONG_SIGNER = 9  # a good signature, by someone other than the signer asked for (or none)
 
 
 @dataclass
@@ -353,6 +395,8 @@ class Inspection:
     differences: list[Difference] = field(default_factory=list)
     manifest: dict[str, Any] | None = None
     needs_repair: bool = False  # interrupted, and no manifest rebuilt yet
+    signature: signing.SignatureCheck | None = None  # None: unsigned
+    problem: str = ""  # for a bad signature or a wrong signer, what is wrong
 
     @property
     def state(self) -> RecordState | None:
@@ -364,8 +408,33 @@ class Inspection:
             return None
 
 
-def inspect(location: str | Path) -> Inspection:
-    """Whether ``location`` is a record, in which state, and whether it is intact."""
+def _signature(store: RecordStore, manifest: dict[str, Any], names: list[str],
+               expected: str | None) -> tuple[signing.SignatureCheck | None, Verdict | None, str]:
+    """The record's signature, checked; a verdict and why when it fails."""
+    named = manifest.get("signer") if isinstance(manifest.get("signer"), dict) else None
+    if SIGNATURE not in names:
+        if named:
+            return None, Verdict.BAD_SIGNATURE, (f"the manifest names the signer {named.get('subject')}, but "
+                                                 f"{SIGNATURE} is missing")
+        if expected:
+            return None, Verdict.WRONG_SIGNER, f"unsigned, but a signature by {expected} was asked for"
+        return None, None, ""
+    check = signing.check_signature(store.read_bytes(MANIFEST), store.read_bytes(SIGNATURE))
+    if not check.valid:
+        return check, Verdict.BAD_SIGNATURE, check.problem
+    if not named or named.get("thumbprint") != check.signer.get("thumbprint"):
+        return check, Verdict.BAD_SIGNATURE, (
+            f"signed by {check.signer.get('subject')}, but the manifest and its run page name "
+            f"{(named or {}).get('subject') or 'no signer'}")
+    if expected and check.signer.get("thumbprint") != expected:
+        return check, Verdict.WRONG_SIGNER, (f"signed by {check.signer.get('subject')} "
+                                             f"(SHA-1 {check.signer.get('thumbprint')}), not by {expected}")
+    return check, None, ""
+
+
+def inspect(location: str | Path, expected_signer: str | None = None) -> Inspection:
+    """Whether ``location`` is a record, in which state, whether it is intact and whose signature
+    it carries. ``expected_signer``: the thumbprint the signature must be made with."""
     where = str(location)
     if "://" not in where:
         path = Path(where)
@@ -385,9 +454,13 @@ def inspect(location: str | Path) -> Inspection:
         manifest = read_manifest(location)
     if found or manifest is None:
         return Inspection(where, Verdict.TAMPERED, found, manifest)
+    check, bad, problem = _signature(store, manifest, names, expected_signer)
+    if bad is not None:
+        return Inspection(where, bad, [], manifest, signature=check, problem=problem)
     verdicts = {str(RecordState.COMPLETE): Verdict.COMPLETE, str(RecordState.FAILED): Verdict.FAILED,
                 str(RecordState.INTERRUPTED): Verdict.INTERRUPTED}
-    return Inspection(where, verdicts.get(str(manifest.get("status")), Verdict.TAMPERED), [], manifest)
+    return Inspection(where, verdicts.get(str(manifest.get("status")), Verdict.TAMPERED), [], manifest,
+                      signature=check)
 
 
 def records_of(root: Path, customer: str, org: str) -> Iterator[Path]:

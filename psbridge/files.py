@@ -234,3 +234,50 @@ def _take(lock: threading.RLock, timeout: float) -> bool:
     if timeout == 0:
         return lock.acquire(blocking=False)
     return lock.acquire(timeout=timeout)
+
+
+# --- temporary files a killed process would leave ------------------------------------------------
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):  # another user's process, or a platform without signal 0
+        return True
+    return True
+
+
+def owned_temp_name(prefix: str) -> str:
+    """``PREFIX<pid>-`` for :func:`tempfile.mkstemp`/``mkdtemp``: what :func:`sweep_temp` recognises.
+
+    A process killed with SIGKILL runs no clean-up; the next process of psbridge to make the same
+    kind of temporary file removes what dead processes left (:func:`sweep_temp`).
+    """
+    sweep_temp(prefix)
+    return f"{prefix}{os.getpid()}-"
+
+
+def sweep_temp(prefix: str) -> None:
+    """Remove the temporary files and folders named by :func:`owned_temp_name` whose process is gone."""
+    import shutil
+
+    root = Path(tempfile.gettempdir())
+    with contextlib.suppress(OSError):
+        for path in root.glob(f"{prefix}*-*"):
+            pid = path.name[len(prefix):].split("-", 1)[0]
+            if not pid.isdigit() or int(pid) == os.getpid() or _process_alive(int(pid)):
+                continue
+            with contextlib.suppress(OSError):
+                if not _ours(path):
+                    continue
+                if path.is_dir() and not path.is_symlink():
+                    shutil.rmtree(path)
+                else:
+                    path.unlink()
+
+
+def _ours(path: Path) -> bool:
+    getuid = getattr(os, "getuid", None)  # not on Windows, whose temporary folder is per user
+    return getuid is None or path.lstat().st_uid == getuid()

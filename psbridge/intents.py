@@ -120,6 +120,12 @@ def note(event: str, **detail: Any) -> None:
     append({"event": event, **detail})
 
 
+def acted_as(role: str, account: str, where: str = "") -> None:
+    """Journal that ``account`` signed in as ``role`` (``winrm``, ``entra``, ``crm``) at ``where``:
+    the run page names the people and accounts that acted, not only the OS user."""
+    note("acted-as", **{"as": role, "account": account, "where": where})
+
+
 # --- reading a journal back ------------------------------------------------------------------
 
 

@@ -322,3 +322,36 @@ def test_deleting_from_an_absent_lab_store_makes_nothing(tmp_path: Path,
     monkeypatch.setenv("PSBRIDGE_LAB_STATE", str(tmp_path / "no-lab"))
     secrets.delete("lab:apps/contoso")
     assert not (tmp_path / "no-lab").exists()
+
+
+def test_temporary_files_a_killed_process_left_are_removed_by_the_next(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A runner or lab killed with SIGKILL leaves its kernels' socket folder or its NTLM hash file;
+    the next one to make such a file removes them, and nothing of a live process."""
+    import signal
+    import subprocess
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    killed = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    killed.send_signal(signal.SIGKILL)
+    killed.wait()
+    try:
+        left = tmp_path / f"psbridge-kernels-{killed.pid}-x1"
+        left.mkdir()
+        (left / "kernel-1").write_text("")
+        hashes = tmp_path / f"psbridge-ntlm-{killed.pid}-x2.txt"
+        hashes.write_text("user:0:...")
+        running = tmp_path / f"psbridge-kernels-{live.pid}-x3"
+        running.mkdir()
+        unrelated = tmp_path / "psbridge-kernels-notapid"
+        unrelated.mkdir()
+        mine = tempfile.mkdtemp(prefix=files.owned_temp_name("psbridge-kernels-"))
+        tempfile.mkstemp(prefix=files.owned_temp_name("psbridge-ntlm-"), suffix=".txt")
+        assert not left.exists() and not hashes.exists()
+        assert running.exists() and unrelated.exists() and Path(mine).exists()
+        assert Path(mine).name.startswith(f"psbridge-kernels-{os.getpid()}-")
+    finally:
+        live.kill()
+        live.wait()

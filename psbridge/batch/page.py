@@ -56,8 +56,10 @@ def _e(value: Any) -> str:
 def _step_links(outcome: dict[str, Any], record: str | None, where: Path) -> str:
     if not record or not outcome.get("record"):
         return ""
-    links = [f'<a href="{html.escape(record)}/">record</a>']
     folder = Path(outcome["record"])
+    # The record's own page where the run wrote one, else its folder.
+    target = f"{record}/index.html" if (folder / "index.html").is_file() else f"{record}/"
+    links = [f'<a href="{html.escape(target)}">record</a>']
     for step in outcome.get("steps") or []:
         pages = sorted(p for p in folder.glob("*.html") if p.stem.split("-", 1)[-1] == step["id"])
         for page in pages:

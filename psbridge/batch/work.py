@@ -344,8 +344,11 @@ def _run(task: OrgTask, lead: dict[str, Any] | None, out: OrgOutcome) -> None:
 
     hooks = _StepLocks(task, out, book)
     with _lab_environment(entry.params) as env:
+        # The org's run page links back to the batch's page: records/<customer>/<org>/<run>/ to
+        # records/batches/<id>/index.html.
+        batch = {"id": task.batch_id, "page": f"../../../batches/{task.batch_id}/index.html"}
         runner = Runner(book, entry.params, records_root=root, mode=task.mode, env=env, progress=hooks,
-                        borrowed=borrowed, forked_kernels=task.forked_kernels)
+                        borrowed=borrowed, forked_kernels=task.forked_kernels, batch=batch)
         try:
             result = runner.run(start=start, only=only, resume=resume)
         finally:

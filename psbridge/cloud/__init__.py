@@ -21,7 +21,14 @@ readable repr and an HTML view. No secret value is logged, raised or returned. W
 wrong is a :class:`CloudError` (see :mod:`psbridge.errors`).
 """
 
-from psbridge.cloud.apps import ensure_app, ensure_client_secret, find_app, get_app, remove_client_secrets
+from psbridge.cloud.apps import (
+    delete_app,
+    ensure_app,
+    ensure_client_secret,
+    find_app,
+    get_app,
+    remove_client_secrets,
+)
 from psbridge.cloud.consent import (
     STEP3_PERMISSIONS,
     ensure_required_access,
@@ -29,7 +36,7 @@ from psbridge.cloud.consent import (
     resolve_permissions,
     revoke_admin_consent,
 )
-from psbridge.cloud.crm_sp import read_crm_service_principal, trust_certificate
+from psbridge.cloud.crm_sp import read_crm_service_principal, trust_certificate, untrust_certificate
 from psbridge.cloud.graph import GraphClient, GraphError, odata_quote
 from psbridge.cloud.models import (
     AppRegistration,
@@ -74,6 +81,7 @@ __all__ = [
     "SignInError",
     "TeardownReport",
     "TenantLookupError",
+    "delete_app",
     "ensure_app",
     "ensure_client_secret",
     "ensure_required_access",
@@ -93,4 +101,5 @@ __all__ = [
     "tenant_id_from_discovery",
     "tenant_id_from_graph",
     "trust_certificate",
+    "untrust_certificate",
 ]

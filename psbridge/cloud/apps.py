@@ -191,3 +191,9 @@ def remove_client_secrets(graph: GraphClient, app: AppRegistration, *,
         graph.post(f"/applications/{app.object_id}/removePassword", {"keyId": cred["keyId"]})
         removed.append(cred["keyId"])
     return removed
+
+
+def delete_app(graph: GraphClient, app: AppRegistration) -> None:
+    """Delete the app registration (its service principal, secrets and consent go with it)."""
+    graph.delete(f"/applications/{app.object_id}")
+    log.info("%s: deleted app registration %s", app.display_name, app.app_id)

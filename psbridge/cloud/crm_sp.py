@@ -108,3 +108,25 @@ def trust_certificate(graph: GraphClient, der: bytes, *, now: dt.datetime | None
         graph.patch(f"/servicePrincipals/{sp['id']}", {"servicePrincipalNames": [*names, CRM_APP_ID]})
         changes.append(f"added {CRM_APP_ID} to the Dynamics CRM service principal's servicePrincipalNames")
     return changes
+
+
+def untrust_certificate(graph: GraphClient, thumbprint: str) -> list[str]:
+    """The key credentials of this thumbprint taken off the Dynamics CRM service principal.
+
+    The rest of the collection is sent back by ``keyId`` without its ``key`` (Graph keeps what it
+    has). Returns what changed, as sentences; nothing when no credential has that thumbprint.
+    """
+    want = thumbprint.replace(" ", "").upper()
+    found = graph.get_all("/servicePrincipals", {
+        "$filter": f"appId eq {odata_quote(CRM_APP_ID)}", "$select": "id,appId,keyCredentials",
+    })
+    if not found:
+        raise NotFoundInTenant(f"the tenant has no Dynamics CRM service principal (appId {CRM_APP_ID})")
+    sp = found[0]
+    existing = sp.get("keyCredentials", [])
+    kept = [{k: v for k, v in cred.items() if k not in ("key", "displayName")} for cred in existing
+            if _key(cred).thumbprint != want]
+    if len(kept) == len(existing):
+        return []
+    graph.patch(f"/servicePrincipals/{sp['id']}", {"keyCredentials": kept})
+    return [f"removed key credential {want} from the Dynamics CRM service principal"]

@@ -29,6 +29,7 @@ from pypsrp.serializer import TaggedValue
 from pypsrp.shell import SignalCode
 from pypsrp.wsman import WSMan
 
+from psbridge import intents
 from psbridge.remote._pypsrp import session_cipher
 from psbridge.remote.command import Cmd, Pipeline, SecureString, as_statements, display
 from psbridge.remote.errors import (
@@ -222,6 +223,8 @@ class Session:
                 f"opening a PowerShell session on {p.endpoint} failed: {redact(str(e))}"
             ) from None
         self.pools_opened += 1
+        # Who acted on the server, for the run page (nothing is written outside a run).
+        intents.acted_as("winrm", p.user or "the current Windows user", p.server)
         notes = "; ".join(p.security_notes)
         self._record(
             "open",

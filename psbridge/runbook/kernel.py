@@ -36,6 +36,7 @@ from jupyter_client.asynchronous.client import AsyncKernelClient
 from jupyter_client.kernelspec import KernelSpec
 from jupyter_client.manager import AsyncKernelManager
 
+from psbridge.files import owned_temp_name
 from psbridge.intents import ENV_RUNNER_PID
 from psbridge.runbook.zygote import ForkedProcess, ZygoteError
 from psbridge.runbook.zygote import shared as shared_zygote
@@ -67,7 +68,9 @@ def _ipc_dir() -> Path:
     """One private folder a process for the kernels' sockets, removed when the process ends."""
     global _ipc
     if _ipc is None:
-        _ipc = Path(tempfile.mkdtemp(prefix="psbridge-kernels-"))
+        # Named by this process's id: a runner killed with SIGKILL leaves its folder of sockets,
+        # and the next runner removes it.
+        _ipc = Path(tempfile.mkdtemp(prefix=owned_temp_name("psbridge-kernels-")))
         atexit.register(shutil.rmtree, _ipc, True)
     return _ipc
 

@@ -58,6 +58,8 @@ from psbridge.secrets import SecretError, SecretRef, is_reference, redact, resol
 if TYPE_CHECKING:
     import pandas as pd
 
+    from psbridge.signing import Signer
+
 log = logging.getLogger("psbridge.runbook")
 
 SUCCEEDED, FAILED, NOT_RUN, CARRIED, INTERRUPTED = "succeeded", "failed", "not run", "carried", "interrupted"
@@ -260,6 +262,9 @@ class Runner:
         customer_key: str = "customer",
         org_key: str = "organization",
         borrowed: dict[str, tuple[dict[str, Any], str]] | None = None,
+        signer: Signer | None = None,
+        command: list[str] | None = None,
+        batch: dict[str, str] | None = None,
     ) -> None:
         if mode not in ("apply", "plan"):
             raise ParameterError(f"mode is 'apply' or 'plan', not {mode!r}")
@@ -278,6 +283,14 @@ class Runner:
         self.kernels_ahead = kernels_ahead
         # Step kernels forked from a zygote with psbridge imported (psbridge.runbook.zygote).
         self.forked_kernels = forked_kernels and zygote.SUPPORTED
+        # Who signs the record (psbridge.signing), and the command that ran it: the run page shows the
+        # resume command as it must be typed (every option the run had).
+        self.signer = signer
+        self.command = list(command) if command else None
+        # A run of a batch: {"id": ..., "page": the batch page's path relative to this record}, so the
+        # run page links back to the batch's page.
+        self.batch = dict(batch) if batch else None
+        self._head_now: dict[str, Any] = {}
         self.customer = str(params.get(customer_key) or "customer")
         self.org = str(params.get(org_key) or "organization")
         # Steps another org's run did for this one (a batch: its deployment's or tenant's steps,
@@ -440,7 +453,8 @@ class Runner:
         journal = record_dir / intents.JOURNAL
         # The kernels append the intents of their changes to the same journal.
         self.env[intents.ENV_JOURNAL] = str(journal.resolve())
-        intents.append({"event": "run-start", "head": self._head(run_id, started, first, last),
+        self._head_now = self._head(run_id, started, first, last)
+        intents.append({"event": "run-start", "head": self._head_now,
                         "steps": [o.as_dict() for o in outcomes], "references": sorted(self._keep)}, journal)
         self._log(f"run {run_id} of runbook {book.name} for {self.customer}/{self.org}, mode {self.mode}")
         for rec in self.repaired:
@@ -481,7 +495,8 @@ class Runner:
                 writer.write_text("kernels.log", said, keep=frozenset(self._keep))
         intents.append({"event": "run-end", "status": str(status), "failure": failure,
                         "duration_s": round((ended - started).total_seconds(), 3)}, journal)
-        manifest = evidence.write_manifest_from_journal(record_dir, keep=frozenset(self._keep))
+        manifest = evidence.write_manifest_from_journal(record_dir, keep=frozenset(self._keep),
+                                                        signer=self.signer, html=self.html)
         if self._interrupted:
             raise KeyboardInterrupt(f"run stopped; record at {record_dir}")
         return RunResult(book, run_id, record_dir, self.mode, outcomes, manifest)
@@ -503,6 +518,8 @@ class Runner:
             "parameters": dict(self.params),
             "secret_parameters": [n for n in book.secret_parameters if n in self.params],
             "range": {"from": book.steps[first].id, "to": book.steps[last].id},
+            **({"command": self.command} if self.command else {}),
+            **({"batch": self.batch} if self.batch else {}),
         }
 
     def _kernel_manager(self, run_id: str, number: int) -> tuple[Any, Path]:
@@ -569,7 +586,11 @@ class Runner:
         outcome.timings["papermill_total"] = round(time.perf_counter() - t0, 3)
         if kernel is not None and kernel.timings_file is not None:
             calls = timing.read(str(kernel.timings_file))
-            outcome.timings["remote"] = round(calls.get("winrm", 0.0) + calls.get("winrm_open", 0.0), 3)
+            # Remote: the organization's servers, over WinRM/PSRP and the CRM Web API (waiting for
+            # its asynchronous Test & Enable included: the step cannot end before the server does).
+            web = sum(calls.get(k, 0.0) for k in ("webapi", "webapi_signin", "webapi_wait"))
+            outcome.timings["webapi"] = round(web, 3)
+            outcome.timings["remote"] = round(calls.get("winrm", 0.0) + calls.get("winrm_open", 0.0) + web, 3)
             outcome.timings["cloud"] = round(calls.get("graph", 0.0) + calls.get("signin", 0.0), 3)
             kernel.timings_file.unlink(missing_ok=True)
         outcome.ended = dt.datetime.now(dt.UTC)
@@ -593,10 +614,12 @@ class Runner:
         outcome.status = (INTERRUPTED if self._interrupted else FAILED) if outcome.error else SUCCEEDED
         if nb is not None:
             # Written while the next step runs; its page says which run, step and outcome it is.
+            heading = f"{step.stem} — {step.title or step.id}"
             self._record_jobs.append(recorder.submit(
                 writer.write_notebook, step.stem, nb, html=self.html, keep=frozenset(self._keep),
-                title=f"{step.title or step.id} — {self.customer}/{self.org}",
-                header=self._page_header(outcome)))
+                title=f"{heading} — {self.customer}/{self.org} — {outcome.status}",
+                header=self._page_header(outcome), heading=heading,
+                nav=self._page_nav(outcome), status=outcome.status))
         said = outcome.summary(self.mode == "plan")
         self._log(f"step {step.id} {outcome.status} in {outcome.duration} s: {said}")
         if self.progress:
@@ -604,15 +627,21 @@ class Runner:
         return outcome.status == SUCCEEDED
 
     def _page_header(self, outcome: StepOutcome) -> dict[str, str]:
-        return {
-            "run": self._run_id, "runbook": f"{self.book.name} {self.book.version}",
-            "customer / organization": f"{self.customer} / {self.org}",
-            "step": f"{outcome.step.stem} — {outcome.step.title}", "mode": self.mode,
-            "status": outcome.status + (f": {outcome.error}" if outcome.error else ""),
-            "started": outcome.started.isoformat(timespec="seconds") if outcome.started else "",
-            "ended": outcome.ended.isoformat(timespec="seconds") if outcome.ended else "",
-            "operator": f"{_operator()} on {platform.node()}",
-        }
+        from psbridge import runpage
+
+        return runpage.step_header(self._head_now, outcome.as_dict())
+
+    def _page_nav(self, outcome: StepOutcome) -> list[Any]:
+        """The run page, and the steps of this run before and after (after: only when it goes on)."""
+        from psbridge import runpage
+
+        head = self._head_now
+        ran = self.book.steps[self.book.index(head["range"]["from"]):self.book.index(head["range"]["to"]) + 1]
+        i = ran.index(outcome.step)
+        shown = [{"id": s.id, "notebook": s.notebook, "status": "ran"} for s in ran[:i + 1]]
+        if outcome.status == SUCCEEDED and i + 1 < len(ran):
+            shown.append({"id": ran[i + 1].id, "notebook": ran[i + 1].notebook, "status": "ran"})
+        return runpage.step_nav({**head, "steps": shown}, outcome.step.id)
 
     def _check_facts(self, step: StepSpec, recorded: dict[str, Any]) -> list[str]:
         problems = []

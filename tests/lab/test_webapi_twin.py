@@ -370,6 +370,20 @@ def test_msal_device_code_and_refresh(lab: Lab) -> None:
     assert again["access_token"] != got["access_token"]
 
 
+def test_one_users_refresh_token_signs_in_to_another_organization(lab: Lab) -> None:
+    """msal asks for a second organization's token with the first one's refresh token (AD FS's
+    multi-resource refresh token): the token it gets is for the organization asked for."""
+    app = adfs_app(lab)
+    got = app.acquire_token_by_username_password("crmadmin@lab.local", lab.password("crmadmin").reveal(),
+                                                 scopes=scope(lab))
+    assert "access_token" in got, got
+    other = app.acquire_token_silent(scope(lab, "fabrikam"), account=app.get_accounts()[0])
+    assert other and other["token_source"] == "identity_provider"
+    me = requests.get(f"{api(lab, 'fabrikam')}/WhoAmI", verify=lab.config.ca_bundle, timeout=10,
+                      headers={"Authorization": f"Bearer {other['access_token']}"})
+    assert me.status_code == 200, me.headers.get("WWW-Authenticate")
+
+
 @pytest.mark.parametrize(("form", "error", "words"), [
     ({"client_id": "00000000-0000-0000-0000-00000000dead", "grant_type": "password"},
      "invalid_client", "MSIS9607"),

@@ -1,4 +1,5 @@
-"""``psbridge demo``, the README's main command: lab up, whole runbook, a verified record."""
+"""``psbridge demo``, the README's main command: lab up, whole runbook, a verified record; run again, it
+says it reuses the lab."""
 
 from __future__ import annotations
 
@@ -30,3 +31,12 @@ def test_demo_reaches_a_verified_record(lab_keys: Path, tmp_path: Path,
     assert len(records) == 1 and evidence.verify(records[0]) == []
     assert evidence.read_manifest(records[0])["status"] == "complete"
     assert "ready" in (state / "lab.json").read_text(encoding="utf-8")
+    assert "Reusing the lab" not in text and (records[0] / "index.html").exists()
+
+    # Again on the same state: the demo says it reuses that lab, and every step finds its work done.
+    again = CliRunner().invoke(app, ["demo", "--state", str(state), "--records", str(tmp_path / "records")],
+                               env={"COLUMNS": "200"})
+    assert again.exit_code == 0, again.output
+    said = " ".join(again.output.split())
+    assert "Reusing the lab an earlier demo left in" in said and "psbridge demo --fresh" in said, said
+    assert said.count("already done: nothing changed") >= 3, said

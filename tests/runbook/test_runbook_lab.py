@@ -118,7 +118,7 @@ def test_demo_run_reaches_a_verified_record_and_no_secret_is_written(
     assert facts["client_secret_ref"] == p["client_secret"]
     assert facts["s2s_tenant_id"] == facts["tenant_id"]
     names = sorted(x.name for x in result.record_dir.iterdir() if x.name != "kernels.log")
-    assert names == sorted(["journal.jsonl", "manifest.json", "run.log"]
+    assert names == sorted(["journal.jsonl", "manifest.json", "run.log", "index.html"]
                            + [f"{s.stem}.{ext}" for s in BOOK.steps[4:] for ext in ("ipynb", "html")])
 
     # Teardown: S2S works without the setup access, so the secret (stored value too) and consent went.
@@ -151,7 +151,8 @@ def test_demo_run_reaches_a_verified_record_and_no_secret_is_written(
             assert v.encode() not in data, f"a secret value is in {where}"
     manifest = evidence.read_manifest(result.record_dir)
     assert manifest["parameters"]["pfx_password"] == p["pfx_password"]
-    assert set(manifest["secret_parameters"]) == {"winrm_password", "pfx_password", "client_secret"}
+    assert set(manifest["secret_parameters"]) == {"winrm_password", "pfx_password", "client_secret",
+                                                  "crm_password", "adfs_client_secret"}
 
 
 def test_second_run_changes_nothing_and_says_so(lab_env: dict[str, Any]) -> None:
@@ -167,13 +168,16 @@ def test_second_run_changes_nothing_and_says_so(lab_env: dict[str, Any]) -> None
     assert result.facts["thumbprint"] == lab_env["runs"]["first"].facts["thumbprint"]
 
 
-def test_a_step_runs_from_plain_papermill_with_a_params_file(lab_env: dict[str, Any]) -> None:
+@pytest.mark.parametrize("step", BOOK.steps, ids=[s.id for s in BOOK.steps])
+def test_every_step_runs_from_plain_papermill_with_a_params_file(lab_env: dict[str, Any], step: Any) -> None:
+    """The papermill CLI, nothing of psbridge's runner: the stored notebook, a parameter file, the
+    kernel the notebook names. After the demo run there is nothing left to change."""
     assert "first" in lab_env["runs"], "needs the demo run"
     params_file = lab_env["root"] / "params.yaml"
     params_file.write_text(yaml.safe_dump(params(lab_env)), encoding="utf-8")
-    out = lab_env["root"] / "50-tenant-id.out.ipynb"
+    out = lab_env["root"] / f"{Path(step.notebook).stem}.out.ipynb"
     done = subprocess.run(
-        [sys.executable, "-m", "papermill", str(BOOK.notebook_dir / "50-tenant-id.ipynb"), str(out),
+        [sys.executable, "-m", "papermill", str(BOOK.notebook_dir / step.notebook), str(out),
          "-f", str(params_file), "--no-progress-bar"],
         capture_output=True, text=True, timeout=240, env=dict(os.environ), cwd=lab_env["root"],
     )
@@ -182,9 +186,12 @@ def test_a_step_runs_from_plain_papermill_with_a_params_file(lab_env: dict[str, 
 
     from psbridge.runbook.facts import read_facts
 
-    got = read_facts(nbformat.read(out, as_version=4))
-    assert got["changes"] == []
-    assert got["s2s_tenant_id"] == lab_env["runs"]["first"].facts["tenant_id"]
+    executed = nbformat.read(out, as_version=4)
+    assert executed.metadata["papermill"]["parameters"], "papermill injected no parameters"
+    got = read_facts(executed)
+    assert got["changes"] == [], got["changes"]
+    if step.id == "tenant-id":
+        assert got["s2s_tenant_id"] == lab_env["runs"]["first"].facts["tenant_id"]
 
 
 def test_notebooks_run_as_stored_like_in_jupyterlab(lab_env: dict[str, Any]) -> None:

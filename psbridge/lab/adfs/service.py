@@ -234,13 +234,15 @@ class AdfsService:
                          "is invalid or has expired.")
         if self.accounts.find(rec["user"]) is None:
             return error(400, "invalid_grant", "The user of the refresh token is no longer known.")
-        # A multi-resource refresh token (the farm says microsoft_multi_refresh_token): a token for
-        # the resource asked for, another organization's site too; none asked, the token's own.
-        if resource == USERINFO or (not form.get("scope", "").strip() and not form.get("resource")):
+        # A multi-resource refresh token (microsoft_multi_refresh_token in the metadata): asked
+        # for another relying party, AD FS issues a token for that one, as msal asks when one
+        # user signs in to several organizations.
+        if resource != USERINFO:
+            unknown = self._resource_known(resource)
+            if unknown is not None:
+                return unknown
+        else:
             resource, scopes = rec["resource"], rec["scopes"]
-        unknown = self._resource_known(resource)
-        if unknown is not None:
-            return unknown
         # AD FS keeps its refresh token valid until it expires: none is issued in its place.
         return self._tokens(entry, rec["user"], resource, scopes, oidc or ["openid"],
                             rec["auth_time"], refresh=False)

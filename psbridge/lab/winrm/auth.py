@@ -31,6 +31,7 @@ import spnego.channel_bindings
 from spnego.exceptions import NegotiateOptions, SpnegoError
 
 from psbridge.errors import TwinAnswer
+from psbridge.files import owned_temp_name
 
 SPNEGO_ENCRYPTED = "application/HTTP-SPNEGO-session-encrypted"
 BOUNDARY = "Encrypted Boundary"
@@ -79,7 +80,9 @@ class Directory:
 
     def __init__(self, accounts: dict[str, str]) -> None:
         self.accounts = parse_accounts(accounts)
-        fd, name = tempfile.mkstemp(prefix="psbridge-ntlm-", suffix=".txt")
+        # pyspnego's acceptor reads NT hashes from a file; one a killed lab left is removed by the
+        # next lab to start (the file name carries the process id).
+        fd, name = tempfile.mkstemp(prefix=owned_temp_name("psbridge-ntlm-"), suffix=".txt")
         self.ntlm_file = Path(name)
         lines = []
         for a in self.accounts:

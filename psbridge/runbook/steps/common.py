@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from psbridge import certs, secrets
+from psbridge import certs, intents, secrets
 from psbridge.errors import RunbookError
 from psbridge.runbook.deployment import Deployment
 from psbridge.tables import dataframe, html_table
@@ -186,6 +186,7 @@ def sign_in(dep: Deployment, admin_account: str = "") -> SignIn:
 
     signed: SignIn = timed("signin", sign_in_device_code)(dep.cloud, dep.tenant,
                                                           account=admin_account or None)
+    intents.acted_as("entra", signed.username or signed.client_id, signed.tenant_id or dep.tenant)
     return signed
 
 
@@ -304,6 +305,7 @@ def web_api(dep: Deployment, target: WebApiTarget) -> Any:
         adfs_client_secret=client_secret, adfs_sign_in=target.sign_in, ca_bundle=target.ca_bundle or None,
         organization=dep.organization)
     instrument(api, "request", "webapi")
+    intents.acted_as("crm", target.user or "the current Windows user", target.url)
     # A notebook that stops at a failing cell never reaches its closing cell.
     atexit.register(api.close)
     return api

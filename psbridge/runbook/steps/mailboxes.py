@@ -281,7 +281,9 @@ def enable_mailboxes(api: WebApi, state: MailboxesState, *, plan: bool = False, 
     watched = [r.mailbox.id for r in [*to_test, *waiting] if r.mailbox is not None]
     shown: list[Any] = []
     if watched:
-        boxes = wait_for_tests(api, watched, timeout, report)
+        from psbridge.runbook.timing import timed
+
+        boxes = wait_for_tests(api, watched, timeout, report, sleep=timed("webapi_wait", time.sleep))
         good = sum(1 for b in boxes.values() if b.enabled)
         bad = sum(1 for b in boxes.values() if b.failed)
         left = len(watched) - good - bad

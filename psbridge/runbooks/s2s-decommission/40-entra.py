@@ -1,0 +1,89 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     notebook_metadata_filter: -jupytext.text_representation
+#   kernelspec:
+#     display_name: Python 3 (psbridge)
+#     language: python
+#     name: psbridge
+# ---
+
+# %% [markdown]
+# # The key credential off the Dynamics CRM service principal, the setup app deleted
+#
+# **Purpose.** Entra ID stops trusting the certificate (its key credential leaves the Dynamics CRM service
+# principal; kept on the same terms as the certificate), and the setup app registration, which only the setup
+# needed, is deleted with its service principal.
+#
+# **What changes where.** The tenant, through Microsoft Graph.
+#
+# **Roll back.** `exchange-online-s2s` steps 30 and 40 register an app and trust a certificate again.
+
+# %% tags=["parameters"]
+# Parameters (papermill -p NAME VALUE, -f params.yaml, or psbridge run). Secrets are references.
+customer: str = "demo"                                                  # short name of the customer; records go to records/<customer>/<organization>/
+organization: str = "contoso"                                           # CRM organization unique name (Get-CrmOrganization -Name)
+lab: str = "auto"                                                       # 'auto' (the running lab, PSBRIDGE_LAB_STATE), a lab state directory or lab.json; empty for a real deployment
+servers: list[str] = []                                                 # CRM servers running the Asynchronous Processing Service: NAME https://host:5986/wsman each (in the lab, names or empty for all)
+deployment_server: str = ""                                             # the server with the Deployment Tools role (default the first server)
+winrm_scheme: str = "http"                                              # WinRM transport (http uses NTLM/Kerberos message encryption)
+winrm_user: str = ""                                                    # DOMAIN\user, local administrator and CRM deployment administrator (in the lab: LAB\crmadmin)
+winrm_password: str = "lab:accounts/crmadmin"                           # where that account's password is kept
+ca_bundle: str = ""                                                     # CA bundle that issued the servers' WinRM HTTPS certificates
+tools_folder: str = "C:\\Program Files\\Microsoft Dynamics CRM\\Tools"  # the CRM Tools folder holding CertificateReconfiguration.ps1 and ConfigureCrmServerSideSync.ps1
+service_account: str = ""                                               # identity of the CRM Asynchronous Processing Service (DOMAIN\user or Network Service); in the lab: from lab.json
+cloud: str = "lab"                                                      # which Entra ID cloud; 'lab' is the embedded lab's twin
+tenant: str = ""                                                        # Entra ID tenant, domain (contoso.onmicrosoft.com) or GUID; in the lab empty means the twin's
+confirm: str = ""                                                       # the organization's unique name, to confirm the decommission (nothing changes without it; a plan needs none)
+sharepoint_integration: bool = False                                    # SharePoint server-based integration signs with the deployment's S2S certificate: keep the certificate and its key credential
+admin_account: str = ""                                                 # the administrator who signs in with a device code (empty to choose when signing in)
+app_name: str = "psbridge server-side sync"                             # display name of the app registration in Entra ID
+thumbprints: list[str] = []                                             # fact from 00-plan: the S2S certificates (S2STokenIssuer, AlternativeS2STokenIssuer) found before anything was removed
+plan: bool = False                                                      # True: read-only, only say what would change
+
+# %%
+from psbridge.runbook import record_changes
+from psbridge.runbook.deployment import Deployment
+from psbridge.runbook.steps import decommission as step
+
+step.require_confirmation(organization, confirm, plan=plan)
+
+# %%
+dep = Deployment.from_params(
+    organization, lab=lab, servers=servers, deployment_server=deployment_server, winrm_scheme=winrm_scheme,
+    winrm_user=winrm_user, winrm_password=winrm_password, ca_bundle=ca_bundle, tools_folder=tools_folder,
+    service_account=service_account, cloud=cloud, tenant=tenant,
+)
+dep
+graph = step.graph_client(dep, step.sign_in(dep, admin_account))
+
+# %% [markdown]
+# ## Before
+
+# %%
+before = step.remaining(dep, graph, None, "", app_name, thumbprints, sharepoint_integration=sharepoint_integration)
+before
+
+# %% [markdown]
+# ## Action
+
+# %%
+users = step.users_of_s2s(dep)
+action = step.remove_key_credential(graph, thumbprints, users, sharepoint_integration=sharepoint_integration,
+                                    plan=plan)
+action += step.delete_setup_app(graph, app_name, plan=plan)
+action
+
+# %% [markdown]
+# ## After
+
+# %%
+after = step.remaining(dep, graph, None, "", app_name, thumbprints, sharepoint_integration=sharepoint_integration)
+after
+
+# %%
+record_changes(action)
+
+# %%
+dep.close()  # ends the PowerShell sessions (WinRM shells) this step opened on the servers

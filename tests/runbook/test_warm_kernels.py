@@ -1,0 +1,170 @@
+"""Warm kernels, forked or started the ordinary way: what a step can rely on.
+
+- every step runs in a process of its own, whose namespace, module state, environment and
+  remembered secrets hold nothing of an earlier step's — forked from the zygote or not;
+- a forked kernel is the zygote's child and runs this interpreter; a zygote that has died is
+  started anew, and one that cannot fork leaves the kernel to start the ordinary way;
+- a kernel that died while waiting for its step is not handed out: it is replaced, and the
+  replacement is said (the pool's events, which the run's log and record carry).
+
+The notebooks are made here and run in real kernels through papermill, as the steps do.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import pytest
+import yaml
+
+from psbridge.runbook import definition, zygote
+from psbridge.runbook import kernel as kernel_module
+from psbridge.runbook.kernel import KERNEL_NAME, kernel_manager_class
+from psbridge.runbook.runner import Runner
+from psbridge.runbook.warm import KernelPool
+
+pytestmark = pytest.mark.skipif(not zygote.SUPPORTED, reason="kernels are forked only where os.fork is")
+
+# Step one leaves every kind of state a step could leave; step two looks for each.
+LEAVE = """\
+import os, sys
+import psbridge.runbook as runbook_module
+from psbridge import secrets
+from psbridge.runbook import record
+LEFT_BEHIND = "a global of step one"
+runbook_module._left_by_step_one = True
+os.environ["PSBRIDGE_LEFT_BY_STEP_ONE"] = "1"
+sys.modules["left_by_step_one"] = runbook_module
+secrets.remember(["step-one-remembered-value"])
+record("first_pid", os.getpid())
+record("first_parent", os.getppid())
+record("first_python", sys.executable)
+"""
+LOOK = """\
+import os, sys
+import psbridge.runbook as runbook_module
+from psbridge import secrets
+from psbridge.runbook import record
+found = [what for what, there in [
+    ("a global", "LEFT_BEHIND" in globals()),
+    ("module state", hasattr(runbook_module, "_left_by_step_one")),
+    ("an environment variable", "PSBRIDGE_LEFT_BY_STEP_ONE" in os.environ),
+    ("a module", "left_by_step_one" in sys.modules),
+    ("a remembered secret", "step-one-remembered-value" not in secrets.redact("step-one-remembered-value")),
+] if there]
+record("found", found)
+record("second_pid", os.getpid())
+record("second_parent", os.getppid())
+"""
+
+
+def _notebook(path: Path, body: str) -> None:
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": KERNEL_NAME, "display_name": "Python 3 (psbridge)",
+                                 "language": "python"}
+    cell = nbformat.v4.new_code_cell("plan: bool = False")
+    cell.metadata["tags"] = ["parameters"]
+    nb.cells = [nbformat.v4.new_markdown_cell("# step"), cell, nbformat.v4.new_code_cell(body)]
+    nbformat.write(nb, path)
+
+
+@pytest.fixture(scope="module")
+def book(tmp_path_factory: pytest.TempPathFactory) -> definition.Runbook:
+    root = tmp_path_factory.mktemp("isolation")
+    (root / "nb").mkdir()
+    _notebook(root / "nb" / "10-leave.ipynb", LEAVE)
+    _notebook(root / "nb" / "20-look.ipynb", LOOK)
+    spec = {
+        "name": "isolation", "notebooks": "nb",
+        "parameters": {"customer": {"type": "str", "required": True},
+                       "org": {"type": "str", "required": True}},
+        "facts": {"first_pid": {"type": "int"}, "first_parent": {"type": "int"},
+                  "first_python": {"type": "str"}, "found": {"type": "list"},
+                  "second_pid": {"type": "int"}, "second_parent": {"type": "int"}},
+        "steps": [
+            {"id": "leave", "notebook": "10-leave.ipynb",
+             "produces": ["first_pid", "first_parent", "first_python"]},
+            {"id": "look", "notebook": "20-look.ipynb", "produces": ["found", "second_pid", "second_parent"]},
+        ],
+    }
+    (root / "isolation.yaml").write_text(yaml.safe_dump(spec), encoding="utf-8")
+    return definition.load(root / "isolation.yaml")
+
+
+def _run(book: definition.Runbook, tmp_path: Path, **kw: Any) -> Any:
+    result = Runner(book, {"customer": "c", "org": "o"}, records_root=tmp_path / "records", html=False,
+                    **kw).run()
+    assert result.ok, result.table().to_string()
+    return result
+
+
+@pytest.mark.parametrize("forked", [True, False], ids=["forked", "ordinary"])
+def test_a_step_sees_nothing_of_the_step_before(book: definition.Runbook, tmp_path: Path,
+                                                forked: bool) -> None:
+    facts = _run(book, tmp_path, forked_kernels=forked).facts
+    assert facts["found"] == [], f"step two found {facts['found']} left by step one"
+    assert facts["first_pid"] != facts["second_pid"]
+    assert facts["first_python"] == sys.executable
+    if forked:
+        forks = zygote.shared()
+        assert forks is not None
+        assert facts["first_parent"] == facts["second_parent"] == forks.process.pid
+    else:
+        assert facts["first_parent"] == facts["second_parent"] == os.getpid()
+
+
+def test_a_dead_zygote_is_started_anew(book: definition.Runbook, tmp_path: Path) -> None:
+    before = zygote.shared()
+    assert before is not None
+    before.process.kill()
+    before.process.wait(timeout=10)
+    facts = _run(book, tmp_path).facts
+    after = zygote.shared()
+    assert after is not None and after is not before
+    assert facts["first_parent"] == after.process.pid != before.process.pid
+
+
+def test_a_zygote_that_cannot_fork_leaves_the_ordinary_start(book: definition.Runbook, tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch,
+                                                              caplog: pytest.LogCaptureFixture) -> None:
+    # A real zygote, killed: asked to fork, it cannot answer, as when it dies between two steps.
+    dead = zygote.Zygote()
+    dead.process.kill()
+    dead.process.wait(timeout=10)
+    monkeypatch.setattr(kernel_module, "shared_zygote", lambda: dead)
+    monkeypatch.setattr(zygote, "shared", lambda: dead)
+    with caplog.at_level("WARNING", logger=kernel_module.__name__):
+        facts = _run(book, tmp_path).facts
+    assert facts["found"] == []
+    assert facts["first_parent"] == facts["second_parent"] == os.getpid()
+    assert "starting the kernel the ordinary way" in caplog.text
+
+
+@pytest.mark.parametrize("forked", [True, False], ids=["forked", "ordinary"])
+def test_a_kernel_that_died_while_waiting_is_replaced_and_said(tmp_path: Path, forked: bool) -> None:
+    def manager_for(number: int) -> tuple[Any, Path | None]:
+        manager = kernel_manager_class({}, tmp_path / "kernels.log", forked=forked)(kernel_name=KERNEL_NAME)
+        return manager, None
+
+    with KernelPool(partial(manager_for), ahead=1) as pool:
+        waiting = pool._pending[0].result(timeout=120)  # the kernel started ahead of the first step
+        doomed = waiting.pid
+        assert doomed is not None and waiting.alive()
+        os.kill(doomed, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while waiting.alive() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        got = pool.take()
+        try:
+            assert got.alive() and got.pid != doomed
+            assert len(pool.events) == 1 and f"(pid {doomed})" in pool.events[0]
+            assert "had died; it was replaced" in pool.events[0]
+        finally:
+            pool.discard(got)
