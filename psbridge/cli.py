@@ -89,6 +89,35 @@ def run(
 
 
 @app.command()
+def batch(
+    inventory: Annotated[Path, typer.Argument(metavar="INVENTORY", help="the inventory: a .csv or .yaml, one "
+                                              "row per organization")],
+    runbook: RunbookOpt = None,
+    parallel: Annotated[int, typer.Option("--parallel", min=1, max=64, help="organizations run at once "
+                                          "(worker processes) without --cluster")] = 2,
+    plan: Annotated[bool, typer.Option(
+        "--plan", help="say what each step would change; change nothing")] = False,
+    only: Annotated[str | None, typer.Option("--only", help="run this one step for every org")] = None,
+    start: Annotated[str | None, typer.Option("--from", help="run every org from this step")] = None,
+    orgs: Annotated[str | None, typer.Option(
+        "--orgs", help="only the orgs matching this pattern (customer/org, org, deployment or customer; "
+        "* and ? as in a shell)")] = None,
+    cluster: Annotated[str | None, typer.Option("--cluster", help="a Dask scheduler to send the work to: "
+                                                "tcp://HOST:8786")] = None,
+    records: RecordsOpt = Path("records"),
+) -> None:
+    """Run the runbook for every organization of an inventory: deployment-wide steps once per deployment,
+    never two at once on one deployment or tenant; failures isolated; resumable; a batch record.
+
+    Exit codes: 0 all complete, 1 some failed or blocked, 2 bad input (nothing ran), 3 stopped by Ctrl-C.
+    """
+    from psbridge.batch import command
+
+    raise typer.Exit(command.run(inventory, runbook, records, parallel=parallel, plan=plan, only=only,
+                                 start=start, orgs=orgs, cluster=cluster))
+
+
+@app.command()
 def plan(
     params_file: Annotated[Path, typer.Argument(metavar="PARAMS.yaml", help="the customer's parameter file")],
     runbook: RunbookOpt = None,
@@ -138,11 +167,19 @@ def demo(
     state: Annotated[Path | None, typer.Option("--state", help="lab state directory")] = None,
     records: RecordsOpt = Path("records"),
     organization: Annotated[str, typer.Option("--organization", help="the lab organization")] = "contoso",
+    batch: Annotated[bool, typer.Option("--batch", help="a small fleet instead: psbridge batch over "
+                                        "--deployments labs of --orgs organizations each")] = False,
+    deployments: Annotated[int, typer.Option("--deployments", min=1, max=20, help="with --batch")] = 2,
+    orgs: Annotated[int, typer.Option("--orgs", min=1, max=8, help="with --batch: organizations each")] = 2,
     fresh: Annotated[bool, typer.Option("--fresh", help="start a new lab, forgetting the one an earlier demo "
                                         "left (otherwise it is reused, and every step finds its work done)")
                      ] = False,
 ) -> None:
     """Start the lab, run the whole runbook for a demo org, verify the record."""
+    if batch:
+        from psbridge.batch import demo as batch_demo
+
+        raise typer.Exit(batch_demo.run(state, records, deployments=deployments, orgs=orgs))
     from psbridge.runbook import cli_support
 
     raise typer.Exit(cli_support.demo(state, records, organization, fresh=fresh))

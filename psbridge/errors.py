@@ -18,6 +18,7 @@ defined beside the lab code that raises it rather than here: those never leave t
     │   ├── ValidationError [BridgeError]    one input of a remote operation; ``field`` names it
     │   ├── ProfileError [BridgeError]       a connection profile that would be unsafe or cannot work
     │   ├── ParamsError                      (in psbridge.runbook.params) a parameter file's problems
+    │   ├── InventoryError                   (in psbridge.batch.inventory) a batch inventory's problems
     │   ├── FactError                        (in psbridge.runbook.facts) a fact that cannot be recorded
     │   └── Confirmation                     (in psbridge.runbook.steps.decommission) not confirmed
     ├── BridgeError                          PowerShell on a server, over WinRM/PSRP
@@ -62,6 +63,7 @@ defined beside the lab code that raises it rather than here: those never leave t
     │   ├── StepError                        (in psbridge.runbook.steps.common) a step cannot go on
     │   ├── KernelError                      (in psbridge.runbook.warm) no kernel could be had for a step
     │   ├── RunError                         (in psbridge.runbook.runner) a run cannot start
+    │   ├── ClusterError                     (in psbridge.batch.engine) no Dask cluster for a batch
     │   └── ZygoteError                      (in psbridge.runbook.zygote) no kernel forked: start one anew
     └── LabError                             the embedded lab: it cannot start, or lacks what was asked
         ├── LabConfigError                   no lab description, or one that lacks what was asked for

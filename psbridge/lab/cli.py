@@ -107,6 +107,9 @@ def up(
     webapi: WebApiOpt = None,
     foreground: Annotated[bool, typer.Option("--foreground", help="serve here until Ctrl-C")] = False,
     timeout: Annotated[float, typer.Option("--timeout", help="seconds to wait until it is ready")] = 60.0,
+    deployments: Annotated[int, typer.Option(
+        "--deployments", min=0, max=200, help="a fleet: this many deployments, each its own lab in "
+        "STATE/depNN with --servers and --orgs, and STATE/inventory.yaml for psbridge batch")] = 0,
 ) -> None:
     """Start the lab on loopback (in the background unless --foreground) and write lab.json.
 
@@ -121,6 +124,25 @@ def up(
         err.print("--legacy-servers cannot exceed --servers")
         raise typer.Exit(2)
     _check_webapi(webapi)
+    if deployments:
+        from psbridge.lab import fleet
+
+        if foreground:
+            err.print("--deployments starts labs in the background: no --foreground")
+            raise typer.Exit(2)
+        try:
+            configs = fleet.up(where, deployments, _shape_args(servers, orgs, legacy_servers, no_cloud, host,
+                                                               webapi), timeout)
+        except (LabError, WorldError, OSError, ValueError) as e:
+            err.print(f"cannot start the fleet: {e}")
+            raise typer.Exit(1) from None
+        for name, config in configs.items():
+            console.print(f"{name}: lab {config.state_dir} (pid {config.pid}), servers "
+                          f"{', '.join(s.name for s in config.servers)}, organizations "
+                          f"{', '.join(o.name for o in config.organizations)}", soft_wrap=True, markup=False)
+        console.print(f"inventory for psbridge batch: {where / fleet.INVENTORY}", soft_wrap=True,
+                      markup=False)
+        return
     already = background.running(where)
     if already is not None:
         console.print(f"a lab is already running for {where} (pid {already.pid})")
@@ -159,6 +181,12 @@ def down(
     from psbridge.lab import background
 
     where = _state(state)
+    from psbridge.lab import fleet
+
+    if fleet.members(where) is not None:
+        for member, stopped in fleet.down(where, timeout):
+            console.print(f"{member.name}: " + (f"lab stopped (pid {stopped})" if stopped else "not running"))
+        return
     pid = background.shutdown(where, timeout)
     if pid is None:
         console.print(f"no lab is running for {where}")

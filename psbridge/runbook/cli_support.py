@@ -174,6 +174,11 @@ def verify(record_dir: Path, repair: bool = False, signer: str | None = None) ->
 
     console = _console()
     where = escape(str(record_dir))
+    from psbridge.batch import record as batch_record
+
+    if batch_record.is_batch(record_dir):
+        # A batch's record: its own files, then each org's record it names (signatures: per org, not here).
+        return _verify_batch(console, record_dir)
     try:
         expected = signing.expected_signer(signer) if signer else None
     except signing.SigningError as e:
@@ -219,6 +224,28 @@ def verify(record_dir: Path, repair: bool = False, signer: str | None = None) ->
     else:
         _say_state(console, where, found)
     return int(verdict)
+
+
+def _verify_batch(console: Console, batch_dir: Path) -> int:
+    """A batch record: its own files, each org's manifest as hashed there, each org's record intact."""
+    from psbridge.batch import record as batch_record
+
+    where = escape(str(batch_dir))
+    problems = batch_record.verify(batch_dir)
+    manifest = evidence.read_manifest(batch_dir)
+    if problems:
+        console.print(f"[red]{where}: TAMPERED — {len(problems)} difference(s)[/]")
+        for p in problems:
+            console.print(f"  {escape(p)}")
+        return int(evidence.Verdict.TAMPERED)
+    orgs = manifest.get("orgs", [])
+    state = str(manifest.get("status"))
+    colour = "green" if state == "complete" else "yellow" if state == "interrupted" else "red"
+    recorded = sum(1 for o in orgs if o.get("record"))
+    console.print(f"[{colour}]{where}: intact batch, {state.upper()}[/] — its files and the records of "
+                  f"{recorded} of {len(orgs)} organizations match their manifests")
+    verdicts = {"complete": evidence.Verdict.COMPLETE, "interrupted": evidence.Verdict.INTERRUPTED}
+    return int(verdicts.get(state, evidence.Verdict.FAILED))
 
 
 def _say_state(console: Console, where: str, found: evidence.Inspection) -> None:

@@ -261,6 +261,7 @@ class Runner:
         forked_kernels: bool = True,
         customer_key: str = "customer",
         org_key: str = "organization",
+        borrowed: dict[str, tuple[dict[str, Any], str]] | None = None,
         signer: Signer | None = None,
         command: list[str] | None = None,
         batch: dict[str, str] | None = None,
@@ -292,6 +293,10 @@ class Runner:
         self._head_now: dict[str, Any] = {}
         self.customer = str(params.get(customer_key) or "customer")
         self.org = str(params.get(org_key) or "organization")
+        # Steps another org's run did for this one (a batch: its deployment's or tenant's steps,
+        # run once by the deployment's first org): step id -> (its facts, where they come from).
+        # They are carried into this record, not run again.
+        self.borrowed = dict(borrowed or {})
         self._log_lines: list[str] = []
         self._interrupted = False
         self._kernel_log = new_stderr_log()
@@ -412,6 +417,14 @@ class Runner:
         writer = evidence.RecordWriter.at(record_dir)
         outcomes = [StepOutcome(s) for s in book.steps]
         known: dict[str, Any] = {k: v for k, v in self.params.items() if k in book.facts}
+        for i in range(last + 1):
+            step_id = book.steps[i].id
+            if step_id in self.borrowed:
+                facts, source = self.borrowed[step_id]
+                outcomes[i].status = CARRIED
+                outcomes[i].carried_from = source
+                outcomes[i].facts = {k: v for k, v in facts.items() if k != factmod.CHANGES}
+                known.update({k: v for k, v in outcomes[i].facts.items() if k in book.facts})
         if first > 0:
             by_step, origin = latest_facts(self.records_root, self.customer, self.org, first, book)
             carried = {k: v for f in by_step.values() for k, v in f.items() if k in book.facts}
@@ -455,6 +468,8 @@ class Runner:
                 ThreadPoolExecutor(max_workers=1, thread_name_prefix="psbridge-record") as recorder:
             for i in range(first, last + 1):
                 outcome = outcomes[i]
+                if outcome.status == CARRIED:
+                    continue  # borrowed: done by another org's run, its facts already known
                 intents.append({"event": "step-start", "step": outcome.step.id}, journal)
                 ok = self._run_step(outcome, known, writer, pool, recorder)
                 intents.append({"event": "step-end", "outcome": outcome.as_dict()}, journal)
