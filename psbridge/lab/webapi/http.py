@@ -17,11 +17,9 @@ import base64
 import contextlib
 import logging
 import socket
-import socketserver
 import ssl
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
@@ -30,6 +28,7 @@ from spnego.channel_bindings import GssChannelBindings
 
 from psbridge.lab import faults
 from psbridge.lab.entra.wire import Request
+from psbridge.lab.httpserver import LabHTTPServer
 from psbridge.lab.webapi.knobs import JsonKnobs
 from psbridge.lab.webapi.service import Reply, Site, TokenRefused, WebApiService, unauthorized
 from psbridge.lab.winrm import auth
@@ -45,7 +44,7 @@ IIS_403_7 = (
 )
 
 
-class WebApiHTTPServer(ThreadingHTTPServer):
+class WebApiHTTPServer(LabHTTPServer):
     daemon_threads = True
     block_on_close = False
 
@@ -62,18 +61,9 @@ class WebApiHTTPServer(ThreadingHTTPServer):
         self.bindings = bindings
         self.requires_client_certificate = requires_client_certificate
         self._contexts: dict[str, ssl.SSLContext] = {}
-        self._open: set[socket.socket] = set()
-        self._open_lock = threading.Lock()
         super().__init__(address, WebApiHandler)
 
-    def server_bind(self) -> None:
-        # HTTPServer.server_bind asks DNS for the host's FQDN, which can stall; loopback needs none.
-        socketserver.TCPServer.server_bind(self)
-        host, port = self.server_address[:2]
-        self.server_name = str(host)
-        self.server_port = int(port)
-
-    def context(self) -> ssl.SSLContext:
+    def tls_context(self) -> ssl.SSLContext:
         mode = "tls" if not self.requires_client_certificate else str(self.knobs.get("client_certificate"))
         ctx = self._contexts.get(mode)
         if ctx is None:
@@ -86,46 +76,6 @@ class WebApiHTTPServer(ThreadingHTTPServer):
                 ctx.load_verify_locations(str(self.ca_bundle))
             self._contexts[mode] = ctx
         return ctx
-
-    def finish_request(self, request: Any, client_address: Any) -> None:
-        with contextlib.suppress(OSError):
-            request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        try:
-            request.settimeout(30)
-            request = self.context().wrap_socket(request, server_side=True)
-            request.settimeout(None)
-        except (ssl.SSLError, OSError) as e:
-            log.debug("TLS handshake with %s failed: %s", client_address, e)
-            return
-        with self._open_lock:
-            self._open.add(request)
-        try:
-            WebApiHandler(request, client_address, self)
-        except (ssl.SSLError, ConnectionError, TimeoutError) as e:
-            # TLS 1.3 finishes the client's handshake before the server has checked its certificate:
-            # the refusal comes on the first read.
-            log.debug("connection from %s ended: %s", client_address, e)
-        finally:
-            with self._open_lock:
-                self._open.discard(request)
-            with contextlib.suppress(OSError):
-                request.close()
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        import sys
-
-        error = sys.exc_info()[1]
-        if isinstance(error, ConnectionError | TimeoutError | ssl.SSLError):
-            log.debug("connection from %s ended: %s", client_address, error)
-            return
-        super().handle_error(request, client_address)
-
-    def drop_connections(self) -> None:
-        with self._open_lock:
-            conns = list(self._open)
-        for conn in conns:
-            with contextlib.suppress(OSError):
-                conn.shutdown(socket.SHUT_RDWR)
 
     @property
     def url(self) -> str:

@@ -11,17 +11,16 @@ import base64
 import contextlib
 import logging
 import socket
-import socketserver
 import ssl
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
 from spnego.channel_bindings import GssChannelBindings
 
 from psbridge.lab.faults import drop_counter, read_faults
+from psbridge.lab.httpserver import LabHTTPServer
 from psbridge.lab.winrm import auth
 from psbridge.lab.winrm.auth import Account, AuthFailed, Directory, NegotiateAcceptor
 from psbridge.lab.winrm.service import WinRMService
@@ -32,7 +31,7 @@ SOAP = "application/soap+xml;charset=UTF-8"
 MAX_BODY = 10 * 1024 * 1024
 
 
-class WinRMHTTPServer(ThreadingHTTPServer):
+class WinRMHTTPServer(LabHTTPServer):
     daemon_threads = True
     block_on_close = False
 
@@ -46,56 +45,10 @@ class WinRMHTTPServer(ThreadingHTTPServer):
         self.ssl_context = ssl_context
         self.bindings = bindings
         self.scheme = "https" if ssl_context else "http"
-        self._open: set[socket.socket] = set()
-        self._open_lock = threading.Lock()
         super().__init__(address, WinRMHandler)
 
-    def server_bind(self) -> None:
-        # HTTPServer.server_bind asks DNS for the host's FQDN, which can stall; loopback needs none.
-        socketserver.TCPServer.server_bind(self)
-        host, port = self.server_address[:2]
-        self.server_name = str(host)
-        self.server_port = int(port)
-
-    def finish_request(self, request: Any, client_address: Any) -> None:
-        # Small answers must not wait for the client's delayed ACK (Nagle): ~40 ms a request.
-        with contextlib.suppress(OSError):
-            request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        if self.ssl_context is not None:
-            try:
-                request.settimeout(30)
-                request = self.ssl_context.wrap_socket(request, server_side=True)
-                request.settimeout(None)
-            except (ssl.SSLError, OSError):
-                return
-        with self._open_lock:
-            self._open.add(request)
-        try:
-            WinRMHandler(request, client_address, self)
-        finally:
-            with self._open_lock:
-                self._open.discard(request)
-            with contextlib.suppress(OSError):
-                request.close()
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        # A client that went away mid-answer (Ctrl-C, a killed process) is normal for a server:
-        # logged, not printed as a traceback on the lab's standard error.
-        import sys
-
-        error = sys.exc_info()[1]
-        if isinstance(error, ConnectionError | TimeoutError | ssl.SSLError):
-            log.debug("connection from %s ended: %s", client_address, error)
-            return
-        super().handle_error(request, client_address)
-
-    def drop_connections(self) -> None:
-        """Cut every open connection (the lab is stopping)."""
-        with self._open_lock:
-            conns = list(self._open)
-        for conn in conns:
-            with contextlib.suppress(OSError):
-                conn.shutdown(socket.SHUT_RDWR)
+    def tls_context(self) -> ssl.SSLContext | None:
+        return self.ssl_context
 
 
 class WinRMHandler(BaseHTTPRequestHandler):
