@@ -20,6 +20,10 @@ zygote (a new lab for each, so each first run changes everything), and the ratio
   the step that runs;
 - time from ``psbridge run`` starting (a new process) to the first step's first cell.
 
+The kernel zygote of this process is started as the lab is, as ``psbridge demo`` and ``psbridge
+run`` start theirs on entry: the first run's wall does not wait for its imports, and the time to
+the first cell (a new process) is where that start shows.
+
 ``--pace`` is the lab's PSBRIDGE_LAB_PACE: 0 (the default here) answers at once, so the ratio
 compares psbridge with the protocol work alone; 1 adds the official scripts' real durations.
 """
@@ -41,7 +45,7 @@ from typing import Any
 
 import yaml
 
-from psbridge.runbook.cli_support import run_demo
+from psbridge.runbook.cli_support import run_demo, start_zygote
 from psbridge.runbook.runner import RunResult
 
 
@@ -224,6 +228,8 @@ def main() -> None:
             state = root / f"lab-{int(forked)}"
             os.environ["PSBRIDGE_LAB_STATE"] = str(state)
             os.environ["PSBRIDGE_TOKEN_CACHE"] = str(state / "msal")  # a new lab's tokens
+            if forked:
+                start_zygote()  # as `psbridge demo` and `psbridge run` do: it warms while the lab starts
             subprocess.run([*lab_cli, "up", "--state", str(state)], check=True, capture_output=True)
             try:
                 results[forked] = (how, *measure(state, root / f"records-{int(forked)}", args, forked))

@@ -189,6 +189,47 @@ def inspect_pfx(path: Path, password: Secret | None) -> CertificateInfo:
     return describe(entry.certificate, bundle.key, name)
 
 
+def inspect_pfx_remembered(path: Path, password: Secret | None, memo_dir: Path, *,
+                           open_it: bool = False) -> CertificateInfo:
+    """:func:`inspect_pfx`, remembered in ``memo_dir`` by the SHA-256 of the PFX's bytes.
+
+    Opening a PFX costs its key derivation (tens of milliseconds, 50,000 rounds a bag), and each
+    step after the certificate's reads the same file again in a new kernel. What is remembered is
+    the public certificate and whether the file held its private key, as they were the one time
+    the PFX opened with its password; the same bytes hold the same certificate. The password is
+    not remembered in any form: where the key itself is used (the upload to a server) the PFX is
+    opened with it again. ``open_it``: open the PFX (the password checked) whatever is remembered.
+    """
+    import base64
+    import dataclasses
+    import hashlib
+    import json
+
+    try:
+        data = Path(path).read_bytes()
+    except FileNotFoundError:
+        raise CertificateError(f"no PFX at {path}", []) from None
+    memo = Path(memo_dir) / f"{hashlib.sha256(data).hexdigest()}.json"
+    try:
+        if open_it:
+            raise FileNotFoundError(memo)
+        known = json.loads(memo.read_text(encoding="utf-8"))
+        cert = x509.load_der_x509_certificate(base64.b64decode(known["der"]))
+        return dataclasses.replace(describe(cert, None, known.get("friendly_name")),
+                                   has_private_key=bool(known["has_private_key"]),
+                                   key_matches=bool(known["key_matches"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        pass  # not remembered yet, or unreadable: open the PFX itself
+    info = inspect_pfx(path, password)
+    memo.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(memo, json.dumps({
+        "thumbprint": info.thumbprint, "der": base64.b64encode(info.der).decode(),
+        "has_private_key": info.has_private_key, "key_matches": info.key_matches,
+        "friendly_name": info.friendly_name,
+    }, indent=1) + "\n")
+    return info
+
+
 def validate_pfx(path: Path, password: Secret | None) -> CertificateInfo:
     """:func:`inspect_pfx`, then refuse a certificate unfit for S2S, naming every reason."""
     info = inspect_pfx(path, password)

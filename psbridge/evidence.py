@@ -159,8 +159,12 @@ def _scrub_value(value: Any, keep: frozenset[str] = frozenset()) -> Any:
 def scrub(nb: Any, keep: frozenset[str] = frozenset()) -> Any:
     """The notebook with every known secret value masked in every string (sources and outputs)."""
     # Through the on-disk JSON form, so that multi-line text split into lists is scrubbed too,
-    # then read back (which joins the lines again, as nbconvert expects).
-    return nbformat.reads(json.dumps(_scrub_value(json.loads(nbformat.writes(nb)), keep)), as_version=4)
+    # then read back (which joins the lines again, as nbconvert expects). nbformat's v4 JSON
+    # writer and reader, not nbformat.writes/reads: those validate against the schema each time
+    # (a tenth of a second a step), and the notebook is validated when its file is written.
+    from nbformat.v4 import nbjson
+
+    return nbjson.reads(json.dumps(_scrub_value(json.loads(nbjson.writes(nb)), keep)))
 
 
 # --- writing --------------------------------------------------------------------------------

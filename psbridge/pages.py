@@ -23,6 +23,7 @@ sanitised, with bleach as nbconvert's ``SanitizeHTML`` uses it (the exporter, by
 from __future__ import annotations
 
 import base64
+import functools
 import html
 import threading
 from collections.abc import Iterable, Sequence
@@ -141,6 +142,9 @@ def _clean(fragment: str) -> str:
         return str(_cleaner.clean(fragment))  # a Cleaner is not thread-safe
 
 
+# A notebook's markdown and code are the same in every run of its step, and in every org of a
+# batch (the parameters aside): drawn once per process, not once per page.
+@functools.lru_cache(maxsize=2048)
 def _markdown(source: str) -> str:
     from nbconvert.filters.markdown_mistune import markdown2html_mistune
 
@@ -149,6 +153,7 @@ def _markdown(source: str) -> str:
     return _clean(rendered) if "<" in source else rendered
 
 
+@functools.lru_cache(maxsize=2048)
 def _code(source: str) -> str:
     from pygments import highlight
     from pygments.formatters import HtmlFormatter

@@ -127,3 +127,15 @@ def test_the_wheel_ships_the_kernelspec(tmp_path: Path) -> None:
         names = [n for n in z.namelist() if n.endswith(f"share/jupyter/kernels/{KERNEL_NAME}/kernel.json")]
         assert len(names) == 1 and ".data/data/" in names[0], z.namelist()
         assert json.loads(z.read(names[0])) == json.loads((SPEC_DIR / "kernel.json").read_bytes())
+
+
+def test_the_kernel_manager_hooks_psbridge_overrides_still_exist() -> None:
+    """psbridge's kernel manager overrides two of jupyter_client's own methods (a faster wait for a
+    killed kernel, forked launches): an upgrade that renames them must fail here, not go slow."""
+    import inspect
+
+    from jupyter_client.manager import AsyncKernelManager
+
+    for name in ("_async_wait", "_async_launch_kernel"):
+        assert inspect.iscoroutinefunction(getattr(AsyncKernelManager, name)), name
+    assert "pollinterval" in inspect.signature(AsyncKernelManager._async_wait).parameters

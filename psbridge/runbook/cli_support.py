@@ -123,12 +123,22 @@ def resume_command(params_file: Path, runbook: str | None, records: Path, sign: 
     return command
 
 
+def start_zygote() -> None:
+    """Start this process's kernel zygote now (psbridge.runbook.zygote): its imports, about a second,
+    then overlap what comes before the first step — reading the runbook and the parameters, the
+    lab's start — instead of delaying the first step's kernel."""
+    from psbridge.runbook import zygote
+
+    zygote.shared()
+
+
 def run(params_file: Path, runbook: str | None, records: Path, *, mode: str = "apply",
         start: str | None = None, only: str | None = None, until: str | None = None,
         resume: bool = False, sign: str | None = None, sign_password: str = "") -> int:
     from psbridge.errors import SigningError
 
     console = _console()
+    start_zygote()
     try:
         book = _book(runbook)
         params = validate(book, load_params(params_file), where=str(params_file))
@@ -356,6 +366,7 @@ def demo(state: Path | None, records: Path, organization: str, fresh: bool = Fal
     from psbridge.lab.secretstore import lab_state_dir
 
     console = _console()
+    start_zygote()
     state = (state or lab_state_dir()).expanduser().resolve()
     try:
         reused = _lab_folder(state, fresh, console)

@@ -147,6 +147,11 @@ def kernel_manager_class(env: Mapping[str, str] | None = None, stderr_log: Path 
         def kernel_spec(self) -> KernelSpec:
             return spec
 
+        async def _async_wait(self, pollinterval: float = 0.1) -> None:
+            # jupyter_client looks every 0.1 s whether a kernel it shut down is gone; a killed
+            # kernel is gone within milliseconds, and the run's end waits for the last one.
+            await super()._async_wait(pollinterval=min(pollinterval, 0.01))
+
         async def _async_launch_kernel(self, kernel_cmd: list[str], **kw: Any) -> None:
             if forked and self._fork(**kw):
                 return

@@ -44,7 +44,7 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import nbformat
+from nbformat.v4 import nbjson
 
 from psbridge import __version__, evidence, files, intents
 from psbridge.errors import ParameterError, RunbookError
@@ -393,7 +393,9 @@ class Runner:
         """
         _register_memory()
         if self.forked_kernels:
-            zygote.shared()  # its imports run while this run reads its records
+            forks = zygote.shared()  # its imports run while this run reads its records
+            if forks is not None and self.params.get("lab"):
+                forks.preload(zygote.LAB_MODULES)
         with self._holding_org():
             # An earlier run that died is made an honest record first: its changes in flight are
             # what this run reads the world for before acting (every step reads before it acts).
@@ -591,11 +593,14 @@ class Runner:
             web = sum(calls.get(k, 0.0) for k in ("webapi", "webapi_signin", "webapi_wait"))
             outcome.timings["webapi"] = round(web, 3)
             outcome.timings["remote"] = round(calls.get("winrm", 0.0) + calls.get("winrm_open", 0.0) + web, 3)
-            outcome.timings["cloud"] = round(calls.get("graph", 0.0) + calls.get("signin", 0.0), 3)
+            # Cloud: Entra ID (the tenant's OpenID discovery, sign-in) and Microsoft Graph.
+            cloud = sum(calls.get(k, 0.0) for k in ("graph", "signin", "discovery"))
+            outcome.timings["cloud"] = round(cloud, 3)
             kernel.timings_file.unlink(missing_ok=True)
         outcome.ended = dt.datetime.now(dt.UTC)
         text = _memory.pop(target)
-        nb = nbformat.reads(text, as_version=4) if text else None
+        # papermill validated the notebook as it wrote it; read back without validating again.
+        nb = nbjson.reads(text) if text else None
         if nb is not None:
             outcome.timings.update(_cell_timings(nb))
             # A secret this step created (client secret, PFX password) is known now.

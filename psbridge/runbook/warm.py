@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from psbridge.errors import RunbookError
+from psbridge.runbook.zygote import STEP_MODULES
 
 log = logging.getLogger(__name__)
 
@@ -35,15 +36,17 @@ class KernelError(RunbookError):
 # What a step's notebook imports, imported before the step starts: every step module (new ones
 # too) and what they lean on. Inside a function, so that no name is left in the kernel's
 # namespace; run silently, so no execution count or history entry is used.
-WARM_CODE = """\
+WARM_CODE = f"""\
 def _psbridge_warm():
     import importlib, pkgutil
     import psbridge.runbook.steps as steps
     for found in pkgutil.iter_modules(steps.__path__, steps.__name__ + "."):
         importlib.import_module(found.name)
-    for name in ("psbridge.runbook", "psbridge.runbook.deployment", "psbridge.remote.session", "psbridge.crm",
-                 "psbridge.cloud", "psbridge.certs"):
-        importlib.import_module(name)
+    for name in {STEP_MODULES!r}:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            pass
 _psbridge_warm()
 del _psbridge_warm
 """

@@ -74,6 +74,16 @@ class Zygote:
             raise ZygoteError(f"the kernel zygote could not fork: {said.get('error')}")
         return int(said["pid"])
 
+    def preload(self, modules: tuple[str, ...]) -> None:
+        """Have the zygote import ``modules`` before its next fork (no answer is awaited: requests
+        are read in order, so the next kernel forked has them)."""
+        with self._lock:
+            if not self.alive or self.process.stdin is None:
+                return
+            with contextlib.suppress(OSError, ValueError):
+                self.process.stdin.write(json.dumps({"preload": list(modules)}) + "\n")
+                self.process.stdin.flush()
+
     def close(self) -> None:
         with self._lock:
             if self.process.stdin is not None:
@@ -157,6 +167,30 @@ _KERNEL_MODULES = (
 )
 
 
+# What the steps import as they run, beyond their own modules (measured with py-spy over a run:
+# each of these cost every forked kernel 10–100 ms): the CRM Web API client, httpx's transport,
+# cryptography's OpenSSL backend, the codecs PSRP's UTF-16 strings use, netrc (requests reads it).
+STEP_MODULES = (
+    "psbridge.runbook", "psbridge.runbook.deployment", "psbridge.remote.session", "psbridge.crm",
+    "psbridge.crm.webapi", "psbridge.cloud", "psbridge.certs", "httpx", "httpcore",
+    "cryptography.hazmat.backends.openssl", "encodings.utf_16_le", "encodings.utf_16_be", "netrc",
+    "msal_extensions",
+)
+
+# A run against the lab reads its lab.json and its ``lab:`` secrets in every step: the runner asks
+# for these (:meth:`Zygote.preload`) only then, so that a customer's run loads nothing of the lab.
+LAB_MODULES = ("psbridge.lab.config", "psbridge.lab.secretstore")
+
+
+def _import_all(names: list[str] | tuple[str, ...]) -> None:
+    import importlib
+
+    for name in names:
+        # One that cannot be imported here fails in the step that needs it, with its own message.
+        with contextlib.suppress(ImportError):
+            importlib.import_module(name)
+
+
 def _preload() -> None:
     """Everything a step kernel imports, imported once here (no code of a step runs)."""
     import importlib
@@ -172,9 +206,7 @@ def _preload() -> None:
 
     for found in pkgutil.iter_modules(steps.__path__, steps.__name__ + "."):
         importlib.import_module(found.name)
-    for name in ("psbridge.runbook", "psbridge.runbook.deployment", "psbridge.remote.session", "psbridge.crm",
-                 "psbridge.cloud", "psbridge.certs"):
-        importlib.import_module(name)
+    _import_all(STEP_MODULES)
 
 
 def _child(request: dict[str, Any]) -> None:
@@ -236,6 +268,9 @@ def main() -> None:
     for line in sys.stdin:
         try:
             request = json.loads(line)
+            if "preload" in request:
+                _import_all([str(n) for n in request["preload"]])
+                continue
             pid = os.fork()
         except (ValueError, OSError) as e:
             print(json.dumps({"error": f"{type(e).__name__}: {e}"}), flush=True)

@@ -79,3 +79,33 @@ def test_missing_private_key_and_non_rsa(tmp_path: Path) -> None:
 def test_generation_refuses_weak_keys() -> None:
     with pytest.raises(ParameterError, match="2048"):
         generate_self_signed("x", Secret("pw-for-test"), key_bits=1024)
+
+
+def test_a_pfx_once_opened_is_described_from_its_memo_until_its_bytes_change(tmp_path: Path) -> None:
+    from psbridge.certs import inspect_pfx_remembered
+
+    password = new_pfx_password()
+    first = generate_self_signed("memo", password=password)
+    pfx = tmp_path / "s2s.pfx"
+    first.write(pfx)
+    memos = tmp_path / "certificates"
+    opened = inspect_pfx_remembered(pfx, password, memos)
+    assert opened == inspect_pfx(pfx, password)
+    (memo,) = memos.iterdir()
+    text = memo.read_text(encoding="utf-8")
+    assert password.reveal() not in text and "PRIVATE" not in text and opened.thumbprint in text
+    # Remembered: described without the password, equal to what opening it said.
+    assert inspect_pfx_remembered(pfx, None, memos) == opened
+    # open_it: the password is checked whatever is remembered.
+    with pytest.raises(CertificateError):
+        inspect_pfx_remembered(pfx, Secret("not-the-password"), memos, open_it=True)
+    # Other bytes at the same path: opened again, never the old certificate.
+    generate_self_signed("memo", password=password).write(pfx)
+    with pytest.raises(CertificateError):
+        inspect_pfx_remembered(pfx, Secret("not-the-password"), memos)
+    again = inspect_pfx_remembered(pfx, password, memos)
+    assert again.thumbprint != opened.thumbprint and len(list(memos.iterdir())) == 2
+    # A damaged memo is not trusted: the PFX is opened.
+    for m in memos.iterdir():
+        m.write_text("{", encoding="utf-8")
+    assert inspect_pfx_remembered(pfx, password, memos) == again

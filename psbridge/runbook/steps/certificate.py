@@ -16,7 +16,7 @@ from pathlib import Path
 
 from psbridge import certs, secrets
 from psbridge.runbook.deployment import Deployment
-from psbridge.runbook.steps.common import RENEW_BEFORE, StepError
+from psbridge.runbook.steps.common import CERTIFICATE_MEMOS, RENEW_BEFORE, StepError
 
 KEEP_CERTIFICATE = (
     "psbridge does not replace a certificate on its own: the servers and Entra ID trust the kept one, "
@@ -49,7 +49,9 @@ def ensure_certificate(dep: Deployment, customer: str, pfx_path: str, pfx_passwo
     reason = "no certificate made yet"
     if path.exists():
         try:
-            info = certs.inspect_pfx(path, secrets.resolve(pfx_password))
+            # Opened (its password checked), and remembered for the steps after this one.
+            info = certs.inspect_pfx_remembered(path, secrets.resolve(pfx_password),
+                                                dep.work_dir(customer) / CERTIFICATE_MEMOS, open_it=True)
         except secrets.SecretError as e:
             problem = f"the password of the kept PFX {path} cannot be read: {e}"
         except certs.CertificateError:

@@ -158,18 +158,26 @@ class CertificateRef:
                 f"{html.escape(self.subject)}{state}<br>PFX <code>{html.escape(self.pfx_file)}</code></p>")
 
 
+# Where the certificates of PFX files already opened are remembered (psbridge.certs.inspect_pfx_remembered).
+CERTIFICATE_MEMOS = "certificates"
+
+
 def certificate_for(dep: Deployment, customer: str, pfx_path: str, pfx_file: str, pfx_password: str,
                     thumbprint: str = "", *, required: bool = True) -> CertificateRef:
     """The certificate of step 10, from its facts or (run on its own) from the PFX it left.
 
     In a plan (``required=False``) it may not exist yet: the step then says what it would do.
+    A step that may upload the PFX (``required``) opens it, so that a wrong password stops it before
+    anything changes; the others (which need the public certificate only) describe it from the memo
+    left when it was last opened with its password (the same bytes, the same certificate).
     """
     path = Path(pfx_file or pfx_path or dep.work_dir(customer) / "s2s.pfx").expanduser()
     if not path.exists():
         if thumbprint or required:
             raise StepError(f"no PFX at {path}: run step 10 (certificate) first")
         return CertificateRef(str(path), "", "", False)
-    info = certs.inspect_pfx(path, secrets.resolve(pfx_password))
+    info = certs.inspect_pfx_remembered(path, secrets.resolve(pfx_password),
+                                        dep.work_dir(customer) / CERTIFICATE_MEMOS, open_it=required)
     if thumbprint and norm_thumbprint(thumbprint) != info.thumbprint:
         raise StepError(f"{path} holds certificate {info.thumbprint}, but step 10 recorded "
                         f"{norm_thumbprint(thumbprint)}: run step 10 again")
@@ -200,8 +208,9 @@ def graph_client(dep: Deployment, admin: SignIn) -> GraphClient:
 
 def discover_tenant_id(dep: Deployment) -> str:
     from psbridge.cloud import tenant_id_from_discovery
+    from psbridge.runbook.timing import timed
 
-    return tenant_id_from_discovery(dep.cloud, dep.tenant)
+    return str(timed("discovery", tenant_id_from_discovery)(dep.cloud, dep.tenant))
 
 
 # --- the organization's Web API ------------------------------------------------------------------
@@ -289,8 +298,9 @@ def web_api_target(dep: Deployment, crm_url: str = "", crm_user: str = "", crm_p
 def probe_web_api(target: WebApiTarget) -> Any:
     """What the organization's 401 asks for (a :class:`psbridge.crm.webapi.SignInOffer`)."""
     from psbridge.crm.webapi import probe
+    from psbridge.runbook.timing import timed
 
-    return probe(target.url, ca_bundle=target.ca_bundle or None)
+    return timed("webapi", probe)(target.url, ca_bundle=target.ca_bundle or None)
 
 
 def web_api(dep: Deployment, target: WebApiTarget) -> Any:
