@@ -72,6 +72,8 @@ def run(inventory_file: Path, runbook: str | None, records: Path, *, parallel: i
                   f" in {len(deployments)} deployment(s), "
                   + (f"on the cluster at {escape(cluster)}" if cluster else f"{parallel} at a time")
                   + f"; batch {batch_id}")
+    if inventory.ignored.note():
+        console.print(f"[dim]{escape(inventory.ignored.note())}[/]", soft_wrap=True)
     base = OrgTask(entry=inventory.orgs[0], runbook=str(book.source.parent if book.source else book.name),
                    records_root=str(records), batch_id=batch_id, lead=True, mode=mode, start=start, only=only,
                    forked_kernels=forked_kernels)
