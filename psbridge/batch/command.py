@@ -42,6 +42,7 @@ def prepare(inventory_file: Path, runbook: str | None, *, only: str | None, star
 
         named = read_rows(inventory_file)[0]
     book = registry.load(named)
+    record.board_columns(book)
     for ref in (only, start):
         if ref:
             book.step(ref)
@@ -96,7 +97,7 @@ def run(inventory_file: Path, runbook: str | None, records: Path, *, parallel: i
         "parallel": parallel, "cluster": cluster, "orgs_selected": orgs, "only": only, "from": start,
         "operator": _operator(), "machine": platform.node(), "psbridge": __version__,
     }
-    where, table = record.write(records, batch_id, head, inventory.as_validated, outcomes)
+    where, table = record.write(records, batch_id, head, inventory.as_validated, outcomes, book)
     _print_summary(console, table)
     console.print(f"Batch record: {escape(str(where))} (index.html; psbridge verify {escape(str(where))})",
                   soft_wrap=True)
