@@ -98,7 +98,7 @@ def run(inventory_file: Path, runbook: str | None, records: Path, *, parallel: i
         "operator": _operator(), "machine": platform.node(), "psbridge": __version__,
     }
     where, table = record.write(records, batch_id, head, inventory.as_validated, outcomes, book)
-    _print_summary(console, table)
+    _print_summary(console, table, [c for c in (book.summary.colour, book.summary.sort) if c])
     console.print(f"Batch record: {escape(str(where))} (index.html; psbridge verify {escape(str(where))})",
                   soft_wrap=True)
     if stopped:
@@ -107,19 +107,28 @@ def run(inventory_file: Path, runbook: str | None, records: Path, *, parallel: i
     return 1 if bad else 0
 
 
-def _print_summary(console: Console, table: Any) -> None:
+def _print_summary(console: Console, table: Any, board: list[str]) -> None:
+    """The summary on the terminal; with the runbook's board columns (s2s-health: verdict, days left)."""
     from rich.table import Table
 
     shown = Table(title="batch summary")
-    for col in ("organization", "deployment", "status", "action", "failed_step", "reason"):
+    for col in ("organization", "deployment", "status", *board, "action", "failed_step", "reason"):
         shown.add_column(col, overflow="fold")
     for row in table.to_dict("records"):
         colours = {"complete": "green", "skipped": "green", "planned": "cyan", "failed": "red"}
         colour = colours.get(row["status"], "yellow")
         shown.add_row(escape(f"{row['customer']}/{row['organization']}"), escape(str(row["deployment"])),
-                      f"[{colour}]{escape(str(row['status']))}[/]", escape(str(row["action"] or "")),
+                      f"[{colour}]{escape(str(row['status']))}[/]",
+                      *(escape("" if _blank(row[c]) else str(row[c])) for c in board),
+                      escape(str(row["action"] or "")),
                       escape(str(row["failed_step"] or "")), escape(str(row["reason"] or "")))
     console.print(shown)
+
+
+def _blank(value: Any) -> bool:
+    import pandas as pd
+
+    return value is None or bool(pd.isna(value))
 
 
 def _operator() -> str:

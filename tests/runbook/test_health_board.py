@@ -108,6 +108,8 @@ def test_the_summary_has_each_orgs_verdict_and_reasons(board: dict[str, Any]) ->
     assert done.returncode == 0, _said(done)
     said = _said(done)
     assert "ignored, parameters of other runbooks" in said and "pfx_password" in said, said
+    # The terminal's summary has the verdict and the days left too.
+    assert "verdict" in said and "days_to_certificate_expiry" in said and "broken" in said, said
     assert set(table["status"]) == {"complete"}, table.to_string()
     verdicts = table["verdict"].to_dict()
     assert verdicts == {"acme/contoso": "action needed", "acme/fabrikam": "action needed",
@@ -173,7 +175,7 @@ def test_the_board_in_chromium(board: dict[str, Any]) -> None:
     order = f"{rows}.map(function(r){{ return r.id; }})"
     days = ("Array.from(document.querySelectorAll('th')).findIndex(function(h){ "
             "return h.textContent === 'days_to_certificate_expiry'; })")
-    with chromium(executable, width=1800, height=900) as browser:
+    with chromium(executable, width=1800, height=1500) as browser:
         opened = browser.open(page.as_uri(), ("tbody tr", "td.v-ok", "td.v-action-needed", "td.v-broken"))
         assert opened.requests == [page.as_uri()], opened.requests  # offline: nothing else is loaded
         assert opened.complaints == [], opened.complaints
