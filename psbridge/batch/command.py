@@ -42,6 +42,7 @@ def prepare(inventory_file: Path, runbook: str | None, *, only: str | None, star
 
         named = read_rows(inventory_file)[0]
     book = registry.load(named)
+    record.board_columns(book)
     for ref in (only, start):
         if ref:
             book.step(ref)
@@ -72,6 +73,8 @@ def run(inventory_file: Path, runbook: str | None, records: Path, *, parallel: i
                   f" in {len(deployments)} deployment(s), "
                   + (f"on the cluster at {escape(cluster)}" if cluster else f"{parallel} at a time")
                   + f"; batch {batch_id}")
+    if inventory.ignored.note():
+        console.print(f"[dim]{escape(inventory.ignored.note())}[/]", soft_wrap=True)
     base = OrgTask(entry=inventory.orgs[0], runbook=str(book.source.parent if book.source else book.name),
                    records_root=str(records), batch_id=batch_id, lead=True, mode=mode, start=start, only=only,
                    forked_kernels=forked_kernels)
@@ -94,8 +97,8 @@ def run(inventory_file: Path, runbook: str | None, records: Path, *, parallel: i
         "parallel": parallel, "cluster": cluster, "orgs_selected": orgs, "only": only, "from": start,
         "operator": _operator(), "machine": platform.node(), "psbridge": __version__,
     }
-    where, table = record.write(records, batch_id, head, inventory.as_validated, outcomes)
-    _print_summary(console, table)
+    where, table = record.write(records, batch_id, head, inventory.as_validated, outcomes, book)
+    _print_summary(console, table, [c for c in (book.summary.colour, book.summary.sort) if c])
     console.print(f"Batch record: {escape(str(where))} (index.html; psbridge verify {escape(str(where))})",
                   soft_wrap=True)
     if stopped:
@@ -104,19 +107,28 @@ def run(inventory_file: Path, runbook: str | None, records: Path, *, parallel: i
     return 1 if bad else 0
 
 
-def _print_summary(console: Console, table: Any) -> None:
+def _print_summary(console: Console, table: Any, board: list[str]) -> None:
+    """The summary on the terminal; with the runbook's board columns (s2s-health: verdict, days left)."""
     from rich.table import Table
 
     shown = Table(title="batch summary")
-    for col in ("organization", "deployment", "status", "action", "failed_step", "reason"):
+    for col in ("organization", "deployment", "status", *board, "action", "failed_step", "reason"):
         shown.add_column(col, overflow="fold")
     for row in table.to_dict("records"):
         colours = {"complete": "green", "skipped": "green", "planned": "cyan", "failed": "red"}
         colour = colours.get(row["status"], "yellow")
         shown.add_row(escape(f"{row['customer']}/{row['organization']}"), escape(str(row["deployment"])),
-                      f"[{colour}]{escape(str(row['status']))}[/]", escape(str(row["action"] or "")),
+                      f"[{colour}]{escape(str(row['status']))}[/]",
+                      *(escape("" if _blank(row[c]) else str(row[c])) for c in board),
+                      escape(str(row["action"] or "")),
                       escape(str(row["failed_step"] or "")), escape(str(row["reason"] or "")))
     console.print(shown)
+
+
+def _blank(value: Any) -> bool:
+    import pandas as pd
+
+    return value is None or bool(pd.isna(value))
 
 
 def _operator() -> str:

@@ -42,7 +42,7 @@ from pydantic import ValidationError as PydanticError
 from psbridge.errors import ParameterError
 from psbridge.runbook.definition import Runbook, Scope
 from psbridge.runbook.formats import problems as format_problems
-from psbridge.runbook.params import ParamsError, load_params, validate
+from psbridge.runbook.params import Checked, ParamsError, check, load_params
 from psbridge.text import shown
 
 # The row's own columns (the rest of a row are parameter overrides); and the template fields.
@@ -119,6 +119,8 @@ class Inventory:
     as_validated: dict[str, Any] = field(default_factory=dict)
     # Every org of the file, before --orgs chose some: each deployment's lead is its first org here.
     every: list[OrgEntry] = field(default_factory=list)
+    # Parameters only the customer's other runbooks take, left out (``ignored.note()`` says which).
+    ignored: Checked = field(default_factory=lambda: Checked({}))
 
     def lead_of(self, deployment: str) -> OrgEntry:
         return next(o for o in (self.every or self.orgs) if o.deployment == deployment)
@@ -138,7 +140,8 @@ class Inventory:
 
         chosen = [o for o in self.orgs if any(fnmatchcase(x, pattern) for x in
                                               (o.key, o.organization, o.deployment, o.customer))]
-        return Inventory(self.source, self.runbook, chosen, self.as_validated, self.every or self.orgs)
+        return Inventory(self.source, self.runbook, chosen, self.as_validated, self.every or self.orgs,
+                         self.ignored)
 
 
 def read_rows(path: Path) -> tuple[str | None, dict[str, Any], dict[str, Any], list[dict[str, Any]]]:
@@ -233,6 +236,8 @@ def load(path: str | Path, book: Runbook) -> Inventory:
     path = Path(path)
     runbook, defaults, deployments, raw_rows = read_rows(path)
     problems: list[str] = []
+    # Parameters of the customer's other runbooks the rows give (one inventory for the lifecycle).
+    ignored: dict[str, list[str]] = {}
     orgs: list[OrgEntry] = []
     dep_files: dict[str, dict[str, Any]] = {}
 
@@ -285,10 +290,13 @@ def load(path: str | Path, book: Runbook) -> Inventory:
         if row.tenant:
             merged["tenant"] = row.tenant
         try:
-            params = validate(book, merged, where=label)
+            checked = check(book, merged, where=label)
         except ParamsError as e:
             problems += [f"{label}: {p}" for p in e.problems]
             continue
+        params = checked.params
+        for name, books in checked.ignored.items():
+            ignored.setdefault(name, books)
         lab = str(params.get("lab") or "")
         if lab and lab.lower() != "auto":
             # The workers read it too, from wherever they were started: a path from here, whole.
@@ -307,9 +315,10 @@ def load(path: str | Path, book: Runbook) -> Inventory:
         raise InventoryError(str(path), problems)
     return Inventory(path, runbook, orgs, {
         "source": str(path), "runbook": runbook, "defaults": defaults, "deployments": deployments,
+        "ignored": ignored,
         "orgs": [{"row": o.row, "customer": o.customer, "deployment": o.deployment,
                   "organization": o.organization, "tenant": o.tenant, "zone": o.zone, "parameters": o.params}
-                 for o in orgs]})
+                 for o in orgs]}, ignored=Checked({}, ignored))
 
 
 def _duplicates(keys: list[str]) -> list[str]:

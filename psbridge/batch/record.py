@@ -4,8 +4,11 @@
 
     inventory.yaml    the inventory as validated (every org's parameters; secrets as references)
     summary.csv       one row per org: status, failed step and reason, durations, certificate
-    summary.parquet   thumbprint and expiry, tenant id, the org's record (relative to this folder)
-    index.html        the same table as a page: sortable, coloured by status, linked; offline
+    summary.parquet   thumbprint and expiry, tenant id, the org's record (relative to this folder),
+                      and the facts the runbook names as its summary columns (``summary:`` in its
+                      runbook.yaml: s2s-health's verdict, reasons and days left), typed by the fact
+    index.html        the same table as a page: sortable, coloured by status, linked; offline (a
+                      board coloured and counted by the runbook's ``summary.colour`` column)
     locks.json        when each deployment- or tenant-wide step held its deployment's or tenant's lock
     manifest.json     the batch head, each org's record with the SHA-256 of its manifest, and
                       the SHA-256 of every file here (psbridge.evidence's manifest, kind "batch")
@@ -32,6 +35,8 @@ from psbridge.secrets import redact
 if TYPE_CHECKING:
     import pandas as pd
 
+    from psbridge.runbook.definition import Runbook
+
 KIND = "batch"
 BATCHES = "batches"  # records/batches/<id>/: a name no customer may take
 _RAN = ("succeeded", "failed", "interrupted")  # a step's statuses when it ran in this batch (not carried)
@@ -57,9 +62,50 @@ def final_state(status: str) -> str:
     return {PLANNED: "planned", BLOCKED: "blocked", INTERRUPTED: "interrupted"}.get(status, FAILED)
 
 
-def summary(outcomes: list[dict[str, Any]], where: Path) -> pd.DataFrame:
-    """One row per org, as a DataFrame; ``record`` relative to ``where`` (the batch folder)."""
+# A fact's kind -> the column's dtype: nullable (an org that failed before the fact has none), and
+# typed even when no org has it, so a Parquet reader sees days as integers, never as text or null.
+_DTYPES = {"int": "Int64", "bool": "boolean", "str": "string", "list": "string", "dict": "string",
+           "secret": "string"}
+LIST_JOIN = "; "
+
+
+def board_columns(book: Runbook | None) -> list[str]:
+    """The runbook's own summary columns (after the batch's ``action``); none for most runbooks.
+
+    A name the batch's table already has is refused (``psbridge batch`` asks before anything runs).
+    """
+    extra = list(book.summary.columns) if book is not None else []
+    clash = sorted(set(extra) & set(COLUMNS))
+    if book is not None and clash:
+        from psbridge.runbook.definition import DefinitionError
+
+        raise DefinitionError(f"runbook {book.name}: summary columns {', '.join(clash)} are the batch's "
+                              "own; name them otherwise")
+    return extra
+
+
+def _cell(value: Any, kind: str) -> Any:
+    if value is None:
+        return None
+    if kind == "list":
+        return redact(LIST_JOIN.join(map(str, value)) if isinstance(value, list) else str(value))
+    if kind == "dict":
+        return redact(json.dumps(value, sort_keys=True))
+    if kind in ("str", "secret"):
+        return redact(str(value))
+    return value
+
+
+def summary(outcomes: list[dict[str, Any]], where: Path, book: Runbook | None = None) -> pd.DataFrame:
+    """One row per org, as a DataFrame; ``record`` relative to ``where`` (the batch folder).
+
+    With ``book``, the facts its ``summary:`` names follow the ``action`` column, each under its
+    column name and typed by the fact's kind.
+    """
     import pandas as pd
+
+    extra = board_columns(book)
+    kinds = {col: book.facts[fact].type for col, fact in book.summary.columns.items()} if book else {}
 
     rows = []
     for o in outcomes:
@@ -79,24 +125,30 @@ def summary(outcomes: list[dict[str, Any]], where: Path) -> pd.DataFrame:
             "record": Path(os.path.relpath(record, where)).as_posix() if record else None,
             "worker": o.get("worker") or "",
         })
-    return pd.DataFrame(rows, columns=COLUMNS)
+        if book is not None:
+            rows[-1].update({col: _cell(facts.get(fact), kinds[col])
+                             for col, fact in book.summary.columns.items()})
+    at = COLUMNS.index("action") + 1
+    table = pd.DataFrame(rows, columns=COLUMNS[:at] + extra + COLUMNS[at:])
+    return table.astype({col: _DTYPES[kinds[col]] for col in extra})
 
 
 def write(records_root: Path, batch_id: str, head: dict[str, Any], inventory: dict[str, Any],
-          outcomes: list[dict[str, Any]]) -> tuple[Path, pd.DataFrame]:
-    """Write the batch record; its folder and its summary table."""
+          outcomes: list[dict[str, Any]], book: Runbook | None = None) -> tuple[Path, pd.DataFrame]:
+    """Write the batch record; its folder and its summary table (with ``book``'s summary columns)."""
     from psbridge.batch.page import summary_page
 
     where = batch_dir(records_root, batch_id)
     where.mkdir(parents=True, exist_ok=True)
     writer = evidence.RecordWriter.at(where)
-    table = summary(outcomes, where)
+    table = summary(outcomes, where, book)
     writer.write_text("inventory.yaml", yaml.safe_dump(inventory, sort_keys=False, allow_unicode=True))
     writer.write_text("summary.csv", table.to_csv(index=False))
     buf = io.BytesIO()
     table.to_parquet(buf, index=False)
     writer.write("summary.parquet", buf.getvalue())
-    writer.write_text("index.html", summary_page(head, table, outcomes, where))
+    writer.write_text("index.html", summary_page(head, table, outcomes, where,
+                                                 book.summary if book is not None else None))
     # When each state-changing deployment- or tenant-wide step held its lock (seconds since the epoch).
     held = [{"org": o["key"], "lock": name, "acquired": since, "released": until}
             for o in outcomes for name, since, until in o.get("held") or []]

@@ -3,11 +3,13 @@
 The runbook's own :class:`~psbridge.runbook.runner.Runner` does the work, step by step, into the
 org's own record; this module only decides what it should run and around which locks:
 
-- the org's latest record decides (read when the work starts, so a task that a dead worker
-  left and Dask started again elsewhere sees what the first attempt did): complete and
+- for a runbook that changes state, the org's latest record decides (read when the work starts,
+  so a task that a dead worker left and Dask started again elsewhere sees what the first attempt
+  did): complete and
   verified — skipped; failed or interrupted — resumed at its step (the runner rebuilds an
   interrupted record from its journal first, and every step reads the world before acting,
-  so nothing is done twice); none — the whole runbook;
+  so nothing is done twice); none — the whole runbook. A read-only runbook (s2s-health) runs whole
+  every time: its earlier reading is not how the org is now;
 - the first org of a deployment (its *lead*) runs the deployment- and tenant-wide steps inside
   locks (:class:`distributed.Lock`) named after its deployment and its tenant, so no two runs change
   one deployment or tenant at once, on any machine of the cluster;
@@ -109,6 +111,12 @@ def shared_steps(book: Runbook) -> list[str]:
     may overlap.
     """
     return [s.id for s in book.steps if s.scope != Scope.ORGANIZATION and not s.read_only]
+
+
+def reads_only(book: Runbook) -> bool:
+    """A runbook that changes nothing (s2s-health): every batch runs it again, never skips or resumes it,
+    because what an earlier complete run read is not how the org is now."""
+    return all(s.read_only for s in book.steps)
 
 
 def lock_name(entry: OrgEntry, scope: Scope) -> str:
@@ -316,7 +324,7 @@ def _run(task: OrgTask, lead: dict[str, Any] | None, out: OrgOutcome) -> None:
             out.status, out.action = SKIPPED, f"{only} is deployment-wide: done by {lead['key']}"
             return
 
-    if task.mode == "apply" and not (start or only):
+    if task.mode == "apply" and not (start or only) and not reads_only(book):
         state, rec = latest(root, entry, book)
         if state == evidence.RecordState.COMPLETE:
             out.status, out.record = SKIPPED, str(rec)
@@ -340,7 +348,7 @@ def _run(task: OrgTask, lead: dict[str, Any] | None, out: OrgOutcome) -> None:
             out.action = "ran"
     else:
         out.action = "planned" if task.mode == "plan" else (
-            f"ran only {only}" if only else f"ran from {start}")
+            f"ran only {only}" if only else f"ran from {start}" if start else "ran: a reading is of now")
 
     hooks = _StepLocks(task, out, book)
     with _lab_environment(entry.params) as env:

@@ -14,7 +14,7 @@ from psbridge import evidence
 from psbridge.runbook import definition
 from psbridge.runbook.console import ConsoleProgress, escape, make_console, print_result
 from psbridge.runbook.deployment import DeploymentError
-from psbridge.runbook.params import ParamsError, load_params, validate
+from psbridge.runbook.params import ParamsError, check, load_params, validate
 from psbridge.runbook.runner import RunError, Runner, RunResult
 
 DEMO_CUSTOMER = "demo"
@@ -141,7 +141,8 @@ def run(params_file: Path, runbook: str | None, records: Path, *, mode: str = "a
     start_zygote()
     try:
         book = _book(runbook)
-        params = validate(book, load_params(params_file), where=str(params_file))
+        checked = check(book, load_params(params_file), where=str(params_file))
+        params = checked.params
         if only and (start or until):
             raise definition.DefinitionError("give --only alone, or --from and/or --to")
         for ref in (start, only, until):
@@ -160,6 +161,8 @@ def run(params_file: Path, runbook: str | None, records: Path, *, mode: str = "a
         return 2
     verb = "Planning" if mode == "plan" else "Running"
     console.print(f"{verb} [bold]{book.name}[/] for {params['customer']}/{params['organization']}")
+    if checked.note():
+        console.print(f"[dim]{escape(checked.note())}[/]", soft_wrap=True)
     if signer is not None:
         console.print(f"The record will be signed by {escape(signer.identity['subject'])}")
     resume_with = (resume_command(params_file, runbook, records, sign, sign_password) if mode == "apply"

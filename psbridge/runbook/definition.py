@@ -17,6 +17,10 @@ The one source of a runbook, read from its ``runbook.yaml`` (found by name throu
          parameters: [organization, "@connection"], produces: [thumbprint]}
       - {id: install-certificate, notebook: 20-install-certificate.ipynb, scope: deployment,
          parameters: ["@connection"], consumes: [thumbprint]}
+    summary:                           # optional (s2s-health's, shortened): facts a batch summary shows
+      columns: {verdict: health_verdict, days_to_certificate_expiry: days_to_certificate_expiry}
+      colour: verdict                  # rows coloured and counted by it on the batch's page
+      sort: days_to_certificate_expiry # the page's order when it opens
 
 A step's notebook takes the parameters it lists (``@group`` for a group), the facts it consumes
 and ``plan``; its ``parameters`` cell is derived from this file (:mod:`psbridge.runbook.schema`).
@@ -97,6 +101,24 @@ class FactSpec(BaseModel):
     help: str = ""
 
 
+class SummarySpec(BaseModel):
+    """Which recorded facts a batch's summary carries as columns, and how its page shows them.
+
+    Declared by the runbook because only it knows which of its facts say how an org is: the
+    batch record stays the same for every runbook, and a runbook without this section gets the
+    plain summary.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # Column name -> the fact it shows, in the order the columns appear.
+    columns: dict[str, str] = {}
+    # The column whose values colour each row and are counted at the top of the page.
+    colour: str | None = None
+    # The column the page is sorted by when it opens (ascending; rows without a value last).
+    sort: str | None = None
+
+
 class StepSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -127,6 +149,7 @@ class Runbook(BaseModel):
     parameters: dict[str, ParameterSpec]
     facts: dict[str, FactSpec] = {}
     steps: list[StepSpec]
+    summary: SummarySpec = SummarySpec()
     # Set by load(): where the YAML was and its hash (recorded in every manifest).
     source: Path | None = None
     sha256: str = ""
@@ -159,6 +182,11 @@ class Runbook(BaseModel):
         for group, names in self.groups.items():
             problems += [f"group {group} names an undeclared parameter {n!r}" for n in names
                          if n not in self.parameters]
+        problems += [f"summary column {col} shows an undeclared fact {fact!r}"
+                     for col, fact in self.summary.columns.items() if fact not in self.facts]
+        for what, col in (("colour", self.summary.colour), ("sort", self.summary.sort)):
+            if col is not None and col not in self.summary.columns:
+                problems.append(f"summary {what}: {col!r} is not one of its columns")
         clash = sorted(set(self.facts) & set(self.parameters))
         if clash:
             problems.append(f"names used both as parameter and fact: {', '.join(clash)}")

@@ -7,12 +7,20 @@ written as a value instead of a reference), so a consultant fixes the file in on
 
 A secret parameter's value must be a reference (``env:``, ``file:``, ``keyring:``, ``lab:``);
 an error about it never repeats what was written, because that may be the secret itself.
+
+One inventory or parameter file serves every runbook of a customer's lifecycle (setup, health,
+renewal, decommission): a name this runbook does not take but another registered runbook declares
+(``pfx_password`` for s2s-health) is accepted, checked against that runbook's spec (a secret still
+must be a reference) and left out, and :func:`check` lists it so the command says so. A name no
+registered runbook declares is still an unknown parameter: a typo fails before anything runs.
 """
 
 from __future__ import annotations
 
 import difflib
+import logging
 import re
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +31,8 @@ from psbridge.errors import ParameterError
 from psbridge.runbook import formats
 from psbridge.runbook.definition import MODE_PARAMETER, ParameterSpec, Runbook
 from psbridge.text import invisible, shown
+
+log = logging.getLogger(__name__)
 
 
 class ParamsError(ParameterError):
@@ -116,17 +126,77 @@ def _fact_problems(name: str, kind: str, value: Any) -> list[str]:
     return []
 
 
+@dataclass(frozen=True)
+class Checked:
+    """Parameters as checked: the complete ones this runbook takes, and what was left out."""
+
+    params: dict[str, Any]
+    # Parameters of other runbooks that were given (a shared inventory): name -> the runbooks declaring it.
+    ignored: dict[str, list[str]] = field(default_factory=dict)
+
+    def note(self) -> str:
+        """The sentence a command prints; empty when nothing was left out."""
+        if not self.ignored:
+            return ""
+        names = ", ".join(f"{n} ({', '.join(b)})" for n, b in sorted(self.ignored.items()))
+        return f"ignored, parameters of other runbooks that this one does not take: {names}"
+
+
+_Declared = dict[str, tuple[list[str], ParameterSpec]]
+_elsewhere: dict[tuple[str, tuple[tuple[str, str, int], ...]], _Declared] = {}
+
+
+def declared_elsewhere(book: Runbook) -> _Declared:
+    """Every parameter another registered runbook declares: name -> (those runbooks, the first's spec).
+
+    Kept per set of runbook files (name, path, modification time): an inventory of many rows loads
+    each runbook once.
+    """
+    from psbridge.runbook import registry
+    from psbridge.runbook.definition import DefinitionError, load
+
+    sources = [src for name, src in sorted(registry.available().items()) if name != book.name]
+    key = (book.name, tuple((src.name, str(src.path), src.path.stat().st_mtime_ns) for src in sources))
+    if key not in _elsewhere:
+        declared: _Declared = {}
+        for src in sources:
+            try:
+                other = load(src.path)
+            except DefinitionError as e:  # a broken add-on runbook must not refuse this one's inventory
+                log.warning("runbook %s not read for shared parameters: %s", src.name, e)
+                continue
+            for name, spec in other.parameters.items():
+                declared.setdefault(name, ([], spec))[0].append(other.name)
+        _elsewhere[key] = declared
+    return _elsewhere[key]
+
+
 def validate(book: Runbook, given: dict[str, Any], where: str = "parameters") -> dict[str, Any]:
-    """The complete parameters (defaults filled in), or ParamsError listing every problem.
+    """The complete parameters (defaults filled in), or ParamsError listing every problem."""
+    return check(book, given, where).params
+
+
+def check(book: Runbook, given: dict[str, Any], where: str = "parameters") -> Checked:
+    """The complete parameters and the other runbooks' ones left out, or ParamsError listing every problem.
 
     The checks are the fields of :func:`psbridge.runbook.schema.parameters_model`, built from
     the runbook's YAML: one schema for files, notebooks and editors.
     """
     problems: list[str] = []
     out: dict[str, Any] = {}
+    ignored: dict[str, list[str]] = {}
     known = set(book.parameters)
     for key in given:
         if key in known:
+            continue
+        elsewhere = declared_elsewhere(book).get(key) if key not in book.facts else None
+        if elsewhere is not None:
+            books, spec = elsewhere
+            # Still its kind: a shared inventory is right for each runbook that uses it.
+            if given[key] is not None:
+                found = check_value(key, spec, given[key])[1]
+                problems += [f"{p} (a parameter of {books[0]})" for p in found]
+            ignored[key] = list(books)
             continue
         if key in book.facts:
             # A fact given by hand (e.g. from a previous run) is passed on as it is, if it is of its kind.
@@ -136,7 +206,8 @@ def validate(book: Runbook, given: dict[str, Any], where: str = "parameters") ->
         if key == MODE_PARAMETER:
             problems.append(f"{key}: the run mode is chosen by the command (psbridge plan), not the file")
             continue
-        close = difflib.get_close_matches(key, sorted(known), n=1)
+        # The names another runbook takes too: a typo of pfx_password in a health inventory.
+        close = difflib.get_close_matches(key, sorted(known | set(declared_elsewhere(book))), n=1)
         hint = f" (did you mean {close[0]}?)" if close else ""
         label = key if key.isidentifier() else shown(key)  # a name with odd characters, escaped
         problems.append(f"{label}: unknown parameter{hint}")
@@ -159,7 +230,7 @@ def validate(book: Runbook, given: dict[str, Any], where: str = "parameters") ->
         out.update(checked.model_dump())
     if problems:
         raise ParamsError(where, problems)
-    return out
+    return Checked(out, ignored)
 
 
 def describe_parameters(book: Runbook) -> list[dict[str, Any]]:

@@ -172,3 +172,20 @@ def test_a_second_decommission_finds_nothing_to_do(env: dict[str, Any]) -> None:
     assert result.ok, result.table().to_string()
     assert all(not changes(result, s.id) for s in BOOK.steps)
     assert world(env["state"]) == before
+
+
+def test_health_after_the_decommission_says_not_set_up(env: dict[str, Any]) -> None:
+    assert "done" in env["runs"], "needs the decommission"
+    health = registry.load("s2s-health")
+    before = world(env["state"])
+    params = validate(health, {"customer": "demo", "organization": ORG, "lab": str(env["state"]),
+                               "app_name": APP})
+    result = Runner(health, params, records_root=env["records"]).run()
+    assert result.ok, result.table().to_string()
+    facts = result.facts
+    assert facts["health_verdict"] == "not set up", facts["health_reasons"]
+    first = facts["health_reasons"][0]
+    assert first.startswith(f"server-side sync with Exchange Online is not set up for {ORG}"), first
+    assert "S2STokenIssuer certificate: none" in first and "S2STenantId: not set" in first, first
+    assert facts["days_to_certificate_expiry"] is None and facts["thumbprint"] == ""
+    assert world(env["state"]) == before

@@ -4,7 +4,10 @@ A check says what was read, where, what it found and how much that matters (:cla
 The verdict is the worst of them: **broken** (server-side sync cannot work now: a link of the S2S
 chain is missing), **action needed** (it works, but something will break or is left that should
 not be: a certificate or key credential near its end, a mailbox failing, setup access still in the
-tenant, a PFX left on a server) or **ok**. The reasons are the sentences of every check that is not
+tenant, a PFX left on a server) or **ok**. When every link of the chain is absent (no S2STokenIssuer
+certificate, no S2STenantId, no active email server profile) and nothing broken is anything but an
+absence, the verdict is **not set up**: what a decommission leaves, or an org never set up — not
+a broken integration to repair. The reasons are the sentences of every check that is not
 ok, so a record, a batch board and a change ticket all say the same thing.
 
 The dates are information, never a reason on their own: every organization shares them, and a
@@ -48,6 +51,7 @@ class Verdict(enum.StrEnum):
     OK = "ok"
     ACTION_NEEDED = "action needed"
     BROKEN = "broken"
+    NOT_SET_UP = "not set up"
 
 
 _VERDICT = {Severity.OK: Verdict.OK, Severity.INFO: Verdict.OK, Severity.ACTION: Verdict.ACTION_NEEDED,
@@ -66,6 +70,10 @@ class Check:
     severity: Severity = Severity.OK
     # What to do (or why it matters), said when the check is not ok; the verdict's reason.
     reason: str = ""
+    # It reads one of the S2S chain's links (the S2STokenIssuer certificate, S2STenantId, the profile).
+    link: bool = False
+    # What it reads is not there at all (not set, none recorded), as before a setup or after a decommission.
+    absent: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         return {"area": self.area, "where": self.where, "check": self.what, "found": self.found,
@@ -134,13 +142,29 @@ class Health:
         return max((c.severity for c in self.checks), default=Severity.OK)
 
     @property
+    def set_up(self) -> bool:
+        """False when no link of the chain is there and all that is broken is an absence."""
+        links = [c for c in self.checks if c.link]
+        broken = [c for c in self.checks if c.severity == Severity.BROKEN]
+        return not (links and all(c.absent for c in links) and all(c.absent for c in broken))
+
+    @property
     def verdict(self) -> Verdict:
-        return _VERDICT[self.worst]
+        return _VERDICT[self.worst] if self.set_up else Verdict.NOT_SET_UP
 
     @property
     def reasons(self) -> list[str]:
-        """Why the verdict is what it is: broken first, then what needs action."""
+        """Why the verdict is what it is: broken first, then what needs action.
+
+        Not set up: that, once, instead of each absence as a repair to make; then what needs action
+        still (a leftover PFX, the setup app's access).
+        """
         bad = sorted((c for c in self.checks if c.severity >= Severity.ACTION), key=lambda c: -c.severity)
+        if not self.set_up:
+            gone = ", ".join(f"{c.what}: {c.found}" for c in self.checks if c.link)
+            head = (f"server-side sync with Exchange Online is not set up for {self.organization} ({gone}): "
+                    "set it up with exchange-online-s2s, or nothing is left to do after s2s-decommission")
+            return [head] + [c.reason or f"{c.where}: {c.what}: {c.found}" for c in bad if not c.absent]
         return [c.reason or f"{c.where}: {c.what}: {c.found}" for c in bad]
 
     @property
@@ -163,7 +187,8 @@ class Health:
         return dataframe([c.as_dict() for c in self.checks], COLUMNS)
 
     def _repr_html_(self) -> str:
-        colour = {Verdict.OK: "#1a7f37", Verdict.ACTION_NEEDED: "#9a6700", Verdict.BROKEN: "#cf222e"}
+        colour = {Verdict.OK: "#1a7f37", Verdict.ACTION_NEEDED: "#9a6700", Verdict.BROKEN: "#cf222e",
+                  Verdict.NOT_SET_UP: "#57606a"}
         head = (f"<p style='font-size:1.2em'><b>{html.escape(self.organization)}: "
                 f"<span style='color:{colour[self.verdict]}'>{html.escape(str(self.verdict))}</span></b></p>")
         reasons = "".join(f"<li>{html.escape(r)}</li>" for r in self.reasons)

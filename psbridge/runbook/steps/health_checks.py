@@ -14,6 +14,7 @@ than stopping: the verdict of an org that cannot be read is not "ok".
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from psbridge.crm.settings import S2S_TENANT_ID
@@ -97,13 +98,14 @@ def configuration_database(dep: Deployment, today: dt.date, warn_days: int = WAR
                                 f"{where}: an {ALTERNATIVE} certificate ({c.thumbprint}) is "
                                 "recorded: a renewal under way, or one left half done"))
         elif c is issuer:
-            checks.append(expiry_check(where, what, end, today, warn_days))
+            checks.append(replace(expiry_check(where, what, end, today, warn_days), link=True))
         else:
             checks.append(Check("deployment", where, what, f"until {_day(end)}", Severity.INFO))
     if issuer is None:
         checks.append(Check("deployment", where, f"{ISSUER} certificate", "none", Severity.BROKEN,
                             f"{where}: no {ISSUER} certificate is recorded: CRM has nothing to sign "
-                            "its tokens with (CertificateReconfiguration.ps1 -updateCrm)"))
+                            "its tokens with (CertificateReconfiguration.ps1 -updateCrm)",
+                            link=True, absent=True))
     else:
         # SharePoint server-based integration signs with the same one: a renewal or removal touches it.
         checks.append(Check("deployment", where, "shared with SharePoint integration", "the same "
@@ -127,7 +129,7 @@ def server_settings(dep: Deployment) -> list[Check]:
         reason = "" if ok else (f"ServerSettings {setting} is {now or 'not set'}, wanted {wanted} "
                                 "(ConfigureCrmServerSideSync.ps1)")
         checks.append(Check("deployment", "configuration database", f"ServerSettings {setting}",
-                            now or "not set", Severity.OK if ok else Severity.BROKEN, reason))
+                            now or "not set", Severity.OK if ok else Severity.BROKEN, reason, absent=not now))
     return checks
 
 
@@ -204,7 +206,8 @@ def tenant_settings(dep: Deployment, tenant_id: str) -> tuple[list[Check], str]:
     reason = "" if ok else (f"{org.unique_name} {S2S_TENANT_ID} is {now or 'not set'}, but the tenant is "
                             f"{tenant_id}: Exchange Online refuses the mailboxes (Set-CrmAdvancedSetting)")
     return [Check("organization", "configuration database", f"{org.unique_name} {S2S_TENANT_ID}",
-                  now or "not set", Severity.OK if ok else Severity.BROKEN, reason)], str(org.id)
+                  now or "not set", Severity.OK if ok else Severity.BROKEN, reason, link=True,
+                  absent=not now)], str(org.id)
 
 
 def service_principal(graph: GraphClient, thumbprint: str, today: dt.date, warn_days: int = WARN_DAYS
@@ -278,14 +281,17 @@ def email_health(api: WebApi, profile_name: str) -> list[Check]:
     found = email.find_profiles(api, profile_name)
     if not found:
         return [Check("email", where, "exists", "MISSING", Severity.BROKEN,
-                      f"there is no {where}: no mailbox can synchronize (run exchange-online-s2s step 60)")]
+                      f"there is no {where}: no mailbox can synchronize (run exchange-online-s2s step 60)",
+                      link=True, absent=True)]
     if len(found) > 1:
         return [Check("email", where, "exists", f"{len(found)} with this name", Severity.ACTION,
                       f"{len(found)} profiles are named {profile_name!r}: keep one")]
     profile = found[0]
+    # An inactive profile is what a decommission leaves: this link is switched off, not there.
     checks = [Check("email", where, "status", "active" if profile.active else "inactive",
                     Severity.OK if profile.active else Severity.BROKEN,
-                    "" if profile.active else f"the {where} is inactive: its mailboxes do not synchronize")]
+                    "" if profile.active else f"the {where} is inactive: its mailboxes do not synchronize",
+                    link=True, absent=not profile.active)]
     last = profile.values.get("lasttestexecutionstatus")
     said = str(profile.values.get("lastcrmmessage") or "")
     if last == 0:

@@ -14,7 +14,8 @@
 #
 # **Purpose.** Read every link of the server-to-server chain where it lives and give one verdict for the
 # organization: **ok**, **action needed** (it works, but something ends soon or is left that should not be) or
-# **broken** (server-side sync cannot work now), with the reasons.
+# **broken** (server-side sync cannot work now), with the reasons; **not set up** when no link of the chain is
+# there at all (as after `s2s-decommission`).
 #
 # **What is read.** The configuration database's certificates by type and `ServerSettings`; the S2S certificate on
 # every server running the Asynchronous Processing Service (with its private key); the organization's
