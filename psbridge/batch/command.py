@@ -77,6 +77,12 @@ def run(inventory_file: Path, runbook: str | None, records: Path, *, parallel: i
     base = OrgTask(entry=inventory.orgs[0], runbook=str(book.source.parent if book.source else book.name),
                    records_root=str(records), batch_id=batch_id, lead=True, mode=mode, start=start, only=only,
                    forked_kernels=forked_kernels, graph_concurrency=graph_concurrency)
+    if cluster and not plan:
+        from psbridge.batch.shared import generated_pfx_warning
+
+        warning = generated_pfx_warning(inventory)
+        if warning:
+            console.print(f"[yellow]{escape(warning)}[/]")
     started = dt.datetime.now(dt.UTC)
     progress = BatchProgress(console, [o.key for o in inventory.orgs], [s.id for s in book.steps])
     try:

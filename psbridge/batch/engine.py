@@ -30,7 +30,8 @@ Event = dict[str, Any]
 
 
 class ClusterError(RunbookError):
-    """The Dask cluster could not be reached or started: nothing of the batch ran."""
+    """The Dask cluster could not be reached or started, or its workers do not see the batch's paths:
+    nothing of the batch ran."""
 
 
 def zone_resource(zone: str) -> str:
@@ -81,6 +82,11 @@ def run(inventory: Inventory, base: OrgTask, *, parallel: int, cluster: str | No
     outcomes: dict[str, dict[str, Any]] = {}
     stopped = False
     with client_for(cluster, parallel, zones) as client:
+        if cluster:
+            from psbridge.batch import shared
+
+            # Other machines: the paths handed to them must be theirs too, before anything runs.
+            shared.check(client, Path(base.records_root), inventory)
         if on_event is not None:
             handler = on_event
             # Dask hands each event over as (time, message).
