@@ -104,17 +104,22 @@ def batch(
         "* and ? as in a shell)")] = None,
     cluster: Annotated[str | None, typer.Option("--cluster", help="a Dask scheduler to send the work to: "
                                                 "tcp://HOST:8786")] = None,
+    graph_concurrency: Annotated[int, typer.Option(
+        "--graph-concurrency", min=1, max=64,
+        help="steps calling one tenant's Microsoft Graph at once, across the batch (or the cluster)")] = 4,
     records: RecordsOpt = Path("records"),
 ) -> None:
     """Run the runbook for every organization of an inventory: deployment-wide steps once per deployment,
-    never two at once on one deployment or tenant; failures isolated; resumable; a batch record.
+    never two at once on one deployment or tenant; a bounded number of Graph steps a tenant, none while
+    Graph asks it to wait (Retry-After); failures isolated; resumable; a batch record.
 
     Exit codes: 0 all complete, 1 some failed or blocked, 2 bad input (nothing ran), 3 stopped by Ctrl-C.
     """
     from psbridge.batch import command
 
     raise typer.Exit(command.run(inventory, runbook, records, parallel=parallel, plan=plan, only=only,
-                                 start=start, orgs=orgs, cluster=cluster))
+                                 start=start, orgs=orgs, cluster=cluster,
+                                 graph_concurrency=graph_concurrency))
 
 
 @app.command()

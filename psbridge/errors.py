@@ -63,7 +63,8 @@ defined beside the lab code that raises it rather than here: those never leave t
     │   ├── StepError                        (in psbridge.runbook.steps.common) a step cannot go on
     │   ├── KernelError                      (in psbridge.runbook.warm) no kernel could be had for a step
     │   ├── RunError                         (in psbridge.runbook.runner) a run cannot start
-    │   ├── ClusterError                     (in psbridge.batch.engine) no Dask cluster for a batch
+    │   ├── ClusterError                     (in psbridge.batch.engine) no cluster, or workers lack its paths
+    │   ├── GraphGateError                   a tenant's Graph gate a batch cannot keep
     │   └── ZygoteError                      (in psbridge.runbook.zygote) no kernel forked: start one anew
     └── LabError                             the embedded lab: it cannot start, or lacks what was asked
         ├── LabConfigError                   no lab description, or one that lacks what was asked for
@@ -429,6 +430,10 @@ class LockTimeout(PsbridgeError, TimeoutError):
 
 class RunbookError(PsbridgeError):
     """Base class of the runbook engine's errors: its definition, deployment, steps and runs."""
+
+
+class GraphGateError(RunbookError):
+    """A batch cannot keep a tenant's Graph gate: its semaphore is known with another bound."""
 
 
 # --- the embedded lab ------------------------------------------------------------------------

@@ -20,6 +20,7 @@ from rich.console import Console
 
 from psbridge import __version__
 from psbridge.batch import engine, record
+from psbridge.batch.graphgate import DEFAULT_CONCURRENCY
 from psbridge.batch.inventory import Inventory, InventoryError, load
 from psbridge.batch.progress import BatchProgress
 from psbridge.batch.work import BLOCKED, FAILED, INTERRUPTED, OrgTask
@@ -57,7 +58,8 @@ def prepare(inventory_file: Path, runbook: str | None, *, only: str | None, star
 
 def run(inventory_file: Path, runbook: str | None, records: Path, *, parallel: int = 2,
         plan: bool = False, only: str | None = None, start: str | None = None, orgs: str | None = None,
-        cluster: str | None = None, console: Console | None = None, forked_kernels: bool = True) -> int:
+        cluster: str | None = None, console: Console | None = None, forked_kernels: bool = True,
+        graph_concurrency: int = DEFAULT_CONCURRENCY) -> int:
     console = console or Console(highlight=False)
     try:
         book, inventory = prepare(inventory_file, runbook, only=only, start=start, orgs=orgs)
@@ -77,7 +79,13 @@ def run(inventory_file: Path, runbook: str | None, records: Path, *, parallel: i
         console.print(f"[dim]{escape(inventory.ignored.note())}[/]", soft_wrap=True)
     base = OrgTask(entry=inventory.orgs[0], runbook=str(book.source.parent if book.source else book.name),
                    records_root=str(records), batch_id=batch_id, lead=True, mode=mode, start=start, only=only,
-                   forked_kernels=forked_kernels)
+                   forked_kernels=forked_kernels, graph_concurrency=graph_concurrency)
+    if cluster and not plan:
+        from psbridge.batch.shared import generated_pfx_warning
+
+        warning = generated_pfx_warning(inventory)
+        if warning:
+            console.print(f"[yellow]{escape(warning)}[/]")
     started = dt.datetime.now(dt.UTC)
     progress = BatchProgress(console, [o.key for o in inventory.orgs], [s.id for s in book.steps])
     try:
@@ -94,7 +102,8 @@ def run(inventory_file: Path, runbook: str | None, records: Path, *, parallel: i
         "batch_id": batch_id, "runbook": {"name": book.name, "version": book.version, "sha256": book.sha256},
         "inventory": str(inventory_file), "mode": mode, "status": status, "started": started.isoformat(),
         "ended": ended.isoformat(), "duration_s": round((ended - started).total_seconds(), 3),
-        "parallel": parallel, "cluster": cluster, "orgs_selected": orgs, "only": only, "from": start,
+        "parallel": parallel, "graph_concurrency": graph_concurrency, "cluster": cluster,
+        "orgs_selected": orgs, "only": only, "from": start,
         "operator": _operator(), "machine": platform.node(), "psbridge": __version__,
     }
     where, table = record.write(records, batch_id, head, inventory.as_validated, outcomes, book)

@@ -17,17 +17,21 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterator
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
+from psbridge import evidence
 from psbridge.batch.inventory import Inventory
 from psbridge.batch.work import INTERRUPTED, TOPIC, OrgTask, run_org
 from psbridge.errors import RunbookError
+from psbridge.intents import JOURNAL, Journal
 
 Event = dict[str, Any]
 
 
 class ClusterError(RunbookError):
-    """The Dask cluster could not be reached or started: nothing of the batch ran."""
+    """The Dask cluster could not be reached or started, or its workers do not see the batch's paths:
+    nothing of the batch ran."""
 
 
 def zone_resource(zone: str) -> str:
@@ -78,6 +82,11 @@ def run(inventory: Inventory, base: OrgTask, *, parallel: int, cluster: str | No
     outcomes: dict[str, dict[str, Any]] = {}
     stopped = False
     with client_for(cluster, parallel, zones) as client:
+        if cluster:
+            from psbridge.batch import shared
+
+            # Other machines: the paths handed to them must be theirs too, before anything runs.
+            shared.check(client, Path(base.records_root), inventory)
         if on_event is not None:
             handler = on_event
             # Dask hands each event over as (time, message).
@@ -111,13 +120,67 @@ def run(inventory: Inventory, base: OrgTask, *, parallel: int, cluster: str | No
         if entry.key not in outcomes:
             outcomes[entry.key] = _lost(inventory, entry.key,
                                         "the batch was stopped (Ctrl-C) before it ended", INTERRUPTED)
+            # Its run may have begun: the batch's record then names the org's record of it.
+            _left_by_batch(outcomes[entry.key], entry, base)
     return [outcomes[o.key] for o in inventory.orgs], stopped
+
+
+def _left_by_batch(outcome: dict[str, Any], entry: Any, base: OrgTask) -> None:
+    """Point a stopped org's outcome at the record this batch's run of it left, as that record says.
+
+    A run stopped with its worker leaves its journal and no manifest yet: the manifest is written
+    from the journal here, as the next run would (the worker is gone: the org's run lock is free).
+    """
+    rec = _batch_record(Path(base.records_root) / entry.customer / entry.organization, base.batch_id)
+    if rec is None:
+        return
+    if not (rec / evidence.MANIFEST).is_file():
+        from psbridge.batch.work import _book
+        from psbridge.files import LockTimeout, locked
+        from psbridge.runbook.runner import Runner
+
+        root = Path(base.records_root)
+        try:
+            with locked(evidence.run_lock(root, entry.customer, entry.organization), timeout=0):
+                Runner(_book(base.runbook), entry.params, records_root=root).repair_interrupted()
+        except LockTimeout:  # its run still goes on somewhere (a cluster's worker): its record is its own
+            pass
+    if not (rec / evidence.MANIFEST).is_file():
+        outcome["action"] = f"stopped in its run {rec.name}, whose record the next run rebuilds"
+        return
+    manifest = evidence.read_manifest(rec)
+    steps = manifest.get("steps") or []
+    outcome["record"], outcome["run_id"] = str(rec), rec.name
+    outcome["steps"] = [{"id": s.get("id"), "status": s.get("status"), "seconds": s.get("duration_s"),
+                         "error": s.get("error"), "carried_from": s.get("carried_from")} for s in steps]
+    status = str(manifest.get("status"))
+    if status == evidence.RecordState.COMPLETE:
+        # It ended before the stop reached it; only its outcome was not collected.
+        outcome.update(status="complete", reason=None, action=f"ran (run {rec.name})")
+        return
+    stopped = next((s for s in steps if s.get("status") in ("failed", "interrupted")), None)
+    if stopped is not None:
+        outcome["failed_step"] = stopped.get("id")
+        outcome["action"] = f"stopped at {stopped.get('id')} (run {rec.name}, {status})"
+    if status == evidence.RecordState.FAILED:
+        outcome["status"] = "failed"
+        outcome["reason"] = (stopped or {}).get("error") or outcome["reason"]
+
+
+def _batch_record(org: Path, batch_id: str) -> Path | None:
+    """The org's record of the run this batch started, if it started one."""
+    for rec in sorted((p for p in org.iterdir() if p.is_dir()), reverse=True) if org.is_dir() else []:
+        if (rec / evidence.MANIFEST).is_file():
+            head = evidence.read_manifest(rec)
+        else:
+            head = (Journal.read(rec / JOURNAL).first("run-start") or {}).get("head") or {}
+        if (head.get("batch") or {}).get("id") == batch_id:
+            return rec
+    return None
 
 
 def _lead_from_records(entry: Any, base: OrgTask) -> dict[str, Any] | None:
     """The outcome a lead left out by --orgs stands for: its recorded deployment-wide steps, or None."""
-    from pathlib import Path
-
     from psbridge.batch.work import SKIPPED, OrgOutcome, _book, _borrowable, shared_steps
 
     book = _book(base.runbook)

@@ -154,8 +154,10 @@ def write(records_root: Path, batch_id: str, head: dict[str, Any], inventory: di
             for o in outcomes for name, since, until in o.get("held") or []]
     writer.write_text("locks.json", json.dumps(held, indent=1) + "\n")
     orgs = []
-    for o, row in zip(outcomes, table.to_dict("records"), strict=True):
-        entry: dict[str, Any] = {"key": o["key"], "status": o["status"], "record": row["record"],
+    for o in outcomes:
+        # From the outcome, not the table: pandas makes a missing record NaN, which is no JSON.
+        rel = Path(os.path.relpath(o["record"], where)).as_posix() if o.get("record") else None
+        entry: dict[str, Any] = {"key": o["key"], "status": o["status"], "record": rel,
                                  "manifest_sha256": None}
         if o.get("record"):
             manifest = Path(o["record"]) / evidence.MANIFEST
@@ -182,6 +184,8 @@ def verify(location: Path) -> list[str]:
         return found or ["batch: manifest.json unreadable"]
     for org in manifest.get("orgs", []):
         rel, digest = org.get("record"), org.get("manifest_sha256")
+        if not isinstance(rel, str):  # an org that left no record (blocked, never started)
+            rel = None
         if not rel:
             continue
         record = (Path(location) / rel).resolve()

@@ -15,7 +15,10 @@ org's own record; this module only decides what it should run and around which l
   one deployment or tenant at once, on any machine of the cluster;
 - the other orgs of the deployment carry those steps' facts from the lead's record
   (``Runner(borrowed=...)``) and run the read-only and organization steps themselves. When the
-  lead failed at a deployment-wide step they are *blocked by* it, with its reason.
+  lead failed at a deployment-wide step they are *blocked by* it, with its reason;
+- a step that calls Microsoft Graph (``graph: true``) runs through its tenant's Graph gate
+  (:mod:`psbridge.batch.graphgate`): a bounded number at once per tenant, none while Graph has
+  told one of them to wait.
 
 Everything returned is plain data (it crosses processes) and holds no secret value: parameters
 are references, reasons pass through the redactor.
@@ -25,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
@@ -32,7 +36,9 @@ from pathlib import Path
 from typing import Any
 
 from psbridge import evidence
+from psbridge.batch.graphgate import DEFAULT_CONCURRENCY, gate_for
 from psbridge.batch.inventory import OrgEntry, deployment_identity
+from psbridge.runbook import throttles
 from psbridge.runbook.definition import Runbook, Scope
 from psbridge.secrets import redact
 
@@ -56,6 +62,7 @@ class OrgTask:
     only: str | None = None
     # Steps' kernels forked from a zygote (the runner's default); a test may ask for ordinary ones.
     forked_kernels: bool = True
+    graph_concurrency: int = DEFAULT_CONCURRENCY  # Graph steps of one tenant at once
 
 
 @dataclass
@@ -80,7 +87,8 @@ class OrgOutcome:
     facts: dict[str, Any] = field(default_factory=dict)
     # For a lead: the facts of the deployment-wide steps, by step: (facts, their origin).
     borrowable: dict[str, tuple[dict[str, Any], str]] = field(default_factory=dict)
-    # When a state-changing deployment- or tenant-wide step held its lock: (lock, acquired, released).
+    # When a state-changing deployment- or tenant-wide step held its lock: (lock, acquired, released);
+    # and the tenant's Graph gate: each lease, each hold set, each wait for a hold (graphgate's names).
     held: list[tuple[str, float, float]] = field(default_factory=list)
 
     @property
@@ -119,13 +127,19 @@ def reads_only(book: Runbook) -> bool:
     return all(s.read_only for s in book.steps)
 
 
+def tenant_identity(entry: OrgEntry) -> str:
+    """The tenant an org's cloud steps work in, as every batch on a cluster names it."""
+    where = deployment_identity(entry.params) or f"{entry.customer}/{entry.deployment}"
+    # An empty tenant is the deployment's own (in the lab, each deployment has its twin).
+    return entry.tenant or f"({where})"
+
+
 def lock_name(entry: OrgEntry, scope: Scope) -> str:
     """The lock of what a step changes: named by the servers (or lab), not by what an inventory calls
     it, so two batches that call one deployment differently still exclude each other."""
-    where = deployment_identity(entry.params) or f"{entry.customer}/{entry.deployment}"
     if scope == Scope.TENANT:
-        # An empty tenant is the deployment's own (in the lab, each deployment has its twin).
-        return f"psbridge-tenant:{entry.tenant or '(' + where + ')'}"
+        return f"psbridge-tenant:{tenant_identity(entry)}"
+    where = deployment_identity(entry.params) or f"{entry.customer}/{entry.deployment}"
     return f"psbridge-deployment:{where}"
 
 
@@ -176,11 +190,13 @@ class _StepLocks:
     take the deployment's lock for themselves alone: they sweep leftovers from its servers.
     """
 
-    def __init__(self, task: OrgTask, outcome: OrgOutcome, book: Runbook) -> None:
+    def __init__(self, task: OrgTask, outcome: OrgOutcome, book: Runbook, reports: Path) -> None:
         self.task, self.outcome = task, outcome
         self.shared = shared_steps(book)
         self.scopes = {s.id: s.scope for s in book.steps}
         self._held: list[tuple[Any, str, float]] = []
+        self._graph = gate_for(tenant_identity(task.entry), task.graph_concurrency, reports,
+                               lambda name, since, until: outcome.held.append((name, since, until)))
 
     def __call__(self, event: str, step_outcome: Any) -> None:
         step = step_outcome.step
@@ -198,8 +214,14 @@ class _StepLocks:
                     # The checks and the summary remove what a dead run left on the servers (an
                     # uploaded PFX): that must not be another live run's upload.
                     self._acquire(lock_name(self.task.entry, Scope.DEPLOYMENT), step.id)
+            if step.graph and self._graph is not None:
+                # Inside the locks: a lease of the tenant's Graph is only ever held by a running step.
+                _event("lock-wait", org=key, step=step.id, lock=f"{self._graph.tenant}'s Graph")
+                self._graph.enter()
             _event("step-start", org=key, step=step.id)
         else:
+            if self._graph is not None:
+                self._graph.leave()
             more = step.id in self.shared and step.id != self.shared[-1]
             if not (more and step_outcome.status == "succeeded"):
                 self.release()
@@ -220,6 +242,8 @@ class _StepLocks:
         self._held.append((lock, name, time.time()))
 
     def release(self) -> None:
+        if self._graph is not None:
+            self._graph.leave()
         while self._held:
             lock, name, since = self._held.pop()
             # The time before the release: the next holder's acquisition can only come after it.
@@ -350,12 +374,15 @@ def _run(task: OrgTask, lead: dict[str, Any] | None, out: OrgOutcome) -> None:
         out.action = "planned" if task.mode == "plan" else (
             f"ran only {only}" if only else f"ran from {start}" if start else "ran: a reading is of now")
 
-    hooks = _StepLocks(task, out, book)
-    with _lab_environment(entry.params) as env:
+    with _lab_environment(entry.params) as env, tempfile.TemporaryDirectory(prefix="psbridge-graph-") as tmp:
+        # Where this org's step kernels report the Retry-After Graph gave them, for its Graph gate.
+        reports = Path(tmp) / "throttles.jsonl"
+        hooks = _StepLocks(task, out, book, reports)
         # The org's run page links back to the batch's page: records/<customer>/<org>/<run>/ to
         # records/batches/<id>/index.html.
         batch = {"id": task.batch_id, "page": f"../../../batches/{task.batch_id}/index.html"}
-        runner = Runner(book, entry.params, records_root=root, mode=task.mode, env=env, progress=hooks,
+        runner = Runner(book, entry.params, records_root=root, mode=task.mode,
+                        env={**env, throttles.ENV: str(reports)}, progress=hooks,
                         borrowed=borrowed, forked_kernels=task.forked_kernels, batch=batch)
         try:
             result = runner.run(start=start, only=only, resume=resume)

@@ -8,8 +8,10 @@
 
 - 429, 503 and 504 are retried, honouring ``Retry-After`` (seconds or an HTTP date), else
   with exponential backoff, within ``max_attempts`` and a total ``retry_budget`` of seconds;
-  past either, the last error is raised. A POST answered 504 is not repeated (the gateway
-  may have timed out after Graph did the work; the idempotent operations find it next run).
+  past either, the last error is raised. ``on_retry_after`` hears each Retry-After honoured
+  (its seconds), so that what else calls the same tenant can hold off too. A POST answered 504
+  is not repeated (the gateway may have timed out after Graph did the work; the idempotent
+  operations find it next run).
 - A 401 (token expired or revoked before its time) renews the token and retries **once**.
 - ``get_all`` follows ``@odata.nextLink``, only ever to the configured Graph host: the bearer
   token is never sent anywhere else.
@@ -70,13 +72,15 @@ class GraphClient:
     def __init__(self, settings: CloudSettings, token_provider: TokenProvider, *,
                  max_attempts: int = 10, retry_budget: float = 120.0,
                  sleep: Callable[[float], None] = time.sleep,
-                 session: requests.Session | None = None) -> None:
+                 session: requests.Session | None = None,
+                 on_retry_after: Callable[[float], None] | None = None) -> None:
         self.settings = settings
         self.tokens = token_provider
         self.max_attempts = max_attempts
         self.retry_budget = retry_budget
         self.sleep = sleep
         self.session = session or session_for(settings)
+        self.on_retry_after = on_retry_after
         self.waited = 0.0  # seconds spent honouring Retry-After/backoff, over this client's life
         self.retries = 0
 
@@ -156,10 +160,11 @@ class GraphClient:
             # A 504 may come after the work was done: a POST is not repeated blindly then.
             retriable = resp.status_code in RETRIED and not (method == "POST" and resp.status_code == 504)
             if retriable and attempts < self.max_attempts:
-                wait = _retry_after(resp)
-                if wait is None:
-                    wait = min(2.0 ** (attempts - 1), 30.0)
+                told = _retry_after(resp)
+                wait = min(2.0 ** (attempts - 1), 30.0) if told is None else told
                 if waited + wait <= self.retry_budget:
+                    if told is not None and self.on_retry_after is not None:
+                        self.on_retry_after(told)
                     log.info("Graph %s %s: %s, retrying in %.0f s", method, shown, resp.status_code, wait)
                     self.sleep(wait)
                     waited += wait

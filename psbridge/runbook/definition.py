@@ -132,6 +132,9 @@ class StepSpec(BaseModel):
     consumes: list[str] = []
     # A step that only reads (checks, summary): it never has anything to change.
     read_only: bool = False
+    # It calls the tenant's Microsoft Graph: in a batch it runs inside a lease of the tenant's Graph
+    # semaphore and waits out a Retry-After another org's step was told (psbridge.batch.graphgate).
+    graph: bool = False
 
     @property
     def stem(self) -> str:

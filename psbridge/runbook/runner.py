@@ -49,7 +49,7 @@ from nbformat.v4 import nbjson
 from psbridge import __version__, evidence, files, intents
 from psbridge.errors import ParameterError, RunbookError
 from psbridge.runbook import facts as factmod
-from psbridge.runbook import timing, zygote
+from psbridge.runbook import throttles, timing, zygote
 from psbridge.runbook.definition import MODE_PARAMETER, Runbook, StepSpec
 from psbridge.runbook.kernel import KERNEL_NAME, kernel_manager_class, new_stderr_log
 from psbridge.runbook.warm import KernelPool
@@ -596,6 +596,12 @@ class Runner:
             # Cloud: Entra ID (the tenant's OpenID discovery, sign-in) and Microsoft Graph.
             cloud = sum(calls.get(k, 0.0) for k in ("graph", "signin", "discovery"))
             outcome.timings["cloud"] = round(cloud, 3)
+            # The longest Retry-After Graph gave this step, and when: the record says why it waited.
+            told = timing.lines(str(kernel.timings_file), throttles.KIND)
+            if told:
+                longest = max(told, key=lambda t: float(t["seconds"]))
+                outcome.timings["graph_retry_after"] = float(longest["seconds"])
+                outcome.timings["graph_retry_after_at"] = float(longest["at"])
             kernel.timings_file.unlink(missing_ok=True)
         outcome.ended = dt.datetime.now(dt.UTC)
         text = _memory.pop(target)

@@ -17,11 +17,17 @@ from typing import Any
 ENV = "PSBRIDGE_TIMINGS"
 
 
-def _write(kind: str, seconds: float) -> None:
+def _write(kind: str, seconds: float, **extra: float) -> None:
     path = os.environ.get(ENV)
     if path:
+        line = {"kind": kind, "seconds": round(seconds, 6), "pid": os.getpid(), **extra}
         with open(path, "a", encoding="utf-8") as f:
-            f.write(json.dumps({"kind": kind, "seconds": round(seconds, 6), "pid": os.getpid()}) + "\n")
+            f.write(json.dumps(line) + "\n")
+
+
+def note(kind: str, seconds: float, **extra: float) -> None:
+    """One line of ``kind`` that is not a timed call (a wait Graph asked for), with its own numbers."""
+    _write(kind, seconds, **extra)
 
 
 def timed(kind: str, fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -42,6 +48,15 @@ def instrument(obj: Any, method: str, kind: str) -> Any:
     """Time ``obj.method`` calls (an instance attribute shadows the class's method)."""
     setattr(obj, method, timed(kind, getattr(obj, method)))
     return obj
+
+
+def lines(path: str, kind: str) -> list[dict[str, float]]:
+    """The lines of one kind, as written."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return [rec for rec in map(json.loads, f) if rec.get("kind") == kind]
+    except FileNotFoundError:
+        return []
 
 
 def read(path: str) -> dict[str, float]:

@@ -24,10 +24,12 @@ def _client(twin: EntraTwin, admin: SignIn, **kw) -> tuple[GraphClient, Sleeps]:
 
 
 def test_throttling_is_survived_honouring_retry_after(twin: EntraTwin, admin: SignIn) -> None:
-    graph, sleeps = _client(twin, admin)
+    told = Sleeps()  # what the client tells its caller, so that the tenant's other callers hold off too
+    graph, sleeps = _client(twin, admin, on_retry_after=told)
     twin.set_knobs(throttle=2, retry_after=7)
     assert graph.get("/organization")["value"][0]["id"] == twin.tenant_id
     assert sleeps == [7.0, 7.0] and graph.retries == 2
+    assert told == [7.0, 7.0]
     assert twin.knobs.get("throttle") == 0
 
 
@@ -39,12 +41,14 @@ def test_service_unavailable_is_retried(twin: EntraTwin, admin: SignIn) -> None:
 
 
 def test_retry_budget_is_bounded(twin: EntraTwin, admin: SignIn) -> None:
-    graph, sleeps = _client(twin, admin, retry_budget=60)
+    told = Sleeps()
+    graph, sleeps = _client(twin, admin, retry_budget=60, on_retry_after=told)
     twin.set_knobs(throttle=10, retry_after=25)
     with pytest.raises(GraphError) as e:
         graph.get("/organization")
     assert (e.value.status, e.value.code) == (429, "TooManyRequests")
     assert sleeps == [25.0, 25.0] and e.value.attempts == 3
+    assert told == sleeps  # a wait past the budget is not honoured, so not told
     assert e.value.request_id and "after 3 attempts" in str(e.value)
 
     graph, sleeps = _client(twin, admin, max_attempts=2)

@@ -200,9 +200,12 @@ def sign_in(dep: Deployment, admin_account: str = "") -> SignIn:
 
 def graph_client(dep: Deployment, admin: SignIn) -> GraphClient:
     from psbridge.cloud import GraphClient
+    from psbridge.runbook import throttles
     from psbridge.runbook.timing import instrument
 
-    client: GraphClient = instrument(GraphClient(dep.cloud, admin), "request", "graph")
+    # A Retry-After is the tenant's, not this client's: the batch holds the tenant's other orgs too.
+    client: GraphClient = instrument(GraphClient(dep.cloud, admin, on_retry_after=throttles.report),
+                                     "request", "graph")
     return client
 
 
