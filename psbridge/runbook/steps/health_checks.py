@@ -1,11 +1,12 @@
 """The health checks themselves: each link of the S2S chain read where it lives, nothing changed.
 
 In the order a mailbox's connection meets them: the configuration database's certificates and
-``ServerSettings``, the S2S certificate on every server running the Asynchronous Processing Service,
-the organization's ``S2STenantId``, the Dynamics CRM service principal's key credentials, the email
-server profile and every mailbox on it; then what should not be there: setup access left in the
-tenant and PFX files psbridge left on a server. Every reader only reads (``Get-*`` cmdlets, Graph
-``GET``, Web API ``GET``): a health run leaves the world as it found it, which its tests assert.
+``ServerSettings``, the S2S certificate on every server running the Asynchronous Processing Service
+and whether the service's account may read its private key, the organization's ``S2STenantId``,
+the Dynamics CRM service principal's key credentials, the email server profile and every mailbox
+on it; then what should not be there: setup access left in the tenant and PFX files psbridge left
+on a server. Every reader only reads (``Get-*`` cmdlets, ``certutil -store``, Graph ``GET``, Web
+API ``GET``): a health run leaves the world as it found it, which its tests assert.
 
 A reader that cannot read (a server down, the Web API refusing) says so as a broken check rather
 than stopping: the verdict of an org that cannot be read is not "ok".
