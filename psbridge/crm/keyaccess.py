@@ -99,7 +99,8 @@ def service_accounts(session: Session) -> dict[str, str]:
 
 def key_file(session: Session, thumbprint: str) -> PureWindowsPath:
     """The file holding the certificate's private key, from certutil's listing of it."""
-    result = session.invoke(Cmd("certutil.exe", "-store", "My", thumbprint))
+    # -store only lists (and test-signs with the key): safe to send again after a dropped connection.
+    result = session.invoke(Cmd("certutil.exe", "-store", "My", thumbprint), retry=True)
     lines = [line for o in result.output for line in str(o).splitlines()]
     container = next((m.group(1) for m in map(_CONTAINER.match, lines) if m), None)
     provider = next((m.group(1) for m in map(_PROVIDER.match, lines) if m), "")
@@ -120,10 +121,14 @@ def key_rules(session: Session, path: PureWindowsPath) -> list[AccessRule]:
     """The access rules of a key file (its ACL's ``Access``), unrolled on the server."""
     out = session.invoke(Cmd("Get-Acl", LiteralPath=str(path))
                          | Cmd("Select-Object", ExpandProperty="Access")).output
-    return [AccessRule(identity=_text(o.get_ci("IdentityReference")),
-                       rights=_text(o.get_ci("FileSystemRights")),
-                       allow=_text(o.get_ci("AccessControlType")).lower() == "allow")
-            for o in out if hasattr(o, "get_ci")]
+    return [rule_of(o) for o in out if hasattr(o, "get_ci")]
+
+
+def rule_of(record: Any) -> AccessRule:
+    """One ``FileSystemAccessRule`` as it arrives: enums by name, or by value (``Allow`` is 0)."""
+    kind = _text(record.get_ci("AccessControlType")).strip().lower()
+    return AccessRule(identity=_text(record.get_ci("IdentityReference")),
+                      rights=_text(record.get_ci("FileSystemRights")), allow=kind in ("allow", "0"))
 
 
 def key_access(account: str, rules: list[AccessRule], server: str) -> KeyAccess:

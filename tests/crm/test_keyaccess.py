@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from psbridge.crm.keyaccess import AccessRule, key_access, normal_identity
+from psbridge.crm.keyaccess import AccessRule, key_access, normal_identity, rule_of
 
 SERVER = "CRM01"
 OWN = [AccessRule("NT AUTHORITY\\SYSTEM", "FullControl", True),
@@ -56,3 +56,23 @@ def test_a_upn_is_not_compared_with_domain_names() -> None:
     rules = [*OWN, AccessRule("LAB\\crmsvc", "Read", True)]
     got = key_access("crmsvc@lab.example", rules, SERVER)
     assert got.may_read is None and "user@domain" in got.why
+
+
+class Received:
+    """A deserialized rule: properties looked up without case, as the bridge's records are."""
+
+    def __init__(self, **props: object) -> None:
+        self.props = {k.lower(): v for k, v in props.items()}
+
+    def get_ci(self, name: str) -> object:
+        return self.props.get(name.lower())
+
+
+def test_rules_arriving_with_enums_as_values_read_as_with_names() -> None:
+    by_value = rule_of(Received(IdentityReference="LAB\\CRMAsyncService", FileSystemRights=1179785,
+                                AccessControlType=0))
+    assert by_value == AccessRule("LAB\\CRMAsyncService", "1179785", True) and by_value.reads
+    denied = rule_of(Received(IdentityReference="Everyone", FileSystemRights="Read", AccessControlType=1))
+    assert denied.allow is False
+    named = rule_of(Received(IdentityReference="x\\y", FileSystemRights="Write", AccessControlType="Allow"))
+    assert named.allow and not named.reads
