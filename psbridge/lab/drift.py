@@ -8,7 +8,10 @@ A health check is only worth what it catches, so the lab can age what a setup le
   certificate's end;
 - :func:`remove_key_credentials`: the Dynamics CRM service principal's key credentials gone (an
   administrator cleaning up, another tool's rotation); :func:`restore_key_credentials` puts them back;
-- :func:`fail_mailbox`: a mailbox whose last test failed, with the server's alert.
+- :func:`fail_mailbox`: a mailbox whose last test failed, with the server's alert;
+- :func:`revoke_key_read`: the service account's read on the S2S certificate's private key taken
+  away on one server or all (a key re-imported by hand, an ACL "tidied"); Test & Enable then fails
+  with "Keyset does not exist"; :func:`grant_key_read` gives it back.
 
 Plain functions over the world (on disk, under its lock) and the twin's directory (the running
 twin's object, so that it serves the change at once).
@@ -118,3 +121,42 @@ def fail_mailbox(state_dir: Path, organization: str, mailbox: str, alert: str) -
             "machinename": "CRM01", "regardingobjectid": {"id": box["mailboxid"], "type": "mailbox"},
             "createdon": iso(now),
         })
+
+
+def revoke_key_read(state_dir: Path, account: str, server: str | None = None) -> list[str]:
+    """Take ``account`` off the readers of the S2S certificate's key on ``server`` (None: every one).
+
+    Returns the servers where it could read before.
+    """
+    with World.load(state_dir).change() as data:
+        certificates = data["deployment"]["certificates"]
+        issuer = next((c for c in certificates if c["certificate_type"] == ISSUER), None)
+        if issuer is None:
+            raise NotInLab(f"the lab's configuration database holds no {ISSUER} certificate: "
+                           "set up S2S first")
+        thumb = str(issuer["thumbprint"]).upper()
+        chosen = [s for s in data["servers"] if server is None or s["name"].lower() == server.lower()]
+        if not chosen:
+            raise NotInLab(f"the lab has no server {server!r}")
+        revoked = []
+        for s in chosen:
+            for entry in s["store"]:
+                readers = entry.get("key_readers", [])
+                mine = [r for r in readers if r.lower() == account.lower()]
+                if str(entry["thumbprint"]).upper() == thumb and mine:
+                    entry["key_readers"] = [r for r in readers if r.lower() != account.lower()]
+                    revoked.append(str(s["name"]))
+    return revoked
+
+
+def grant_key_read(state_dir: Path, account: str, servers: list[str]) -> None:
+    """Give ``account`` read on the S2S certificate's key again on ``servers`` (undoes a revoke)."""
+    with World.load(state_dir).change() as data:
+        thumb = next(str(c["thumbprint"]).upper() for c in data["deployment"]["certificates"]
+                     if c["certificate_type"] == ISSUER)
+        for s in data["servers"]:
+            if s["name"].lower() not in (n.lower() for n in servers):
+                continue
+            for entry in s["store"]:
+                if str(entry["thumbprint"]).upper() == thumb:
+                    entry.setdefault("key_readers", []).append(account)

@@ -8,6 +8,7 @@ The organization is first set up by the exchange-online-s2s runbook in the same 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,6 +28,7 @@ from psbridge.runbook.runner import Runner, RunResult
 SETUP = registry.load("exchange-online-s2s")
 HEALTH = registry.load("s2s-health")
 ORG = "contoso"
+SERVICE_ACCOUNT = "LAB\\CRMAsyncService"  # lab.json's service_account: the async services run as it
 
 
 @pytest.fixture(scope="module")
@@ -77,6 +79,11 @@ def test_a_healthy_organization_is_ok_and_nothing_changes(env: dict[str, Any]) -
     assert evidence.verify(result.record_dir) == []
     page = (result.record_dir / "00-health.html").read_text(encoding="utf-8")
     assert "contoso: <span" in page and "Every check is ok." in page and "2027-04-01" in page
+    # Read on every async server, not left as a note: the ACL names the service account.
+    rows = set(re.findall(r"<td>(CRM\d\d) LocalMachine\\My</td><td>service account key access</td>"
+                          r"<td>([^<]*)</td><td>([^<]*)</td>", page))
+    assert rows == {(s, f"{SERVICE_ACCOUNT}: may read", "ok") for s in ("CRM01", "CRM02")}
+    assert not [n for n in facts["health_notes"] if "key" in n and "not read" in n]
 
 
 def test_a_plan_changes_nothing_either(env: dict[str, Any]) -> None:
@@ -103,6 +110,39 @@ def test_a_key_credential_removed_is_broken(env: dict[str, Any]) -> None:
     thumb = env["setup"].facts["thumbprint"]
     assert [r for r in facts["health_reasons"] if "does not trust the S2S certificate " + thumb in r
             and "AADSTS700027" in r]
+
+
+def test_a_service_account_that_may_not_read_the_key_is_broken_on_that_server(env: dict[str, Any]) -> None:
+    revoked = drift.revoke_key_read(env["state"], SERVICE_ACCOUNT, "CRM02")
+    assert revoked == ["CRM02"]
+    try:
+        before = world(env["state"])
+        result = health(env)
+        assert world(env["state"]) == before
+    finally:
+        drift.grant_key_read(env["state"], SERVICE_ACCOUNT, revoked)
+    assert result.ok, result.table().to_string()
+    facts = result.facts
+    assert facts["health_verdict"] == "broken"
+    thumb = env["setup"].facts["thumbprint"]
+    access = [r for r in facts["health_reasons"] if "private key" in r]
+    assert len(access) == 1, facts["health_reasons"]
+    assert access[0].startswith(f"CRM02: {SERVICE_ACCOUNT} ")
+    assert thumb in access[0] and "Keyset does not exist" in access[0]
+    assert "CertificateReconfiguration.ps1" in access[0]
+    assert health(env).facts["health_verdict"] == "ok"  # granted again: the check reads the ACL anew
+
+
+def test_a_key_acl_that_cannot_be_read_is_a_note_not_a_verdict(env: dict[str, Any]) -> None:
+    lab: Lab = env["lab"]
+    lab.set_faults("CRM01", fail_commands={"get-acl": "Attempted to perform an unauthorized operation."})
+    try:
+        facts = health(env).facts
+    finally:
+        lab.clear_faults("CRM01")
+    assert facts["health_verdict"] == "ok", facts["health_reasons"]
+    notes = [n for n in facts["health_notes"] if n.startswith("CRM01: whether")]
+    assert len(notes) == 1 and "is not read" in notes[0] and "unauthorized operation" in notes[0], notes
 
 
 def test_a_failing_mailbox_needs_action_with_the_servers_words(env: dict[str, Any]) -> None:

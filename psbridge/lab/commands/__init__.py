@@ -13,7 +13,7 @@ Anything else is not recognized, as on a real server.
 from __future__ import annotations
 
 # Importing the command modules registers their commands.
-from psbridge.lab.commands import accounts, core, crm, getcommand, items  # noqa: F401
+from psbridge.lab.commands import accounts, core, crm, getcommand, items, keyfiles, services  # noqa: F401
 from psbridge.lab.commands.getcommand import command_metadata
 from psbridge.lab.commands.registry import CMDLETS, CommandSpec, Param
 from psbridge.lab.commands.runtime import CRM_SNAPIN, find_command, run_pipeline

@@ -1,11 +1,12 @@
 """The health checks themselves: each link of the S2S chain read where it lives, nothing changed.
 
 In the order a mailbox's connection meets them: the configuration database's certificates and
-``ServerSettings``, the S2S certificate on every server running the Asynchronous Processing Service,
-the organization's ``S2STenantId``, the Dynamics CRM service principal's key credentials, the email
-server profile and every mailbox on it; then what should not be there: setup access left in the
-tenant and PFX files psbridge left on a server. Every reader only reads (``Get-*`` cmdlets, Graph
-``GET``, Web API ``GET``): a health run leaves the world as it found it, which its tests assert.
+``ServerSettings``, the S2S certificate on every server running the Asynchronous Processing Service
+and whether the service's account may read its private key, the organization's ``S2STenantId``,
+the Dynamics CRM service principal's key credentials, the email server profile and every mailbox
+on it; then what should not be there: setup access left in the tenant and PFX files psbridge left
+on a server. Every reader only reads (``Get-*`` cmdlets, ``certutil -store``, Graph ``GET``, Web
+API ``GET``): a health run leaves the world as it found it, which its tests assert.
 
 A reader that cannot read (a server down, the Web API refusing) says so as a broken check rather
 than stopping: the verdict of an org that cannot be read is not "ok".
@@ -35,8 +36,8 @@ if TYPE_CHECKING:
     from psbridge.crm.webapi import WebApi
 
 __all__ = ["configuration_database", "email_health", "expiry_check", "graph_client", "issuer_expiry",
-           "issuer_subject", "leftovers", "server_settings", "servers", "service_principal", "setup_access",
-           "sign_in", "tenant_settings", "today", "web_api_checks", "web_api_target"]
+           "issuer_subject", "key_access", "leftovers", "server_settings", "servers", "service_principal",
+           "setup_access", "sign_in", "tenant_settings", "today", "web_api_checks", "web_api_target"]
 
 ISSUER = "S2STokenIssuer"
 ALTERNATIVE = "AlternativeS2STokenIssuer"
@@ -164,11 +165,7 @@ def servers(dep: Deployment, thumbprint: str, subject: str) -> list[Check]:
             checks.append(Check("deployment", where, f"S2S certificate {want}",
                                 "present, with its private key"))
         if found and found[0].has_private_key:
-            # The key's ACL is not readable through cmdlets alone; a mailbox test says it plainly.
-            access = f"{dep.service_account}'s read access to the private key"
-            checks.append(Check("deployment", where, access, "not read", Severity.INFO,
-                                f"{name}: whether {dep.service_account} may read the private key is not read "
-                                "here; a mailbox's failed test says 'Keyset does not exist' when it may not"))
+            checks.append(key_access(dep, name, want))
         if same:
             listed = ", ".join(c.thumbprint for c in same)
             checks.append(Check("deployment", where, "subject unique", f"{len(same)} other(s): {listed}",
@@ -176,6 +173,43 @@ def servers(dep: Deployment, thumbprint: str, subject: str) -> list[Check]:
                                 f"{subject!r} ({listed}): CertificateReconfiguration.ps1 fails with "
                                 "'Private key not found' until they are removed"))
     return checks
+
+
+def key_access(dep: Deployment, name: str, thumbprint: str) -> Check:
+    """On one server: may the async services' account read the S2S certificate's private key?"""
+    from psbridge.crm import keyaccess
+
+    where, what = f"{name} LocalMachine\\My", "service account key access"
+    try:
+        session = dep.session(name)
+        accounts = sorted({a for a in keyaccess.service_accounts(session).values() if a}, key=str.lower)
+        if not accounts:
+            return Check("deployment", where, what, "not read", Severity.INFO,
+                         f"{name}: no {keyaccess.ASYNC_SERVICES[0]} service (Win32_Service) names "
+                         f"the account it runs as: whether it may read the key of {thumbprint} is not read")
+        rules = keyaccess.key_rules(session, keyaccess.key_file(session, thumbprint))
+    except PsbridgeError as e:
+        # The ACL cannot be read (certutil names no file, Get-Acl refused): say so, do not guess.
+        return Check("deployment", where, what, "not read", Severity.INFO,
+                     f"{name}: whether the Asynchronous Processing Service's account may read the key of "
+                     f"{thumbprint} is not read: {e}")
+    found = [keyaccess.key_access(a, rules, name) for a in accounts]
+    said = {True: "may read", False: "may not read", None: "?"}
+    shown = "; ".join(f"{a.account}: {said[a.may_read]}" for a in found)
+    refused = [a for a in found if a.may_read is False]
+    if refused:
+        names = ", ".join(a.account for a in refused)
+        return Check("deployment", where, what, shown, Severity.BROKEN,
+                     f"{name}: {names} (the Asynchronous Processing Service's account) may not read "
+                     f"the private key of the S2S certificate {thumbprint} ({refused[0].why}): Test & "
+                     "Enable of a mailbox fails with 'Keyset does not exist'; run "
+                     "CertificateReconfiguration.ps1 there again, or grant the account read on the key")
+    unknown = [a for a in found if a.may_read is None]
+    if unknown:
+        return Check("deployment", where, what, "not read", Severity.INFO,
+                     f"{name}: whether {unknown[0].account} may read the key of {thumbprint} is not read: "
+                     f"{unknown[0].why}")
+    return Check("deployment", where, what, shown)
 
 
 def leftovers(dep: Deployment) -> list[Check]:

@@ -18,12 +18,14 @@
 # there at all (as after `s2s-decommission`).
 #
 # **What is read.** The configuration database's certificates by type and `ServerSettings`; the S2S certificate on
-# every server running the Asynchronous Processing Service (with its private key); the organization's
-# `S2STenantId`; the Dynamics CRM service principal's key credentials in Entra ID; the setup app's access left in
-# the tenant; the email server profile and every mailbox on it; PFX files psbridge left on a server; the dates that
-# matter.
+# every server running the Asynchronous Processing Service (with its private key, and whether the service's
+# account may read that key: its file's ACL, without which Test & Enable fails with "Keyset does not exist"); the
+# organization's `S2STenantId`; the Dynamics CRM service principal's key credentials in Entra ID; the setup app's
+# access left in the tenant; the email server profile and every mailbox on it; PFX files psbridge left on a
+# server; the dates that matter.
 #
-# **What changes where.** Nothing: every call is a read (`Get-*` cmdlets, Graph and Web API `GET`).
+# **What changes where.** Nothing: every call is a read (`Get-*` cmdlets, `certutil -store`, Graph and Web API
+# `GET`).
 #
 # **Roll back.** Nothing to roll back.
 
