@@ -23,7 +23,7 @@ import base64
 import datetime as dt
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
@@ -58,15 +58,19 @@ def _reissued(old: x509.Certificate, days: float) -> x509.Certificate:
     return builder.sign(key, hashes.SHA256())
 
 
+def _issuer(data: dict[str, Any]) -> dict[str, Any]:
+    """The configuration database's S2STokenIssuer certificate (the world's own dict, to change)."""
+    issuer = next((c for c in data["deployment"]["certificates"] if c["certificate_type"] == ISSUER), None)
+    if issuer is None:
+        raise NotInLab(f"the lab's configuration database holds no {ISSUER} certificate: set up S2S first")
+    return cast(dict[str, Any], issuer)
+
+
 def certificate_expires_in(state_dir: Path, directory: Directory, days: float) -> str:
     """Make the deployment's S2S certificate one that ends in ``days`` days; its new thumbprint."""
     world = World.load(state_dir)
     with world.change() as data:
-        certificates = data["deployment"]["certificates"]
-        issuer = next((c for c in certificates if c["certificate_type"] == ISSUER), None)
-        if issuer is None:
-            raise NotInLab(f"the lab's configuration database holds no {ISSUER} certificate: "
-                           "set up S2S first")
+        issuer = _issuer(data)
         old_thumb = str(issuer["thumbprint"]).upper()
         cert = _reissued(x509.load_der_x509_certificate(base64.b64decode(issuer["data"])), days)
         der = cert.public_bytes(Encoding.DER)
@@ -129,11 +133,7 @@ def revoke_key_read(state_dir: Path, account: str, server: str | None = None) ->
     Returns the servers where it could read before.
     """
     with World.load(state_dir).change() as data:
-        certificates = data["deployment"]["certificates"]
-        issuer = next((c for c in certificates if c["certificate_type"] == ISSUER), None)
-        if issuer is None:
-            raise NotInLab(f"the lab's configuration database holds no {ISSUER} certificate: "
-                           "set up S2S first")
+        issuer = _issuer(data)
         thumb = str(issuer["thumbprint"]).upper()
         chosen = [s for s in data["servers"] if server is None or s["name"].lower() == server.lower()]
         if not chosen:

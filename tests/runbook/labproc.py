@@ -42,6 +42,32 @@ def lab_up(state: Path, keys: Path | None = None, *args: str) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
 
 
+def fleet_up(state: Path, keys: Path, deployments: int, orgs: int) -> None:
+    """``psbridge lab up --deployments D --orgs M`` at ``state``, each deployment with the session's
+    pre-made lab keys (making RSA keys is most of a new lab's start)."""
+    for dep in (f"dep{i:02d}" for i in range(1, deployments + 1)):
+        for key in keys.rglob("*.pem"):
+            target = state / dep / key.relative_to(keys)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(key, target)
+    up = subprocess.run([PSBRIDGE, "lab", "up", "--state", str(state), "--deployments", str(deployments),
+                         "--orgs", str(orgs)], capture_output=True, text=True, timeout=TIMEOUT,
+                        env=clean_env(state), check=False)
+    assert up.returncode == 0, up.stdout + up.stderr
+
+
+def assert_each_change_once(state: Path, deployments: list[str], app_prefix: str = "psbridge") -> None:
+    """The lab's world after a batch: one S2S certificate in every server's store, one setup app per
+    tenant — whatever was interrupted, killed or resumed on the way."""
+    for dep in deployments:
+        world = read_world(state / dep)
+        for server in world["servers"]:
+            assert len([c for c in server["store"] if "psbridge" in c["subject"]]) == 1, server["store"]
+        apps = [a for a in read_directory(state / dep)["applications"]
+                if a["displayName"].startswith(app_prefix)]
+        assert len(apps) == 1, apps
+
+
 def lab_down(state: Path) -> None:
     subprocess.run([sys.executable, "-m", "psbridge.lab", "down", "--state", str(state)],
                    capture_output=True, text=True, timeout=TIMEOUT, env=clean_env(state), check=False)

@@ -127,13 +127,7 @@ def test_a_worker_killed_mid_batch(fleet: dict[str, Any], cluster: Any) -> None:
     records = sorted(p for p in victim_dir.iterdir() if p.is_dir())
     states = [json.loads((r / "manifest.json").read_text())["status"] for r in records]
     assert states == ["interrupted", "complete"], states
-    for dep in DEPLOYMENTS:
-        world = labproc.read_world(fleet["state"] / dep)
-        for server in world["servers"]:
-            assert len([c for c in server["store"] if "psbridge" in c["subject"]]) == 1, server["store"]
-        apps = [a for a in labproc.read_directory(fleet["state"] / dep)["applications"]
-                if a["displayName"].startswith("psbridge dask")]
-        assert len(apps) == 1, apps
+    labproc.assert_each_change_once(fleet["state"], list(DEPLOYMENTS), "psbridge dask")
     verified = labproc.psbridge(fleet["state"], "verify", str(_batch_dirs(fleet)[-1]))
     assert verified.returncode == 0, verified.stdout
 

@@ -15,7 +15,6 @@ them is among the first to run, and other deployments' orgs are still to come wh
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -44,15 +43,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory, lab_keys: Path) -> Iterator[
     root = tmp_path_factory.mktemp("graph-gate")
     state = root / "fleet"
     names = [f"dep{i:02d}" for i in range(1, DEPLOYMENTS + 1)]
-    for dep in names:
-        for key in lab_keys.rglob("*.pem"):
-            target = state / dep / key.relative_to(lab_keys)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(key, target)
-    up = subprocess.run([labproc.PSBRIDGE, "lab", "up", "--state", str(state),
-                         "--deployments", str(DEPLOYMENTS), "--orgs", str(ORGS)], capture_output=True,
-                        text=True, timeout=labproc.TIMEOUT, env=labproc.clean_env(state), check=False)
-    assert up.returncode == 0, up.stdout + up.stderr
+    labproc.fleet_up(state, lab_keys, DEPLOYMENTS, ORGS)
     labs = {dep: json.loads((state / dep / "lab.json").read_text())["entra"] for dep in names}
     domains = {lab["tenant_domain"] for lab in labs.values()}
     assert len(domains) == 1, domains

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import time
@@ -35,15 +34,7 @@ DEPLOYMENTS, ORGS = 2, 2
 def fleet(tmp_path_factory: pytest.TempPathFactory, lab_keys: Path) -> Iterator[dict[str, Any]]:
     root = tmp_path_factory.mktemp("ctrl-c")
     state = root / "fleet"
-    for dep in (f"dep{i:02d}" for i in range(1, DEPLOYMENTS + 1)):
-        for key in lab_keys.rglob("*.pem"):
-            target = state / dep / key.relative_to(lab_keys)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(key, target)
-    up = subprocess.run([labproc.PSBRIDGE, "lab", "up", "--state", str(state),
-                         "--deployments", str(DEPLOYMENTS), "--orgs", str(ORGS)], capture_output=True,
-                        text=True, timeout=labproc.TIMEOUT, env=labproc.clean_env(state), check=False)
-    assert up.returncode == 0, up.stdout + up.stderr
+    labproc.fleet_up(state, lab_keys, DEPLOYMENTS, ORGS)
     try:
         yield {"state": state, "records": root / "records", "inventory": state / "inventory.yaml"}
     finally:
@@ -148,13 +139,6 @@ def test_ctrl_c_stops_cleanly_and_the_rerun_finishes(fleet: dict[str, Any]) -> N
     assert set(table["status"]) <= {"complete", "skipped"}, table.to_string()
     assert len(table) == DEPLOYMENTS * ORGS
     assert evidence.read_manifest(where)["status"] == "complete"
-    # Each change once: one S2S certificate per server, one app per tenant.
-    for dep in (f"dep{i:02d}" for i in range(1, DEPLOYMENTS + 1)):
-        world = labproc.read_world(fleet["state"] / dep)
-        for server in world["servers"]:
-            assert len([c for c in server["store"] if "psbridge" in c["subject"]]) == 1, server["store"]
-        apps = [a for a in labproc.read_directory(fleet["state"] / dep)["applications"]
-                if a["displayName"].startswith("psbridge")]
-        assert len(apps) == 1, apps
+    labproc.assert_each_change_once(fleet["state"], [f"dep{i:02d}" for i in range(1, DEPLOYMENTS + 1)])
     verified = labproc.psbridge(fleet["state"], "verify", str(where))
     assert verified.returncode == 0, json.dumps(verified.stdout.decode("utf-8", "replace"))
