@@ -13,7 +13,6 @@ from __future__ import annotations
 import itertools
 import json
 import os
-import shutil
 import signal
 import subprocess
 import time
@@ -38,20 +37,11 @@ ORGS = ["contoso", "fabrikam"]
 def fleet(tmp_path_factory: pytest.TempPathFactory, lab_keys: Path) -> Iterator[dict[str, Any]]:
     root = tmp_path_factory.mktemp("dask")
     state = root / "fleet"
-    for dep in DEPLOYMENTS:
-        for key in lab_keys.rglob("*.pem"):
-            target = state / dep / key.relative_to(lab_keys)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(key, target)
-    done = subprocess.run([labproc.PSBRIDGE, "lab", "up", "--state", str(state), "--deployments",
-                           str(len(DEPLOYMENTS)), "--orgs", str(len(ORGS))], capture_output=True, text=True,
-                          timeout=labproc.TIMEOUT, env=labproc.clean_env(state), check=False)
-    assert done.returncode == 0, done.stdout + done.stderr
+    labproc.fleet_up(state, lab_keys, len(DEPLOYMENTS), len(ORGS))
     try:
         yield {"state": state, "root": root, "records": root / "records"}
     finally:
-        subprocess.run([labproc.PSBRIDGE, "lab", "down", "--state", str(state)], capture_output=True,
-                       timeout=labproc.TIMEOUT, env=labproc.clean_env(state), check=False)
+        labproc.lab_down(state)
 
 
 @pytest.fixture(scope="module")
@@ -163,14 +153,7 @@ def test_the_batch_killed_then_run_again(fleet: dict[str, Any], lab_keys: Path) 
     """SIGKILL of ``psbridge batch`` and everything it started, in the lead's deployment-wide steps;
     the same command again finishes every org, each change once."""
     state = fleet["root"] / "killed-fleet"
-    for key in lab_keys.rglob("*.pem"):
-        target = state / "dep01" / key.relative_to(lab_keys)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(key, target)
-    up = subprocess.run([labproc.PSBRIDGE, "lab", "up", "--state", str(state), "--deployments", "1",
-                         "--orgs", str(len(ORGS))], capture_output=True, text=True, timeout=labproc.TIMEOUT,
-                        env=labproc.clean_env(state), check=False)
-    assert up.returncode == 0, up.stdout + up.stderr
+    labproc.fleet_up(state, lab_keys, 1, len(ORGS))
     records = fleet["root"] / "killed-records"
     try:
         command = [labproc.PSBRIDGE, "batch", str(state / "inventory.yaml"), "--records", str(records)]
@@ -193,11 +176,6 @@ def test_the_batch_killed_then_run_again(fleet: dict[str, Any], lab_keys: Path) 
         assert set(table["status"]) == {"complete"}, table.to_string()
         lead = table[table["organization"] == "contoso"].iloc[0]
         assert lead["action"].startswith("resumed at entra-app"), lead["action"]
-        world = labproc.read_world(state / "dep01")
-        for server in world["servers"]:
-            assert len([c for c in server["store"] if "psbridge" in c["subject"]]) == 1, server["store"]
-        directory = labproc.read_directory(state / "dep01")
-        assert len([a for a in directory["applications"] if a["displayName"].startswith("psbridge")]) == 1
+        labproc.assert_each_change_once(state, ["dep01"])
     finally:
-        subprocess.run([labproc.PSBRIDGE, "lab", "down", "--state", str(state)], capture_output=True,
-                       timeout=labproc.TIMEOUT, env=labproc.clean_env(state), check=False)
+        labproc.lab_down(state)

@@ -54,8 +54,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory, lab_keys: Path) -> Iterator[
         yield {"state": state, "records": root / "records", "inventory": root / "inventory.yaml",
                "knobs": [Path(lab["knobs_file"]) for lab in labs.values()], "orgs": inventory["orgs"]}
     finally:
-        subprocess.run([labproc.PSBRIDGE, "lab", "down", "--state", str(state)], capture_output=True,
-                       timeout=labproc.TIMEOUT, env=labproc.clean_env(state), check=False)
+        labproc.lab_down(state)
 
 
 def _batch(fleet: dict[str, Any], *args: str) -> tuple[subprocess.CompletedProcess[bytes], Path]:

@@ -38,8 +38,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory, lab_keys: Path) -> Iterator[
     try:
         yield {"state": state, "records": root / "records", "inventory": state / "inventory.yaml"}
     finally:
-        subprocess.run([labproc.PSBRIDGE, "lab", "down", "--state", str(state)], capture_output=True,
-                       timeout=labproc.TIMEOUT, env=labproc.clean_env(state), check=False)
+        labproc.lab_down(state)
 
 
 def _started_by(proc: subprocess.Popen[bytes], seen: dict[int, psutil.Process]) -> None:

@@ -38,15 +38,7 @@ ORGS = ["contoso", "fabrikam", "adventureworks"]
 def fleet(tmp_path_factory: pytest.TempPathFactory, lab_keys: Path) -> Iterator[dict[str, Any]]:
     root = tmp_path_factory.mktemp("batch")
     state = root / "fleet"
-    for dep in DEPLOYMENTS:
-        for key in lab_keys.rglob("*.pem"):
-            target = state / dep / key.relative_to(lab_keys)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(key, target)
-    done = subprocess.run([labproc.PSBRIDGE, "lab", "up", "--state", str(state), "--deployments", "2",
-                           "--orgs", str(len(ORGS))], capture_output=True, text=True, timeout=labproc.TIMEOUT,
-                          env=labproc.clean_env(state), check=False)
-    assert done.returncode == 0, done.stdout + done.stderr
+    labproc.fleet_up(state, lab_keys, len(DEPLOYMENTS), len(ORGS))
     inventory = root / "fleet.yaml"
     rows = [{"customer": customer, "deployment": dep, "organization": org}
             for dep, customer in DEPLOYMENTS.items() for org in ORGS]
@@ -61,8 +53,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory, lab_keys: Path) -> Iterator[
     try:
         yield {"state": state, "root": root, "records": root / "records", "inventory": inventory}
     finally:
-        subprocess.run([labproc.PSBRIDGE, "lab", "down", "--state", str(state)], capture_output=True,
-                       timeout=labproc.TIMEOUT, env=labproc.clean_env(state), check=False)
+        labproc.lab_down(state)
 
 
 Done = subprocess.CompletedProcess[bytes]
