@@ -20,6 +20,7 @@ PFX; no message carries it.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import secrets as pysecrets
 from dataclasses import dataclass, field
@@ -210,23 +211,26 @@ def inspect_pfx_remembered(path: Path, password: Secret | None, memo_dir: Path, 
     except FileNotFoundError:
         raise CertificateError(f"no PFX at {path}", []) from None
     memo = Path(memo_dir) / f"{hashlib.sha256(data).hexdigest()}.json"
-    try:
-        if open_it:
-            raise FileNotFoundError(memo)
-        known = json.loads(memo.read_text(encoding="utf-8"))
-        cert = x509.load_der_x509_certificate(base64.b64decode(known["der"]))
-        return dataclasses.replace(describe(cert, None, known.get("friendly_name")),
-                                   has_private_key=bool(known["has_private_key"]),
-                                   key_matches=bool(known["key_matches"]))
-    except (OSError, ValueError, KeyError, TypeError):
-        pass  # not remembered yet, or unreadable: open the PFX itself
+    if not open_it:
+        try:
+            known = json.loads(memo.read_text(encoding="utf-8"))
+            cert = x509.load_der_x509_certificate(base64.b64decode(known["der"]))
+            return dataclasses.replace(describe(cert, None, known.get("friendly_name")),
+                                       has_private_key=bool(known["has_private_key"]),
+                                       key_matches=bool(known["key_matches"]))
+        except (OSError, ValueError, KeyError, TypeError):
+            pass  # not remembered yet, or unreadable: open the PFX itself
     info = inspect_pfx(path, password)
-    memo.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(memo, json.dumps({
+    text = json.dumps({
         "thumbprint": info.thumbprint, "der": base64.b64encode(info.der).decode(),
         "has_private_key": info.has_private_key, "key_matches": info.key_matches,
         "friendly_name": info.friendly_name,
-    }, indent=1) + "\n")
+    }, indent=1) + "\n"
+    with contextlib.suppress(OSError):
+        if memo.read_text(encoding="utf-8") == text:
+            return info  # remembered already (a step that opens it every time)
+    memo.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(memo, text)
     return info
 
 
