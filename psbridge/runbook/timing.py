@@ -3,6 +3,10 @@
 When ``PSBRIDGE_TIMINGS`` names a file, each timed call appends one JSON line to it
 (``{"kind": "winrm", "seconds": 0.012}``); otherwise timing costs one environment lookup.
 Only the kind and the duration are written: never a command, a parameter or a result.
+
+Timed calls nest (a session's ``invoke`` opens the session, itself timed; a sign-in fetches the
+tenant's discovery document): only the outermost call of a thread writes its seconds, so no second
+is counted twice and the remote and cloud totals never exceed the time the cells took.
 """
 
 from __future__ import annotations
@@ -10,11 +14,14 @@ from __future__ import annotations
 import functools
 import json
 import os
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
 ENV = "PSBRIDGE_TIMINGS"
+
+_depth = threading.local()  # how many timed calls this thread is inside
 
 
 def _write(kind: str, seconds: float, **extra: float) -> None:
@@ -35,11 +42,15 @@ def timed(kind: str, fn: Callable[..., Any]) -> Callable[..., Any]:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         if not os.environ.get(ENV):
             return fn(*args, **kwargs)
+        outer = getattr(_depth, "n", 0) == 0
+        _depth.n = getattr(_depth, "n", 0) + 1
         t0 = time.perf_counter()
         try:
             return fn(*args, **kwargs)
         finally:
-            _write(kind, time.perf_counter() - t0)
+            _depth.n -= 1
+            if outer:
+                _write(kind, time.perf_counter() - t0)
 
     return wrapper
 
