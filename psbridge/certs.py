@@ -190,6 +190,16 @@ def inspect_pfx(path: Path, password: Secret | None) -> CertificateInfo:
     return describe(entry.certificate, bundle.key, name)
 
 
+def pfx_digest(path: Path) -> str:
+    """The SHA-256 of a PFX file's bytes (hex): what names it in memos and journals."""
+    import hashlib
+
+    try:
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    except FileNotFoundError:
+        raise CertificateError(f"no PFX at {path}", []) from None
+
+
 def inspect_pfx_remembered(path: Path, password: Secret | None, memo_dir: Path, *,
                            open_it: bool = False) -> CertificateInfo:
     """:func:`inspect_pfx`, remembered in ``memo_dir`` by the SHA-256 of the PFX's bytes.
@@ -203,14 +213,9 @@ def inspect_pfx_remembered(path: Path, password: Secret | None, memo_dir: Path, 
     """
     import base64
     import dataclasses
-    import hashlib
     import json
 
-    try:
-        data = Path(path).read_bytes()
-    except FileNotFoundError:
-        raise CertificateError(f"no PFX at {path}", []) from None
-    memo = Path(memo_dir) / f"{hashlib.sha256(data).hexdigest()}.json"
+    memo = Path(memo_dir) / f"{pfx_digest(path)}.json"
     if not open_it:
         try:
             known = json.loads(memo.read_text(encoding="utf-8"))
@@ -221,6 +226,17 @@ def inspect_pfx_remembered(path: Path, password: Secret | None, memo_dir: Path, 
         except (OSError, ValueError, KeyError, TypeError):
             pass  # not remembered yet, or unreadable: open the PFX itself
     info = inspect_pfx(path, password)
+    remember_pfx(path, info, memo_dir)
+    return info
+
+
+def remember_pfx(path: Path, info: CertificateInfo, memo_dir: Path) -> None:
+    """Keep the memo :func:`inspect_pfx_remembered` reads for the PFX at ``path`` whose opening (or
+    making) gave ``info``: the public certificate and whether the file held its key, no secret."""
+    import base64
+    import json
+
+    memo = Path(memo_dir) / f"{pfx_digest(path)}.json"
     text = json.dumps({
         "thumbprint": info.thumbprint, "der": base64.b64encode(info.der).decode(),
         "has_private_key": info.has_private_key, "key_matches": info.key_matches,
@@ -228,10 +244,9 @@ def inspect_pfx_remembered(path: Path, password: Secret | None, memo_dir: Path, 
     }, indent=1) + "\n"
     with contextlib.suppress(OSError):
         if memo.read_text(encoding="utf-8") == text:
-            return info  # remembered already (a step that opens it every time)
+            return  # remembered already (a step that opens it every time)
     memo.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(memo, text)
-    return info
 
 
 def validate_pfx(path: Path, password: Secret | None) -> CertificateInfo:

@@ -73,8 +73,12 @@ def journal_path() -> Path | None:
     return Path(where) if where else None
 
 
-def append(entry: dict[str, Any], path: Path | None = None) -> None:
-    """Write one entry as one line, on disk before this returns (no-op without a journal)."""
+def append(entry: dict[str, Any], path: Path | None = None, *, durable: bool = True) -> None:
+    """Write one entry as one line, on disk before this returns (no-op without a journal).
+
+    ``durable=False``: written (a killed process loses nothing written), not fsync'd — for
+    entries no change waits on; the next durable entry of the file takes it to disk with it.
+    """
     target = path or journal_path()
     if target is None:
         return
@@ -84,7 +88,8 @@ def append(entry: dict[str, Any], path: Path | None = None) -> None:
         fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         try:
             os.write(fd, line.encode("utf-8"))
-            os.fsync(fd)
+            if durable:
+                os.fsync(fd)
         finally:
             os.close(fd)
 
@@ -116,14 +121,33 @@ def intent(action: str, where: str, what: str, **detail: Any) -> Iterator[dict[s
 
 
 def note(event: str, **detail: Any) -> None:
-    """A journal entry that is not an intent (a step started, a leftover found)."""
-    append({"event": event, **detail})
+    """A journal entry that is not an intent (who signed in, a PFX opened): no change waits on it,
+    so it is not fsync'd on its own (:func:`append`)."""
+    append({"event": event, **detail}, durable=False)
 
 
 def acted_as(role: str, account: str, where: str = "") -> None:
     """Journal that ``account`` signed in as ``role`` (``winrm``, ``entra``, ``crm``) at ``where``:
     the run page names the people and accounts that acted, not only the OS user."""
     note("acted-as", **{"as": role, "account": account, "where": where})
+
+
+PFX_OPENED = "pfx-opened"
+
+
+def pfx_opened(sha256: str, password_at: str) -> None:
+    """Journal that the PFX with these bytes opened with the password kept at ``password_at``
+    (a reference, never the value): later steps of this run need not open it again to know."""
+    note(PFX_OPENED, sha256=sha256, password_at=password_at)
+
+
+def pfx_opened_in_this_run(sha256: str, password_at: str) -> bool:
+    """Whether a step of this run (this journal) opened these PFX bytes with that password."""
+    where = journal_path()
+    if where is None:
+        return False
+    wanted = {"event": PFX_OPENED, "sha256": sha256, "password_at": password_at}
+    return any(all(e.get(k) == v for k, v in wanted.items()) for e in Journal.read(where).entries)
 
 
 # --- reading a journal back ------------------------------------------------------------------

@@ -147,6 +147,45 @@ def test_a_kept_pfx_that_no_longer_opens_stops_the_step(tmp_path: Path,
         steps.ensure_certificate(dep, "cust", "", ref, 365)
 
 
+def test_a_step_opens_the_pfx_unless_this_run_opened_it(tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Steps that upload the PFX open it (a wrong password stops them before anything changes),
+    but not again when a step of the same run opened these bytes with the same reference."""
+    from psbridge import intents
+
+    dep = _real_deployment(tmp_path, monkeypatch)
+    ref = f"file:{tmp_path / 'secrets' / 'pfx-password'}"
+    secret_file = tmp_path / "secrets" / "pfx-password"
+    run_one = tmp_path / "run-1" / "journal.jsonl"
+    run_one.parent.mkdir()
+    monkeypatch.setenv(intents.ENV_JOURNAL, str(run_one))
+    made = steps.ensure_certificate(dep, "cust", "", ref, 365)  # generated: sealed with the password
+    assert made.info is not None
+    digest = certs.pfx_digest(made.path)
+    assert intents.pfx_opened_in_this_run(digest, ref)
+    noted = [e for e in intents.Journal.read(run_one).entries if e.get("event") == intents.PFX_OPENED]
+    assert noted == [{"t": noted[0]["t"], "event": "pfx-opened", "sha256": digest, "password_at": ref}]
+    right = secret_file.read_text(encoding="utf-8")
+    secret_file.write_text("not-the-password", encoding="utf-8")
+    # This run checked it: described from the memo, not opened again.
+    assert certificate_for(dep, "cust", "", "", ref).thumbprint == made.info.thumbprint
+    # Another run (its own journal) opens it, and the wrong password stops it.
+    run_two = tmp_path / "run-2" / "journal.jsonl"
+    run_two.parent.mkdir()
+    monkeypatch.setenv(intents.ENV_JOURNAL, str(run_two))
+    with pytest.raises(certs.CertificateError, match="wrong password"):
+        certificate_for(dep, "cust", "", "", ref)
+    # A reference other than the one checked is opened too.
+    other = f"file:{tmp_path / 'secrets' / 'other'}"
+    (tmp_path / "secrets" / "other").write_text(right, encoding="utf-8")
+    monkeypatch.setenv(intents.ENV_JOURNAL, str(run_one))
+    assert certificate_for(dep, "cust", "", "", other).thumbprint == made.info.thumbprint
+    assert intents.pfx_opened_in_this_run(digest, other)
+    # Not required (a step that only reads the public certificate): never opened.
+    monkeypatch.setenv(intents.ENV_JOURNAL, str(run_two))
+    assert certificate_for(dep, "cust", "", "", ref, required=False).thumbprint == made.info.thumbprint
+
+
 def test_a_provided_pfx_is_validated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     dep = _real_deployment(tmp_path, monkeypatch)
     monkeypatch.setenv("PSBRIDGE_TEST_PFX", "right-password")

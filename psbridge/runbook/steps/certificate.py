@@ -16,7 +16,7 @@ from pathlib import Path
 
 from psbridge import certs, secrets
 from psbridge.runbook.deployment import Deployment
-from psbridge.runbook.steps.common import CERTIFICATE_MEMOS, RENEW_BEFORE, StepError
+from psbridge.runbook.steps.common import CERTIFICATE_MEMOS, RENEW_BEFORE, StepError, opened_pfx
 
 KEEP_CERTIFICATE = (
     "psbridge does not replace a certificate on its own: the servers and Entra ID trust the kept one, "
@@ -52,6 +52,7 @@ def ensure_certificate(dep: Deployment, customer: str, pfx_path: str, pfx_passwo
             # Opened (its password checked), and remembered for the steps after this one.
             info = certs.inspect_pfx_remembered(path, secrets.resolve(pfx_password),
                                                 dep.work_dir(customer) / CERTIFICATE_MEMOS, open_it=True)
+            opened_pfx(certs.pfx_digest(path), pfx_password)
         except secrets.SecretError as e:
             problem = f"the password of the kept PFX {path} cannot be read: {e}"
         except certs.CertificateError:
@@ -83,4 +84,7 @@ def ensure_certificate(dep: Deployment, customer: str, pfx_path: str, pfx_passwo
         stored = [f"stored a new PFX password at {pfx_password}"]
     made = certs.generate_self_signed(dep.organization, password, days=days)
     made.write(path)
+    # Sealed with the password just now: the run's later steps need not open it to know.
+    certs.remember_pfx(path, made.info, dep.work_dir(customer) / CERTIFICATE_MEMOS)
+    opened_pfx(certs.pfx_digest(path), pfx_password)
     return CertificateChoice(made.info, path, [done, *stored])

@@ -162,22 +162,40 @@ class CertificateRef:
 CERTIFICATE_MEMOS = "certificates"
 
 
+def opened_pfx(digest: str, pfx_password: str) -> None:
+    """Journal that the PFX opened with the password at ``pfx_password``, when that is a reference
+    (a value given in its place is not written down, not even redacted)."""
+    from psbridge.secrets import SecretRef
+
+    try:
+        SecretRef.parse(pfx_password)
+    except secrets.SecretError:
+        return
+    intents.pfx_opened(digest, pfx_password)
+
+
 def certificate_for(dep: Deployment, customer: str, pfx_path: str, pfx_file: str, pfx_password: str,
                     thumbprint: str = "", *, required: bool = True) -> CertificateRef:
     """The certificate of step 10, from its facts or (run on its own) from the PFX it left.
 
     In a plan (``required=False``) it may not exist yet: the step then says what it would do.
     A step that may upload the PFX (``required``) opens it, so that a wrong password stops it before
-    anything changes; the others (which need the public certificate only) describe it from the memo
-    left when it was last opened with its password (the same bytes, the same certificate).
+    anything changes — unless a step of this same run opened these very bytes with the password at
+    the same reference (its journal says so: :func:`psbridge.intents.pfx_opened`); the others (which
+    need the public certificate only) describe it from the memo left when it was last opened with
+    its password (the same bytes, the same certificate).
     """
     path = Path(pfx_file or pfx_path or dep.work_dir(customer) / "s2s.pfx").expanduser()
     if not path.exists():
         if thumbprint or required:
             raise StepError(f"no PFX at {path}: run step 10 (certificate) first")
         return CertificateRef(str(path), "", "", False)
+    digest = certs.pfx_digest(path)
+    open_it = required and not intents.pfx_opened_in_this_run(digest, pfx_password)
     info = certs.inspect_pfx_remembered(path, secrets.resolve(pfx_password),
-                                        dep.work_dir(customer) / CERTIFICATE_MEMOS, open_it=required)
+                                        dep.work_dir(customer) / CERTIFICATE_MEMOS, open_it=open_it)
+    if open_it:
+        opened_pfx(digest, pfx_password)
     if thumbprint and norm_thumbprint(thumbprint) != info.thumbprint:
         raise StepError(f"{path} holds certificate {info.thumbprint}, but step 10 recorded "
                         f"{norm_thumbprint(thumbprint)}: run step 10 again")
