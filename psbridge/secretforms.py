@@ -17,6 +17,7 @@ its three alignments, because inside a longer encoded text the value need not st
 from __future__ import annotations
 
 import base64
+import functools
 import html
 import json
 import urllib.parse
@@ -135,16 +136,23 @@ def binary_forms(value: str) -> set[str]:
 
 def forms(value: str) -> set[str]:
     """Every form of ``value`` that the redactor masks and the canary tests look for."""
+    return set(_forms(value))
+
+
+# The redactor draws the forms of every secret it knows again each time it learns one more: each
+# value's forms are drawn once per process (values it holds already, for as long as it runs).
+@functools.lru_cache(maxsize=1024)
+def _forms(value: str) -> frozenset[str]:
     if not value:
-        return set()
+        return frozenset()
     shown = {show(value) for show in SHOWN}
     out = {keep(mark(v)) for v in shown for mark in MARKED_UP for keep in KEPT}
     out |= {show(v) for v in shown for show in SHOWN}  # a repr of a repr, JSON in a log line
-    return out | binary_forms(value)
+    return frozenset(out | binary_forms(value))
 
 
 def all_forms(values: Iterable[str]) -> set[str]:
     out: set[str] = set()
     for v in values:
-        out |= forms(v)
+        out |= _forms(v)
     return out
