@@ -108,6 +108,4 @@ record("organization_id", checks.organization_id)
 record("async_servers", dep.servers)
 record("web_api_sign_in", checks.web_api_sign_in)
 record_changes(cleanup)
-
-# %%
 dep.close()  # ends the PowerShell sessions (WinRM shells) this step opened on the servers

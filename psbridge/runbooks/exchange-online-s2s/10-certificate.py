@@ -87,6 +87,4 @@ if choice.info is not None:
     record("certificate_subject", choice.info.subject)
     record("certificate_not_after", choice.info.not_after)
 record_changes(choice.changes)
-
-# %%
 dep.close()  # ends the PowerShell sessions (WinRM shells) this step opened on the servers

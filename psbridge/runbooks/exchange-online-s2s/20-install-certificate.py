@@ -100,6 +100,4 @@ dep.journal()
 # %%
 record("installed_on", after.installed_on)
 record_changes(action)
-
-# %%
 dep.close()  # ends the PowerShell sessions (WinRM shells) this step opened on the servers

@@ -75,10 +75,8 @@ dep
 
 # %%
 admin = step.sign_in(dep, admin_account)
-admin
-
-# %%
 graph = step.graph_client(dep, admin)
+admin
 
 # %% [markdown]
 # ## Before
@@ -119,6 +117,4 @@ if entra.app is not None:
     record("client_secret_ref", entra.secret.secret_ref if entra.secret else client_secret)
 record("tenant_id", entra.tenant_id)
 record_changes(entra.changes)
-
-# %%
 dep.close()  # ends the PowerShell sessions (WinRM shells) this step opened on the servers

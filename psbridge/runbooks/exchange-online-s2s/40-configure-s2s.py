@@ -120,6 +120,4 @@ dep.journal()
 record("s2s_configured", after.ok)
 record("setup_access_left", step.setup_access_left(graph, app_name))
 record_changes(action.changes + cleanup.changes)
-
-# %%
 dep.close()  # ends the PowerShell sessions (WinRM shells) this step opened on the servers

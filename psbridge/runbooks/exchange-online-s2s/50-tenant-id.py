@@ -85,6 +85,4 @@ after
 # %%
 record("s2s_tenant_id", after.rows[0].now)
 record_changes(action)
-
-# %%
 dep.close()  # ends the PowerShell sessions (WinRM shells) this step opened on the servers

@@ -133,6 +133,4 @@ final
 
 # %%
 record_changes(cleanup)
-
-# %%
 dep.close()  # ends the PowerShell sessions (WinRM shells) this step opened on the servers

@@ -97,6 +97,4 @@ users
 record("thumbprints", thumbprints)
 record("s2s_users", users)
 record_changes([])
-
-# %%
 dep.close()  # ends the PowerShell sessions (WinRM shells) this step opened on the servers

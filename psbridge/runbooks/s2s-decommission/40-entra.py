@@ -84,6 +84,4 @@ after
 
 # %%
 record_changes(action)
-
-# %%
 dep.close()  # ends the PowerShell sessions (WinRM shells) this step opened on the servers

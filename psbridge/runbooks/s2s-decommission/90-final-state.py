@@ -80,6 +80,4 @@ record_changes([])
 # %%
 if not plan and not final.clean:
     raise step.StepError("the integration is not gone: " + "; ".join(f"{r.where}: {r.what}" for r in final.left))
-
-# %%
 dep.close()  # ends the PowerShell sessions (WinRM shells) this step opened on the servers

@@ -133,6 +133,4 @@ record("certificate_not_after", end.isoformat() if end else "")
 record("mailboxes_failing", [c.what.removeprefix("mailbox ") for c in health.checks
                              if c.where == "mailboxes" and c.found.startswith("failure")])
 record_changes([])
-
-# %%
 dep.close()  # ends the PowerShell sessions (WinRM shells) this step opened on the servers

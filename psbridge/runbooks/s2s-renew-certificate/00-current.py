@@ -62,6 +62,4 @@ print(step.SHAREPOINT)
 # %%
 record("old_thumbprint", now[step.ISSUER])
 record_changes([])
-
-# %%
 dep.close()  # ends the PowerShell sessions (WinRM shells) this step opened on the servers

@@ -65,6 +65,4 @@ action
 record("new_pfx_file", str(path))
 record("new_thumbprint", info.thumbprint if info else "")
 record_changes(action)
-
-# %%
 dep.close()  # ends the PowerShell sessions (WinRM shells) this step opened on the servers

@@ -69,6 +69,4 @@ dep.journal()
 
 # %%
 record_changes(action)
-
-# %%
 dep.close()  # ends the PowerShell sessions (WinRM shells) this step opened on the servers

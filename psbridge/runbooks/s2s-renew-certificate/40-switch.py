@@ -78,6 +78,4 @@ step.current(dep)
 
 # %%
 record_changes(action)
-
-# %%
 dep.close()  # ends the PowerShell sessions (WinRM shells) this step opened on the servers

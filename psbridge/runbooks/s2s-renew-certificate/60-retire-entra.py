@@ -58,6 +58,4 @@ action
 
 # %%
 record_changes(action)
-
-# %%
 dep.close()  # ends the PowerShell sessions (WinRM shells) this step opened on the servers
