@@ -201,7 +201,7 @@ def pfx_digest(path: Path) -> str:
 
 
 def inspect_pfx_remembered(path: Path, password: Secret | None, memo_dir: Path, *,
-                           open_it: bool = False) -> CertificateInfo:
+                           open_it: bool = False, digest: str | None = None) -> CertificateInfo:
     """:func:`inspect_pfx`, remembered in ``memo_dir`` by the SHA-256 of the PFX's bytes.
 
     Opening a PFX costs its key derivation (tens of milliseconds, 50,000 rounds a bag), and each
@@ -210,12 +210,14 @@ def inspect_pfx_remembered(path: Path, password: Secret | None, memo_dir: Path, 
     the PFX opened with its password; the same bytes hold the same certificate. The password is
     not remembered in any form: where the key itself is used (the upload to a server) the PFX is
     opened with it again. ``open_it``: open the PFX (the password checked) whatever is remembered.
+    ``digest``: :func:`pfx_digest` of the file, when the caller has it already.
     """
     import base64
     import dataclasses
     import json
 
-    memo = Path(memo_dir) / f"{pfx_digest(path)}.json"
+    digest = digest or pfx_digest(path)
+    memo = Path(memo_dir) / f"{digest}.json"
     if not open_it:
         try:
             known = json.loads(memo.read_text(encoding="utf-8"))
@@ -226,17 +228,18 @@ def inspect_pfx_remembered(path: Path, password: Secret | None, memo_dir: Path, 
         except (OSError, ValueError, KeyError, TypeError):
             pass  # not remembered yet, or unreadable: open the PFX itself
     info = inspect_pfx(path, password)
-    remember_pfx(path, info, memo_dir)
+    remember_pfx(info, memo_dir, digest)
     return info
 
 
-def remember_pfx(path: Path, info: CertificateInfo, memo_dir: Path) -> None:
-    """Keep the memo :func:`inspect_pfx_remembered` reads for the PFX at ``path`` whose opening (or
-    making) gave ``info``: the public certificate and whether the file held its key, no secret."""
+def remember_pfx(info: CertificateInfo, memo_dir: Path, digest: str) -> None:
+    """Keep the memo :func:`inspect_pfx_remembered` reads for the PFX whose bytes have ``digest``
+    (:func:`pfx_digest`) and whose opening (or making) gave ``info``: the public certificate and
+    whether the file held its key, no secret."""
     import base64
     import json
 
-    memo = Path(memo_dir) / f"{pfx_digest(path)}.json"
+    memo = Path(memo_dir) / f"{digest}.json"
     text = json.dumps({
         "thumbprint": info.thumbprint, "der": base64.b64encode(info.der).decode(),
         "has_private_key": info.has_private_key, "key_matches": info.key_matches,

@@ -136,8 +136,15 @@ PFX_OPENED = "pfx-opened"
 
 
 def pfx_opened(sha256: str, password_at: str) -> None:
-    """Journal that the PFX with these bytes opened with the password kept at ``password_at``
-    (a reference, never the value): later steps of this run need not open it again to know."""
+    """Journal that the PFX with these bytes opened with the password kept at ``password_at``:
+    later steps of this run need not open it again to know. Only a reference is written; a value
+    given in its place is not written down at all (not even redacted)."""
+    from psbridge.secrets import SecretError, SecretRef
+
+    try:
+        SecretRef.parse(password_at)
+    except SecretError:
+        return
     note(PFX_OPENED, sha256=sha256, password_at=password_at)
 
 

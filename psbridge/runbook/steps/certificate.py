@@ -14,9 +14,9 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from psbridge import certs, secrets
+from psbridge import certs, intents, secrets
 from psbridge.runbook.deployment import Deployment
-from psbridge.runbook.steps.common import CERTIFICATE_MEMOS, RENEW_BEFORE, StepError, opened_pfx
+from psbridge.runbook.steps.common import CERTIFICATE_MEMOS, RENEW_BEFORE, StepError
 
 KEEP_CERTIFICATE = (
     "psbridge does not replace a certificate on its own: the servers and Entra ID trust the kept one, "
@@ -50,9 +50,11 @@ def ensure_certificate(dep: Deployment, customer: str, pfx_path: str, pfx_passwo
     if path.exists():
         try:
             # Opened (its password checked), and remembered for the steps after this one.
+            digest = certs.pfx_digest(path)
             info = certs.inspect_pfx_remembered(path, secrets.resolve(pfx_password),
-                                                dep.work_dir(customer) / CERTIFICATE_MEMOS, open_it=True)
-            opened_pfx(certs.pfx_digest(path), pfx_password)
+                                                dep.work_dir(customer) / CERTIFICATE_MEMOS, open_it=True,
+                                                digest=digest)
+            intents.pfx_opened(digest, pfx_password)
         except secrets.SecretError as e:
             problem = f"the password of the kept PFX {path} cannot be read: {e}"
         except certs.CertificateError:
@@ -85,6 +87,7 @@ def ensure_certificate(dep: Deployment, customer: str, pfx_path: str, pfx_passwo
     made = certs.generate_self_signed(dep.organization, password, days=days)
     made.write(path)
     # Sealed with the password just now: the run's later steps need not open it to know.
-    certs.remember_pfx(path, made.info, dep.work_dir(customer) / CERTIFICATE_MEMOS)
-    opened_pfx(certs.pfx_digest(path), pfx_password)
+    digest = certs.pfx_digest(path)
+    certs.remember_pfx(made.info, dep.work_dir(customer) / CERTIFICATE_MEMOS, digest)
+    intents.pfx_opened(digest, pfx_password)
     return CertificateChoice(made.info, path, [done, *stored])

@@ -162,18 +162,6 @@ class CertificateRef:
 CERTIFICATE_MEMOS = "certificates"
 
 
-def opened_pfx(digest: str, pfx_password: str) -> None:
-    """Journal that the PFX opened with the password at ``pfx_password``, when that is a reference
-    (a value given in its place is not written down, not even redacted)."""
-    from psbridge.secrets import SecretRef
-
-    try:
-        SecretRef.parse(pfx_password)
-    except secrets.SecretError:
-        return
-    intents.pfx_opened(digest, pfx_password)
-
-
 def certificate_for(dep: Deployment, customer: str, pfx_path: str, pfx_file: str, pfx_password: str,
                     thumbprint: str = "", *, required: bool = True) -> CertificateRef:
     """The certificate of step 10, from its facts or (run on its own) from the PFX it left.
@@ -193,9 +181,10 @@ def certificate_for(dep: Deployment, customer: str, pfx_path: str, pfx_file: str
     digest = certs.pfx_digest(path)
     open_it = required and not intents.pfx_opened_in_this_run(digest, pfx_password)
     info = certs.inspect_pfx_remembered(path, secrets.resolve(pfx_password),
-                                        dep.work_dir(customer) / CERTIFICATE_MEMOS, open_it=open_it)
+                                        dep.work_dir(customer) / CERTIFICATE_MEMOS, open_it=open_it,
+                                        digest=digest)
     if open_it:
-        opened_pfx(digest, pfx_password)
+        intents.pfx_opened(digest, pfx_password)
     if thumbprint and norm_thumbprint(thumbprint) != info.thumbprint:
         raise StepError(f"{path} holds certificate {info.thumbprint}, but step 10 recorded "
                         f"{norm_thumbprint(thumbprint)}: run step 10 again")
