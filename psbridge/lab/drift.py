@@ -48,13 +48,18 @@ def _crm_sp(data: dict[str, Any]) -> dict[str, Any]:
     return found
 
 
-def _reissued(old: x509.Certificate, days: float) -> x509.Certificate:
-    """A self-signed certificate with ``old``'s subject, valid from yesterday for ``days`` more days."""
+def _reissued(old: x509.Certificate, days: int) -> x509.Certificate:
+    """A self-signed certificate with ``old``'s subject, valid from yesterday to noon UTC ``days`` days on.
+
+    Noon, not now + ``days``: a health check counts whole calendar days in UTC, so an end at a time of
+    day would count one day more or less depending on when the lab is asked.
+    """
     now = dt.datetime.now(dt.UTC)
+    noon = dt.datetime.combine(now.date() + dt.timedelta(days=days), dt.time(12), tzinfo=dt.UTC)
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     builder = (x509.CertificateBuilder().subject_name(old.subject).issuer_name(old.subject)
                .public_key(key.public_key()).serial_number(x509.random_serial_number())
-               .not_valid_before(now - dt.timedelta(days=1)).not_valid_after(now + dt.timedelta(days=days)))
+               .not_valid_before(now - dt.timedelta(days=1)).not_valid_after(noon))
     return builder.sign(key, hashes.SHA256())
 
 
@@ -66,8 +71,9 @@ def _issuer(data: dict[str, Any]) -> dict[str, Any]:
     return cast(dict[str, Any], issuer)
 
 
-def certificate_expires_in(state_dir: Path, directory: Directory, days: float) -> str:
-    """Make the deployment's S2S certificate one that ends in ``days`` days; its new thumbprint."""
+def certificate_expires_in(state_dir: Path, directory: Directory, days: int) -> str:
+    """Make the deployment's S2S certificate one that ends ``days`` calendar days from today (UTC); its
+    new thumbprint."""
     world = World.load(state_dir)
     with world.change() as data:
         issuer = _issuer(data)

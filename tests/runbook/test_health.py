@@ -157,7 +157,7 @@ def test_a_failing_mailbox_needs_action_with_the_servers_words(env: dict[str, An
 def test_a_certificate_ending_in_10_days_needs_action(env: dict[str, Any]) -> None:
     lab: Lab = env["lab"]
     assert lab.twin is not None
-    thumb = drift.certificate_expires_in(env["state"], lab.twin.directory, 10.5)
+    thumb = drift.certificate_expires_in(env["state"], lab.twin.directory, 10)
     facts = health(env).facts
     assert facts["thumbprint"] == thumb
     assert facts["days_to_certificate_expiry"] == 10

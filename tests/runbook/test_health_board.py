@@ -92,7 +92,7 @@ def board(fleet: dict[str, Any]) -> dict[str, Any]:
     """The health batch over the drifted fleet: its output, record folder and summary."""
     acme, globex = fleet["labs"]["dep01"], fleet["labs"]["dep02"]
     assert acme.twin is not None
-    thumb = drift.certificate_expires_in(acme.state_dir, acme.twin.directory, 10.5)
+    thumb = drift.certificate_expires_in(acme.state_dir, acme.twin.directory, 10)
     drift.fail_mailbox(acme.state_dir, "fabrikam", "Bob Brown", ALERT)
     org = next(o for o in labproc.read_world(globex.state_dir)["organizations"] if o["name"] == "fabrikam")
     for box in org["crm"]["records"]["mailboxes"]:
