@@ -38,6 +38,7 @@ from jupyter_client.manager import AsyncKernelManager
 
 from psbridge.files import owned_temp_name
 from psbridge.intents import ENV_RUNNER_PID
+from psbridge.runbook.kerneltune import KERNEL_ARGS
 from psbridge.runbook.zygote import ForkedProcess, ZygoteError
 from psbridge.runbook.zygote import shared as shared_zygote
 
@@ -50,10 +51,7 @@ DISPLAY_NAME = "Python 3 (psbridge)"
 
 def kernel_spec(env: Mapping[str, str] | None = None) -> KernelSpec:
     return KernelSpec(
-        # No IPython history in a step's kernel: its record is its notebook, and kernels running
-        # side by side would contend for one history database.
-        argv=[sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}",
-              "--HistoryManager.enabled=False"],
+        argv=[sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}", *KERNEL_ARGS],
         display_name=DISPLAY_NAME,
         language="python",
         env=dict(env or {}),

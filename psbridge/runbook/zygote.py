@@ -164,6 +164,7 @@ _KERNEL_MODULES = (
     "ipykernel.heartbeat", "ipykernel.iostream", "ipykernel.parentpoller", "ipykernel.comm",
     "IPython.core.completerlib", "IPython.core.debugger", "IPython.core.oinspect",
     "IPython.extensions.storemagic", "tornado.platform.asyncio", "faulthandler",
+    "psbridge.runbook.kerneltune",
 )
 
 
@@ -237,13 +238,14 @@ def _child(request: dict[str, Any]) -> None:
                 sys.path.insert(0, entry)
         from ipykernel.kernelapp import IPKernelApp
 
+        from psbridge.runbook.kerneltune import KERNEL_ARGS
+
         app = IPKernelApp.instance()
-        # No IPython history: a step's record is its notebook, and many kernels at once would
-        # contend for one history database.
+        # The runner's kernel arguments, as an ordinary start has them (psbridge.runbook.kerneltune).
         # parent_handle is read from JPY_PARENT_PID when ipykernel is imported — in the zygote,
         # before any kernel had a parent to watch — so it is given here: without it the kernel
         # would outlive a zygote (and a runner) killed with SIGKILL.
-        app.initialize(["-f", request["connection_file"], "--HistoryManager.enabled=False",  # type: ignore[no-untyped-call]
+        app.initialize(["-f", request["connection_file"], *KERNEL_ARGS,  # type: ignore[no-untyped-call]
                         f"--IPKernelApp.parent_handle={os.getppid()}"])
         app.start()  # type: ignore[no-untyped-call]
         code = 0

@@ -1,7 +1,8 @@
 """Warm kernels, forked or started the ordinary way: what a step can rely on.
 
-- every step runs in a process of its own, whose namespace, module state, environment and
-  remembered secrets hold nothing of an earlier step's — forked from the zygote or not;
+- every step runs in a process of its own, started with the runner's kernel arguments, whose
+  namespace, module state, environment and remembered secrets hold nothing of an earlier step's —
+  forked from the zygote or not;
 - a forked kernel is the zygote's child and runs this interpreter; a zygote that has died is
   started anew, and one that cannot fork leaves the kernel to start the ordinary way;
 - a kernel that died while waiting for its step is not handed out: it is replaced, and the
@@ -12,6 +13,7 @@ The notebooks are made here and run in real kernels through papermill, as the st
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import sys
@@ -46,6 +48,11 @@ secrets.remember(["step-one-remembered-value"])
 record("first_pid", os.getpid())
 record("first_parent", os.getppid())
 record("first_python", sys.executable)
+# The runner's kernel arguments (psbridge.runbook.kerneltune): no sleep after each execute, and
+# the kernel's logger no lower than its handler.
+_kernel = get_ipython().kernel
+record("first_tuning", [_kernel._execute_sleep, _kernel.log.level, [h.level for h in _kernel.log.handlers]])
+del _kernel
 """
 LOOK = """\
 import os, sys
@@ -86,11 +93,12 @@ def book(tmp_path_factory: pytest.TempPathFactory) -> definition.Runbook:
         "parameters": {"customer": {"type": "str", "required": True},
                        "org": {"type": "str", "required": True}},
         "facts": {"first_pid": {"type": "int"}, "first_parent": {"type": "int"},
-                  "first_python": {"type": "str"}, "found": {"type": "list"},
+                  "first_python": {"type": "str"}, "first_tuning": {"type": "list"},
+                  "found": {"type": "list"},
                   "second_pid": {"type": "int"}, "second_parent": {"type": "int"}},
         "steps": [
             {"id": "leave", "notebook": "10-leave.ipynb",
-             "produces": ["first_pid", "first_parent", "first_python"]},
+             "produces": ["first_pid", "first_parent", "first_python", "first_tuning"]},
             {"id": "look", "notebook": "20-look.ipynb", "produces": ["found", "second_pid", "second_parent"]},
         ],
     }
@@ -112,6 +120,7 @@ def test_a_step_sees_nothing_of_the_step_before(book: definition.Runbook, tmp_pa
     assert facts["found"] == [], f"step two found {facts['found']} left by step one"
     assert facts["first_pid"] != facts["second_pid"]
     assert facts["first_python"] == sys.executable
+    assert facts["first_tuning"] == [0.0, logging.WARNING, [logging.WARNING]], facts["first_tuning"]
     if forked:
         forks = zygote.shared()
         assert forks is not None
