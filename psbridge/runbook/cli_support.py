@@ -128,8 +128,8 @@ def start_zygote() -> None:
     then overlap what comes before the first step — reading the runbook and the parameters, the
     lab's start — instead of delaying the first step's kernel.
 
-    The runner's own imports for executing a step (papermill, about 0.25 s: its I/O module imports
-    pyarrow and numpy) are made on a thread meanwhile, as this process mostly waits for the zygote.
+    The runner's own imports for executing a step (papermill and psbridge's engine for it) are made
+    on a thread meanwhile, as this process mostly waits for the zygote.
     """
     import threading
 
@@ -142,9 +142,7 @@ def start_zygote() -> None:
 def _import_execution() -> None:
     # What the runner imports as its first step starts; an import another thread makes meanwhile
     # waits for this one (the import system locks each module), so nothing is imported twice.
-    import papermill  # noqa: F401
-
-    import psbridge.runbook.engine  # noqa: F401
+    import psbridge.runbook.engine  # noqa: F401  # papermill, as psbridge imports it
 
 
 def run(params_file: Path, runbook: str | None, records: Path, *, mode: str = "apply",

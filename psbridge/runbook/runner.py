@@ -110,6 +110,8 @@ def _register_memory() -> None:
     if not _registered:
         from papermill.iorw import papermill_io
 
+        import psbridge.runbook.engine  # noqa: F401  # papermill as psbridge imports it (without pyarrow)
+
         papermill_io.register(_MemoryHandler.scheme, _memory)
         _registered = True
 
