@@ -28,7 +28,9 @@ def test_papermill_comes_without_pyarrow_which_pandas_still_gets_later(tmp_path:
     out = tmp_path / "t.parquet"
     code = (
         "import sys\n"
-        "import psbridge.runbook.engine, papermill, papermill.iorw\n"
+        "from psbridge.runbook import runner\n"
+        "runner._register_memory()  # the runner's first use of papermill\n"
+        "import papermill, papermill.iorw\n"
         "assert 'pyarrow' not in sys.modules and 'numpy' not in sys.modules, 'pyarrow came with papermill'\n"
         "import pandas as pd\n"
         f"pd.DataFrame({{'a': [1, 2]}}).to_parquet({str(out)!r})\n"

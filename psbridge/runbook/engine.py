@@ -92,6 +92,14 @@ class WarmKernelEngine(Engine):  # type: ignore[misc]  # papermill has no annota
                 client.kc.stop_channels()
 
 
+def register_io(scheme: str, handler: Any) -> None:
+    """Register a papermill I/O handler for paths starting with ``scheme`` (papermill imported the
+    way this module imports it, without pyarrow)."""
+    from papermill.iorw import papermill_io
+
+    papermill_io.register(scheme, handler)
+
+
 def register() -> None:
     """Make ``engine_name="psbridge"`` known to papermill (again: registering is idempotent)."""
     papermill_engines.register(ENGINE_NAME, WarmKernelEngine)

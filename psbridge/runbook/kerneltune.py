@@ -4,9 +4,9 @@ Both ways a runner starts a kernel (forked from the zygote, or ``python -m ipyke
 give ipykernel :data:`KERNEL_ARGS`, so both kernels behave alike. JupyterLab's and plain
 papermill's kernels (the installed kernelspec) get none of this: they are ipykernel as shipped.
 
-The extension takes two fixed costs off every executed cell, measured on the kernel's main thread
-with a sampling profiler (a trivial cell's round trip, 2-core machine: 4.4 ms as shipped, 2.6 ms
-with both):
+The extension takes two fixed costs off every executed cell, found with a sampling profiler on the
+kernel's main thread (a trivial cell's round trip, two kernels in one process taking turns, 2-core
+machine: 4.1–4.6 ms with both against 4.6–5.1 ms as shipped):
 
 - ipykernel sleeps 0.5 ms after each execute (``Kernel._execute_sleep``) so that a client reading
   the reply before the outputs does not miss them. Papermill's client (nbclient) reads a cell's

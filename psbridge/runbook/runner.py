@@ -108,11 +108,9 @@ _registered = False
 def _register_memory() -> None:
     global _registered
     if not _registered:
-        from papermill.iorw import papermill_io
+        from psbridge.runbook.engine import register_io
 
-        import psbridge.runbook.engine  # noqa: F401  # papermill as psbridge imports it (without pyarrow)
-
-        papermill_io.register(_MemoryHandler.scheme, _memory)
+        register_io(_MemoryHandler.scheme, _memory)
         _registered = True
 
 
