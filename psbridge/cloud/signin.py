@@ -148,6 +148,20 @@ def _first_line(e: BaseException) -> str:
     return f"{type(e).__name__}: {lines[0] if lines else ''}".rstrip(":. ")
 
 
+class AtomicFilePersistence(msal_extensions.FilePersistence):  # type: ignore[misc]
+    """msal-extensions' plaintext cache file, replaced whole at each save.
+
+    ``FilePersistence.save`` truncates the file, then writes it; msal-extensions reads a cache
+    without its lock (optimistically: it retries only a read that fails), and msal takes an empty
+    file for an empty cache. So a run reading while a parallel run of the same account saved found
+    no account and no refresh token, and was told to sign in again. A replaced file is the old one
+    or the new one, never empty.
+    """
+
+    def save(self, content: str) -> None:
+        write_atomic(self.get_location(), content, private=True)
+
+
 def _store_name(persistence: BasePersistence) -> str:
     return {"FilePersistenceWithDataProtection": "DPAPI", "KeychainPersistence": "Keychain",
             "LibsecretPersistence": "libsecret"}.get(type(persistence).__name__, type(persistence).__name__)
@@ -181,7 +195,7 @@ def open_persistence(path: Path) -> tuple[BasePersistence, CacheProtection]:
         log.warning("token cache: %s; keeping the sign-in cache in plaintext files readable by their "
                     "owner only (%s), under msal-extensions' file lock. %s=encrypted refuses this.",
                     reason, path.parent.parent, PROTECTION_ENV)
-    return msal_extensions.FilePersistence(str(path)), CacheProtection(False, "plaintext file", reason)
+    return AtomicFilePersistence(str(path)), CacheProtection(False, "plaintext file", reason)
 
 
 def token_cache(authority: str, account: str, cache_dir: Path | None = None) -> PersistedCache:

@@ -68,7 +68,7 @@ def test_this_host_without_a_store_uses_the_plaintext_fallback_and_says_why(
     if protection.encrypted:
         pytest.skip(f"this host has an encrypted store ({protection.store}); the fallback is tested below")
     assert sys.platform.startswith("linux")
-    assert type(persistence) is msal_extensions.FilePersistence
+    assert type(persistence) is signin.AtomicFilePersistence  # msal-extensions' file, saved atomically
     # CI has neither PyGObject nor a Secret Service on D-Bus: the reason names what is missing.
     assert "no encrypted store on this host" in protection.reason
     assert [r.levelno for r in caplog.records if r.name == signin.__name__] == [logging.WARNING]
@@ -185,3 +185,38 @@ def test_two_processes_share_one_cache_without_losing_a_write(tmp_path: Path) ->
     secrets = {e["secret"] for e in _stored(path)[RT].values()}
     assert secrets == {f"rt-{who}-{i}" for who in ("first", "second") for i in range(count)}
     assert not list(path.parent.glob("*.lockfile"))  # the lock is gone with its holders
+
+
+_SAVER = textwrap.dedent("""
+    import json, sys
+    from pathlib import Path
+    from psbridge.cloud.signin import open_persistence
+    persistence, _ = open_persistence(Path(sys.argv[1]))
+    state = json.dumps({"RefreshToken": {f"rt-{i}": {"secret": "x" * 200} for i in range(200)}})
+    for _ in range(int(sys.argv[2])):
+        persistence.save(state)
+""")
+
+
+def test_a_cache_read_while_another_process_saves_is_never_empty(tmp_path: Path) -> None:
+    """msal-extensions reads a cache without its lock, and msal takes an empty file for an empty
+    cache: a save that truncated before writing made a parallel run of the same account find no
+    refresh token ("sign in again"). A save replaces the file whole."""
+    path = tmp_path / "contoso" / "crmadmin@lab.local.json"
+    persistence, protection = open_persistence(path)
+    assert not protection.encrypted  # this host; the store's own saves are not files
+    persistence.save("{}")
+    env = {**os.environ, PROTECTION_ENV: "plaintext"}
+    saver = subprocess.Popen([sys.executable, "-c", _SAVER, str(path), "400"], env=env,
+                             stderr=subprocess.PIPE, text=True)
+    reads, empty = 0, 0
+    while saver.poll() is None:
+        text = persistence.load()
+        reads += 1
+        if not text.strip():
+            empty += 1
+        else:
+            json.loads(text)  # whole, never a part of a write
+    assert saver.returncode == 0, saver.stderr.read() if saver.stderr else ""
+    assert reads > 50 and empty == 0, (reads, empty)
+    assert (path.stat().st_mode & 0o777) == 0o600
