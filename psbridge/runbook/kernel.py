@@ -99,6 +99,13 @@ class ReadyClient(AsyncKernelClient):
     # AsyncKernelClient binds its public name to the base class's function, not to the override.
     wait_for_ready = _async_wait_for_ready
 
+    def start_channels(self, shell: bool = True, iopub: bool = True, stdin: bool = True, hb: bool = False,
+                       control: bool = True) -> None:
+        """The channels, without the heartbeat unless asked: a client its kernel manager made asks
+        the manager whether the kernel lives (the process), never the heartbeat, whose thread and
+        socket cost each step's client about a millisecond to start and stop."""
+        super().start_channels(shell=shell, iopub=iopub, stdin=stdin, hb=hb, control=control)
+
     @staticmethod
     async def _reply_to(msg_id: str, channel: Any, within: float,
                         idle: bool = False) -> dict[str, Any] | None:
