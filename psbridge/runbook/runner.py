@@ -472,9 +472,15 @@ class Runner:
                 outcome = outcomes[i]
                 if outcome.status == CARRIED:
                     continue  # borrowed: done by another org's run, its facts already known
-                intents.append({"event": "step-start", "step": outcome.step.id}, journal)
+                # Neither step line is fsync'd on the critical path (a killed runner loses nothing
+                # written): no change waits on step-start (the kernel's first intent, durable,
+                # takes it to disk), and step-end is synced by the recorder while the next step
+                # runs. A step-end lost with the machine leaves the step to run again on resume,
+                # which reads before it acts, as every step does.
+                intents.append({"event": "step-start", "step": outcome.step.id}, journal, durable=False)
                 ok = self._run_step(outcome, known, writer, pool, recorder)
-                intents.append({"event": "step-end", "outcome": outcome.as_dict()}, journal)
+                intents.append({"event": "step-end", "outcome": outcome.as_dict()}, journal, durable=False)
+                self._record_jobs.append(recorder.submit(intents.sync, journal))
                 for event in pool.events[self._reported:]:
                     self._log(event)
                 self._reported = len(pool.events)
