@@ -110,21 +110,29 @@ class MemorySampler:
             self._stop.wait(self.every)
 
 
+FLOOR = """
+import sys, time
+import nbformat
+import papermill as pm
+from psbridge.runbook.kernel import KERNEL_NAME, engine_kwargs
+root = sys.argv[1]
+nb = nbformat.v4.new_notebook()
+nb.metadata = {"kernelspec": {"name": KERNEL_NAME, "language": "python", "display_name": "Python 3"}}
+nb.cells.append(nbformat.v4.new_code_cell("x = 1"))
+nbformat.write(nb, root + "/empty.ipynb")
+t0 = time.perf_counter()
+pm.execute_notebook(root + "/empty.ipynb", root + "/empty.out.ipynb", progress_bar=False,
+                    kernel_name=KERNEL_NAME, **engine_kwargs())
+print(time.perf_counter() - t0)
+"""
+
+
 def papermill_floor(root: Path) -> float:
-    import nbformat
-    import papermill as pm
-
-    from psbridge.runbook.kernel import KERNEL_NAME, engine_kwargs
-
-    nb = nbformat.v4.new_notebook()
-    nb.metadata = {"kernelspec": {"name": KERNEL_NAME, "language": "python", "display_name": "Python 3"}}
-    nb.cells.append(nbformat.v4.new_code_cell("x = 1"))
-    src = root / "empty.ipynb"
-    nbformat.write(nb, src)
-    t0 = time.perf_counter()
-    pm.execute_notebook(str(src), str(root / "empty.out.ipynb"), progress_bar=False, kernel_name=KERNEL_NAME,
-                        **engine_kwargs())
-    return time.perf_counter() - t0
+    """The floor, timed in a process of its own: papermill imported its own way (with pyarrow)
+    would otherwise count in this process's memory, which stands for the runner's."""
+    done = subprocess.run([sys.executable, "-c", FLOOR, str(root)], capture_output=True, text=True,
+                          check=True)
+    return float(done.stdout.split()[-1])
 
 
 def figures(result: RunResult, wall: float) -> dict[str, float]:
