@@ -277,10 +277,12 @@ class Deployment:
         if key not in self._sessions:
             from psbridge.runbook.timing import instrument
 
-            # The session's own open() and invoke() are what the benchmark calls "remote".
+            # The session's own open(), invoke() and close() (the server deletes its shell) are
+            # what the benchmark calls "remote".
             session = Session(self.profiles[key])
             instrument(session, "invoke", "winrm")
             instrument(session, "open", "winrm_open")
+            instrument(session, "close", "winrm_close")
             self._sessions[key] = session
         return self._sessions[key]
 

@@ -81,10 +81,21 @@ class ReadyClient(AsyncKernelClient):
     second on every step. Here the kernel is ready when its ``kernel_info`` reply has come and
     IOPub proves its subscription connected: the ``idle`` status of that same request, or the
     ``iopub_welcome`` a kernel sends a new subscriber (JEP 65); with neither, it asks again.
+
+    A kernel that welcomes the new subscription first (ipykernel 7) is ready at that welcome:
+    IOPub is connected, and what is sent on the shell socket before it connects is queued, not
+    lost. The kernel answered already: the runner's pool executed its warming code through a
+    client of its own before handing it out, and a kernel that dies later is seen by its manager.
+    That saves a ``kernel_info`` round trip on every step.
     """
 
     async def _async_wait_for_ready(self, timeout: float | None = None) -> None:
         deadline = time.monotonic() + (float("inf") if timeout is None else timeout)
+        welcome = await self._reply_to("", self.iopub_channel, min(0.05, deadline - time.monotonic()),
+                                       idle=True)
+        if welcome is not None and welcome.get("msg_type") == "iopub_welcome" \
+                and await self._async_is_alive():
+            return
         while True:
             asked = self.kernel_info()
             reply = await self._reply_to(asked, self.shell_channel, min(1.0, deadline - time.monotonic()))

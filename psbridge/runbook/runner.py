@@ -598,7 +598,8 @@ class Runner:
             # its asynchronous Test & Enable included: the step cannot end before the server does).
             web = sum(calls.get(k, 0.0) for k in ("webapi", "webapi_signin", "webapi_wait"))
             outcome.timings["webapi"] = round(web, 3)
-            outcome.timings["remote"] = round(calls.get("winrm", 0.0) + calls.get("winrm_open", 0.0) + web, 3)
+            winrm = sum(calls.get(k, 0.0) for k in ("winrm", "winrm_open", "winrm_close"))
+            outcome.timings["remote"] = round(winrm + web, 3)
             # Cloud: Entra ID (the tenant's OpenID discovery, sign-in) and Microsoft Graph.
             cloud = sum(calls.get(k, 0.0) for k in ("graph", "signin", "discovery"))
             outcome.timings["cloud"] = round(cloud, 3)
