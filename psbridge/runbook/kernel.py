@@ -83,10 +83,10 @@ class ReadyClient(AsyncKernelClient):
     ``iopub_welcome`` a kernel sends a new subscriber (JEP 65); with neither, it asks again.
 
     A kernel that welcomes the new subscription first (ipykernel 7) is ready at that welcome:
-    IOPub is connected, and what is sent on the shell socket before it connects is queued, not
-    lost. The kernel answered already: the runner's pool executed its warming code through a
-    client of its own before handing it out, and a kernel that dies later is seen by its manager.
-    That saves a ``kernel_info`` round trip on every step.
+    IOPub is connected, and what is sent on the shell socket before the kernel reads it is queued,
+    not lost (a kernel still starting reads it once started). The runner's pool has executed its
+    warming code through a client of its own before it hands a kernel to a step, and a kernel that
+    dies later is seen by its manager. That saves a ``kernel_info`` round trip on every step.
     """
 
     async def _async_wait_for_ready(self, timeout: float | None = None) -> None:

@@ -23,8 +23,9 @@ does and what the notebook records exactly as they were:
   outputs, then ``idle``, on one socket) does not depend on the round trip.
 - IPython passes every cell through its input transformers (magics, ``!`` commands, ``?`` help,
   pasted prompts), which tokenize it line by line. A cell that is already Python, starts on its
-  first line and holds no pasted ``In [n]:`` prompt (which Python would take for an annotation)
-  is what those transformers return for it; such a cell skips them.
+  first line and has no line that could be a pasted prompt (``In [n]:``, ``...:``, ``>>>``,
+  ``...``, some of which Python also reads) is what those transformers return for it; such a cell
+  skips them.
 - IPython compiles every cell once more to learn whether it needs a coroutine runner; a cell
   without the words ``await`` or ``async`` cannot.
 - ipykernel names each cell's code after a pure-Python MurmurHash of its text (for the debugger,
@@ -51,9 +52,10 @@ EXTENSION = __name__
 # side would contend for one history database.
 KERNEL_ARGS = ["--HistoryManager.enabled=False", f"--IPKernelApp.extra_extensions={EXTENSION}"]
 
-# IPython's ipython_prompt transformer strips these from pasted cells; ``In [1]: x = 5`` is also
-# valid Python (an annotated assignment), so a cell with one is left to IPython.
-_PASTED_PROMPT = re.compile(r"^(In \[\d+\]: |\s*\.{3,}: ?)", re.MULTILINE)
+# IPython's prompt transformers strip these from pasted cells (on the first line, and on every
+# line when the second has one). Some are also valid Python — ``In [1]: x = 5`` an annotated
+# assignment, ``...`` and ``...: 1`` an Ellipsis — so a cell with one on any line is left to IPython.
+_PASTED_PROMPT = re.compile(r"^(In \[\d+\]: |\s*\.{3,}: ?|\s*(>>>|\.\.\.))", re.MULTILINE)
 
 
 def load_ipython_extension(shell: Any) -> None:

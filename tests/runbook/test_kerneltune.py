@@ -37,6 +37,9 @@ IPYTHON_SYNTAX = [
     "In [3]: def f():\n   ...:     return 1\n",
     ">>> x = 1\n>>> y = 2\n",
     "\n\nx = 1\n",
+    "x = [\n...\n]\n",  # Python too (an Ellipsis), but IPython strips the second line's prompt
+    "d = {\n...: 1}\n",
+    "def stub():\n    ...\n",
     "    x = 1\n    y = 2\n",
     "if True:\n    %time y = 2\n",
     "",
