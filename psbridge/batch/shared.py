@@ -36,8 +36,10 @@ def _reads(path: str, token: str, pfx_paths: list[str]) -> tuple[bool, list[str]
 def check(client: Any, records_root: Path, inventory: Inventory) -> None:
     """ClusterError naming the workers that do not see the records folder or an org's PFX."""
     records_root.mkdir(parents=True, exist_ok=True)
-    probe = records_root / PROBE
     token = uuid.uuid4().hex  # a mark that no other folder holds
+    # A file of this batch's own: two batches starting on one records folder (two partners'
+    # inventories sharing a deployment) would otherwise overwrite or remove each other's mark.
+    probe = records_root / f"{PROBE}-{token}"
     probe.write_text(token, encoding="utf-8")
     pfx_paths = sorted({str(Path(str(o.params["pfx_path"])).expanduser())
                         for o in inventory.orgs if o.params.get("pfx_path")})

@@ -49,7 +49,34 @@ def test_a_shared_folder_and_pfx_pass(tmp_path: Path, client: Any) -> None:
     pfx = tmp_path / "s2s.pfx"
     pfx.write_bytes(b"not read: only its presence is checked")
     shared.check(client, tmp_path / "records", _inventory(tmp_path, str(pfx)))
-    assert not (tmp_path / "records" / shared.PROBE).exists()  # the mark is taken away
+    assert not list((tmp_path / "records").glob(shared.PROBE + "*"))  # the mark is taken away
+
+
+def test_two_batches_checking_one_folder_at_once_each_see_their_own_mark(tmp_path: Path, client: Any) -> None:
+    """Two partners' batches on one records folder: neither overwrites nor removes the other's mark."""
+    import threading
+
+    pfx = tmp_path / "s2s.pfx"
+    pfx.write_bytes(b"present")
+    inventory = _inventory(tmp_path, str(pfx))
+    errors: list[BaseException] = []
+    start = threading.Barrier(4)
+
+    def check() -> None:
+        start.wait()
+        try:
+            for _ in range(5):
+                shared.check(client, tmp_path / "records", inventory)
+        except BaseException as e:  # collected: the test says which check failed
+            errors.append(e)
+
+    threads = [threading.Thread(target=check) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert errors == []
+    assert not list((tmp_path / "records").glob(shared.PROBE + "*"))
 
 
 def test_a_pfx_missing_on_a_worker_stops_the_batch(tmp_path: Path, client: Any) -> None:
