@@ -45,6 +45,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from nbformat.v4 import nbjson
+from nbformat.v4.rwbase import strip_transient
 
 from psbridge import __version__, evidence, files, intents
 from psbridge.errors import ParameterError, RunbookError
@@ -570,11 +571,12 @@ class Runner:
             self.progress("start", outcome)
         t0 = time.perf_counter()
         kernel = None
+        executed = None
         try:
             kernel = pool.take()
             outcome.timings["kernel_wait"] = round(time.perf_counter() - t0, 3)
             outcome.timings["kernel_warm"] = round(kernel.warm_seconds, 3)
-            pm.execute_notebook(
+            executed = pm.execute_notebook(
                 str(path), target, parameters=parameters, engine_name=ENGINE_NAME, kernel=kernel,
                 kernel_name=KERNEL_NAME, progress_bar=False, log_output=False,
                 start_timeout=self.start_timeout, execution_timeout=self.cell_timeout,
@@ -612,8 +614,9 @@ class Runner:
             kernel.timings_file.unlink(missing_ok=True)
         outcome.ended = dt.datetime.now(dt.UTC)
         text = _memory.pop(target)
-        # papermill validated the notebook as it wrote it; read back without validating again.
-        nb = nbjson.reads(text) if text else None
+        # papermill validated the notebook as it wrote it: what it returned is what it wrote (less
+        # what writing strips); a step that raised left only the text (papermill wrote it first).
+        nb = strip_transient(executed) if executed is not None else nbjson.reads(text) if text else None
         if nb is not None:
             outcome.timings.update(_cell_timings(nb))
             # A secret this step created (client secret, PFX password) is known now.
