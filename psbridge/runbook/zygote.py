@@ -175,7 +175,7 @@ STEP_MODULES = (
     "psbridge.runbook", "psbridge.runbook.deployment", "psbridge.remote.session", "psbridge.crm",
     "psbridge.crm.webapi", "psbridge.cloud", "psbridge.certs", "httpx", "httpcore",
     "cryptography.hazmat.backends.openssl", "encodings.utf_16_le", "encodings.utf_16_be", "netrc",
-    "msal_extensions",
+    "msal_extensions", "psbridge.runbook.timing", "psbridge.runbook.throttles",
 )
 
 # A run against the lab reads its lab.json and its ``lab:`` secrets in every step: the runner asks

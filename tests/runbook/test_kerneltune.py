@@ -134,6 +134,8 @@ def test_a_tuned_kernel_still_runs_ipython_and_says_where_an_error_is(tmp_path: 
             await client.wait_for_ready(timeout=30)
             said = {}
             for name, code in {
+                # built as the extension loaded, before any result was shown
+                "formatters": "print('formatters' in get_ipython().display_formatter._trait_values)",
                 "magic": "%time tuned = 1",
                 "shell": "!echo from-the-shell",
                 "await": "import asyncio\nawaited = await asyncio.sleep(0, result='awaited')\nprint(awaited)",
@@ -154,11 +156,12 @@ def test_a_tuned_kernel_still_runs_ipython_and_says_where_an_error_is(tmp_path: 
             said = asyncio.run(session(kernel.manager))
         finally:
             pool.discard(kernel)
+    assert said["formatters"] == "ok\nTrue\n"
     assert said["magic"].startswith("ok") and "Wall time" in said["magic"]
     assert said["shell"].startswith("ok") and "from-the-shell" in said["shell"]
     assert said["await"] == "ok\nawaited\n"
     assert said["prints"] == "ok\n" + "".join(f"line {i}\n" for i in range(200))
     assert said["call"].startswith("error")
     assert "raise ValueError('the line that fails')" in said["call"]  # the source line, found by name
-    assert "Cell In[5], line 2" in said["call"]
+    assert "Cell In[6], line 2" in said["call"]
     assert said["result"] == "ok\n2"
