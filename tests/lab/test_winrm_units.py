@@ -107,3 +107,46 @@ def test_nothing_shows_a_password(tmp_path: Path) -> None:
         d.close()
     assert "LAB\\\\crmadmin" in shown or "LAB\\crmadmin" in shown
     assert "Sec:ret" not in shown and "0perator" not in shown
+
+
+def test_signing_in_never_removes_an_environment_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    """pyspnego's acceptor finds the lab's NT hashes through NTLM_USER_FILE; a client thread of the
+    same process iterating os.environ (requests' proxy lookup, every request) fails with a
+    KeyError if the variable goes away under it, so it only ever changes value."""
+    import os
+    import threading
+
+    monkeypatch.delenv("NTLM_USER_FILE", raising=False)
+    d = Directory(ACCOUNTS)
+    try:
+        keys = set(os.environ)
+        assert os.environ["NTLM_USER_FILE"] == ""  # pyspnego reads an empty value as none
+        with d.ntlm_store():
+            assert os.environ["NTLM_USER_FILE"] == str(d.ntlm_file)
+            assert set(os.environ) == keys
+        assert os.environ["NTLM_USER_FILE"] == ""
+        assert set(os.environ) == keys
+
+        failures: list[BaseException] = []
+        done = threading.Event()
+
+        def iterate() -> None:
+            while not done.is_set():
+                try:
+                    dict(os.environ.items())
+                except BaseException as e:  # what requests' proxy lookup would have raised
+                    failures.append(e)
+                    return
+
+        readers = [threading.Thread(target=iterate) for _ in range(2)]
+        for t in readers:
+            t.start()
+        for _ in range(20000):
+            with d.ntlm_store():
+                pass
+        done.set()
+        for t in readers:
+            t.join()
+        assert failures == []
+    finally:
+        d.close()

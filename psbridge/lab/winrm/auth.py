@@ -92,6 +92,10 @@ class Directory:
                 lines.append(f"{form}:0:{'0' * 32}:{nt}:[U]:LCT-00000000")
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write("\n".join(lines) + "\n")
+        with _ENV_LOCK:
+            # The key is added as the lab starts, before clients talk to it; it then only changes
+            # value (see ntlm_store).
+            os.environ.setdefault("NTLM_USER_FILE", "")
 
     def close(self) -> None:
         self.ntlm_file.unlink(missing_ok=True)
@@ -117,15 +121,16 @@ class Directory:
     @contextmanager
     def ntlm_store(self) -> Iterator[None]:
         with _ENV_LOCK:
-            old = os.environ.get("NTLM_USER_FILE")
+            old = os.environ.get("NTLM_USER_FILE", "")
             os.environ["NTLM_USER_FILE"] = str(self.ntlm_file)
             try:
                 yield
             finally:
-                if old is None:
-                    os.environ.pop("NTLM_USER_FILE", None)
-                else:
-                    os.environ["NTLM_USER_FILE"] = old
+                # Emptied, never removed: a thread of this process iterating os.environ (requests
+                # looks for proxies there on every request, and a lab may run beside its clients)
+                # fails with a KeyError when a key goes while it iterates. pyspnego reads an empty
+                # value as none.
+                os.environ["NTLM_USER_FILE"] = old
 
 
 def _same(a: str, b: str) -> bool:
