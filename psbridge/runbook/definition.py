@@ -35,6 +35,7 @@ consumed only after it, every parameter a step names declared, every notebook pr
 from __future__ import annotations
 
 import enum
+import functools
 import hashlib
 from pathlib import Path
 from typing import Any, Literal
@@ -236,6 +237,18 @@ def load(path: str | Path) -> Runbook:
         raw = path.read_bytes()
     except FileNotFoundError:
         raise DefinitionError(f"no runbook definition at {path}") from None
+    book = _parsed(path.resolve(), raw)
+    missing = [s.notebook for s in book.steps if not book.notebook_path(s).is_file()]
+    if missing:
+        raise DefinitionError(f"{path}: notebooks not found in {book.notebook_dir}: {', '.join(missing)}")
+    return book
+
+
+@functools.lru_cache(maxsize=32)
+def _parsed(path: Path, raw: bytes) -> Runbook:
+    """The runbook these bytes at ``path`` define, checked; parsed once a process for the same bytes
+    (a batch loads its runbook for every organization; YAML and the model's checks take about 20 ms).
+    A frozen model: every caller may share it."""
     try:
         # libyaml's loader where PyYAML has it: a tenth of the pure-Python one's time.
         data = yaml.load(raw, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # noqa: S506 - a safe loader
@@ -247,11 +260,7 @@ def load(path: str | Path) -> Runbook:
         book = Runbook(**data)
     except ValidationError as e:
         raise DefinitionError(f"{path}: " + "; ".join(_messages(e))) from None
-    book = book.model_copy(update={"source": path.resolve(), "sha256": hashlib.sha256(raw).hexdigest()})
-    missing = [s.notebook for s in book.steps if not book.notebook_path(s).is_file()]
-    if missing:
-        raise DefinitionError(f"{path}: notebooks not found in {book.notebook_dir}: {', '.join(missing)}")
-    return book
+    return book.model_copy(update={"source": path, "sha256": hashlib.sha256(raw).hexdigest()})
 
 
 def _messages(e: ValidationError) -> list[str]:

@@ -74,6 +74,12 @@ def available() -> dict[str, RunbookSource]:
 def source(name_or_path: str | Path | None = None) -> RunbookSource:
     """Where a runbook named (or at a path) lives; the default runbook when None."""
     wanted = str(name_or_path) if name_or_path is not None else DEFAULT_RUNBOOK
+    # psbridge's own win over a package's of the same name: one of them is found without importing
+    # every package that adds runbooks (reading the installed distributions' entry points costs
+    # about 10 ms a run).
+    own = _builtin()
+    if wanted in own:
+        return own[wanted]
     known = available()
     if wanted in known:
         return known[wanted]

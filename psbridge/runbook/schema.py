@@ -71,8 +71,25 @@ def _json_type(spec: ParameterSpec) -> dict[str, Any]:
     return schema
 
 
+_MODELS: dict[tuple[str, str, str], type[BaseModel]] = {}
+
+
 def parameters_model(book: Runbook) -> type[BaseModel]:
-    """A pydantic model of the runbook's parameters (facts of earlier runs may be given too)."""
+    """A pydantic model of the runbook's parameters (facts of earlier runs may be given too).
+
+    Built once a process for the same parameters (a few milliseconds of pydantic's schema work,
+    which a batch would pay for each organization); the specs are frozen models, and their repr
+    holds every field, so equal keys build equal models.
+    """
+    key = (book.name, book.title, repr(book.parameters))
+    if key not in _MODELS:
+        if len(_MODELS) >= 32:
+            _MODELS.clear()
+        _MODELS[key] = _build_model(book)
+    return _MODELS[key]
+
+
+def _build_model(book: Runbook) -> type[BaseModel]:
     fields: dict[str, Any] = {}
     for name, spec in book.parameters.items():
         annotation = Annotated[Any, BeforeValidator(partial(_checked, name, spec)),
