@@ -15,6 +15,8 @@ client's channels.
 
 from __future__ import annotations
 
+import asyncio
+import copy
 import datetime as dt
 import sys
 import threading
@@ -87,13 +89,35 @@ class WarmKernelEngine(Engine):  # type: ignore[misc]  # papermill has no annota
                              kernel_name=kernel_name, log=logger, log_output=log_output,
                              stdout_file=stdout_file, stderr_file=stderr_file)
         _durations_from_isoformat(nb_man)
-        client = PapermillNotebookClient(nb_man, km=kernel.manager, **final)
+        client = _WarmNotebookClient(nb_man, km=kernel.manager, **final)
+        client.language_info = getattr(kernel, "language_info", None)
         try:
             return client.execute()
         finally:
             # With a kernel manager of its own handing, nbclient leaves the client open.
             if client.kc is not None:
                 client.kc.stop_channels()
+
+
+class _WarmNotebookClient(PapermillNotebookClient):  # type: ignore[misc]  # papermill has no annotations
+    """Papermill's client, taking the notebook's ``language_info`` from the kernel_info reply the
+    kernel gave while it warmed, instead of asking that same kernel again after the last cell (a
+    round trip at the end of every step). Papermill's ``execute`` otherwise, as shipped."""
+
+    language_info: dict[str, Any] | None = None
+
+    def execute(self, **kwargs: Any) -> Any:
+        if not self.language_info:
+            return super().execute(**kwargs)
+        self.reset_execution_trackers()
+        if sys.platform.startswith("win"):  # papermill's own choice there (bpo-37373)
+            asyncio.set_event_loop_policy(asyncio.WindowsSelectorEventLoopPolicy())  # type: ignore[attr-defined]
+        with self.setup_kernel(**kwargs):
+            self.log.info(f"Executing notebook with kernel: {self.kernel_name}")
+            self.papermill_execute_cells()
+            self.nb.metadata["language_info"] = copy.deepcopy(self.language_info)
+            self.set_widgets_metadata()
+        return self.nb
 
 
 def _durations_from_isoformat(nb_man: Any) -> None:

@@ -106,6 +106,19 @@ _DECLARED: dict[str, set[str]] = {}
 _registered = False
 
 
+# The runner's main thread relays every cell to its kernel and every message back, and waits for
+# the GIL each time it wakes; its other threads (the recorder, the kernel pool) do throughput work.
+# CPython makes a waiting thread wait a whole switch interval (5 ms by default) before the holder
+# must let go: taking it to 0.5 ms took about 4% off a no-change run's wall here.
+RELAY_SWITCH_INTERVAL = 0.0005
+
+
+def _relay_promptly() -> None:
+    """Bound the main thread's wait for the GIL (process-wide, never lengthened)."""
+    if sys.getswitchinterval() > RELAY_SWITCH_INTERVAL:
+        sys.setswitchinterval(RELAY_SWITCH_INTERVAL)
+
+
 def _register_memory() -> None:
     global _registered
     if not _registered:
@@ -393,6 +406,7 @@ class Runner:
         Steps before ``start`` take their facts from this organization's latest records.
         """
         _register_memory()
+        _relay_promptly()
         if self.forked_kernels:
             forks = zygote.shared()  # its imports run while this run reads its records
             if forks is not None and self.params.get("lab"):
@@ -466,9 +480,11 @@ class Runner:
         status = evidence.RecordState.COMPLETE
         failure: str | None = None
         # Each step's notebook and HTML are written while the next step runs; the manifest waits.
-        with KernelPool(partial(self._kernel_manager, run_id), ahead=self.kernels_ahead,
-                        start_timeout=self.start_timeout) as pool, \
-                ThreadPoolExecutor(max_workers=1, thread_name_prefix="psbridge-record") as recorder:
+        # The pool closes first (its last kernel's shutdown) while the recorder writes the last step.
+        to_run = sum(1 for o in outcomes[first:last + 1] if o.status != CARRIED)
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="psbridge-record") as recorder, \
+                KernelPool(partial(self._kernel_manager, run_id), ahead=self.kernels_ahead,
+                           start_timeout=self.start_timeout, needed=to_run) as pool:
             for i in range(first, last + 1):
                 outcome = outcomes[i]
                 if outcome.status == CARRIED:

@@ -60,6 +60,9 @@ class WarmKernel:
     started: float
     warm_seconds: float
     timings_file: Path | None = None
+    # What this kernel's kernel_info reply said of its language, asked while it warmed: the
+    # executed notebook's metadata.language_info, without asking again after the step's cells.
+    language_info: dict[str, Any] | None = None
 
     @property
     def pid(self) -> int | None:
@@ -79,51 +82,61 @@ class KernelPool:
     """Kernels for the steps of one run, one ahead of the step that runs.
 
     ``manager_for(n)`` makes the kernel manager of the n-th kernel (its environment included).
+    ``needed``: how many kernels the run will take, when it knows; none is started beyond them
+    (the last step's run would otherwise start one nobody takes, and wait for its shutdown),
+    except to replace one that failed.
     """
 
     manager_for: Callable[[int], tuple[Any, Path | None]]
     ahead: int = 1
     start_timeout: float = 60.0
     warm_timeout: float = 60.0
+    needed: int | None = None
     events: list[str] = field(default_factory=list)
     _executor: ThreadPoolExecutor = field(init=False)
     _pending: list[Future[WarmKernel]] = field(default_factory=list, init=False)
     _count: int = field(default=0, init=False)
+    _handed: int = field(default=0, init=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
     _closed: bool = field(default=False, init=False)
 
     def __post_init__(self) -> None:
         # One worker a kernel ahead, one for shutting used ones down.
         self._executor = ThreadPoolExecutor(max_workers=self.ahead + 1, thread_name_prefix="psbridge-kernel")
-        for _ in range(self.ahead):
-            self._start_one()
-
-    def _start_one(self) -> None:
         with self._lock:
-            if self._closed:
-                return
-            self._count += 1
-            number = self._count
-            self._pending.append(self._executor.submit(self._warm, number))
+            self._top_up(waited=0)
+
+    def _top_up(self, waited: int) -> None:
+        """Start kernels until ``ahead`` wait, or every kernel still needed is started; ``waited``:
+        kernels being waited for by take() (held by the lock)."""
+        while not self._closed and len(self._pending) < self.ahead and (
+                self.needed is None or self._handed + waited + len(self._pending) < self.needed):
+            self._submit()
+
+    def _submit(self) -> None:  # the lock held
+        self._count += 1
+        self._pending.append(self._executor.submit(self._warm, self._count))
 
     def _warm(self, number: int) -> WarmKernel:
         manager, timings = self.manager_for(number)
         t0 = time.monotonic()
         try:
-            asyncio.run(_start_and_warm(manager, WARM_CODE, self.warm_timeout))
+            language = asyncio.run(_start_and_warm(manager, WARM_CODE, self.warm_timeout))
         except BaseException:
             _shutdown(manager)
             raise
-        return WarmKernel(manager, t0, time.monotonic() - t0, timings)
+        return WarmKernel(manager, t0, time.monotonic() - t0, timings, language)
 
     def take(self) -> WarmKernel:
         """The next warm kernel (waiting for it if it is still starting); another starts behind it."""
         for _ in range(3):
             with self._lock:
-                if not self._pending:
+                if self._closed:
                     raise KernelError("the kernel pool is closed")
+                if not self._pending:  # replacing one that failed, or a take beyond those needed
+                    self._submit()
                 future = self._pending.pop(0)
-            self._start_one()
+                self._top_up(waited=1)
             try:
                 kernel = future.result(timeout=self.start_timeout + self.warm_timeout)
             except Exception as e:  # any way a kernel fails to start: replaced, and said with its cause
@@ -131,6 +144,8 @@ class KernelPool:
                              "it was replaced")
                 continue
             if kernel.alive():
+                with self._lock:
+                    self._handed += 1
                 return kernel
             self._report(f"the kernel (pid {kernel.pid}) waiting for this step had died; it was replaced")
             self.discard(kernel)
@@ -164,9 +179,9 @@ class KernelPool:
         self.close()
 
 
-async def _start_and_warm(manager: Any, code: str, timeout: float) -> None:
+async def _start_and_warm(manager: Any, code: str, timeout: float) -> dict[str, Any] | None:
     """Start the kernel and run ``code`` in it without a trace in its history; raise if it fails
-    or hangs."""
+    or hangs. Returns the language_info of the kernel's kernel_info reply."""
     await manager.start_kernel()
     await _bound(manager, timeout)
     client = manager.client()
@@ -177,6 +192,9 @@ async def _start_and_warm(manager: Any, code: str, timeout: float) -> None:
         if reply["content"].get("status") != "ok":
             content = reply["content"]
             raise KernelError(f"warming the kernel failed: {content.get('ename')}: {content.get('evalue')}")
+        info = await client.kernel_info(reply=True, timeout=timeout)
+        language = info["content"].get("language_info")
+        return dict(language) if isinstance(language, dict) else None
     finally:
         client.stop_channels()
 

@@ -42,7 +42,7 @@ def _execute(path: Path, tmp_path: Path, **parameters: Any) -> Any:
         manager = kernel_manager_class({}, tmp_path / "kernels.log", forked=forked)(kernel_name=KERNEL_NAME)
         return manager, None
 
-    with KernelPool(manager_for, ahead=1) as pool:
+    with KernelPool(manager_for, ahead=1, needed=1) as pool:
         kernel = pool.take()
         try:
             return pm.execute_notebook(str(path), str(tmp_path / "out.ipynb"), parameters=parameters,
@@ -94,3 +94,28 @@ def test_a_failing_cell_has_its_duration_and_the_rest_stay_pending(tmp_path: Pat
     assert after.metadata.papermill["status"] == "pending"
     assert after.metadata.papermill["start_time"] is None
     assert "duration" not in after.metadata.papermill or after.metadata.papermill["duration"] is None
+
+
+def test_language_info_is_the_kernels_own_and_not_asked_after_the_cells(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The notebook's language_info is what this very kernel answered to kernel_info while it warmed;
+    the step's client does not ask again after the last cell, as papermill's own client does."""
+    from psbridge.runbook.kernel import ReadyClient
+
+    asked: list[str] = []
+    original = ReadyClient.kernel_info
+
+    def counting(self: Any, *args: Any, **kwargs: Any) -> Any:
+        asked.append("kernel_info")
+        return original(self, *args, **kwargs)
+
+    path = _notebook(tmp_path / "step.ipynb", "import sys\nprint(sys.version.split()[0])")
+    nb = _execute(path, tmp_path)
+    language = nb.metadata["language_info"]
+    printed = next(c for c in nb.cells if c.get("outputs")).outputs[0]["text"].strip()
+    assert language["name"] == "python" and language["version"] == printed
+    monkeypatch.setattr(ReadyClient, "kernel_info", counting)
+    nb = _execute(path, tmp_path)
+    assert nb.metadata["language_info"] == language
+    # Asked once, by the pool's warming client; the step's client asked nothing.
+    assert asked == ["kernel_info"]

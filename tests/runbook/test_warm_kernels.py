@@ -179,6 +179,33 @@ def test_a_kernel_that_died_while_waiting_is_replaced_and_said(tmp_path: Path, f
             pool.discard(got)
 
 
+def test_a_pool_starts_no_kernel_beyond_those_needed_but_replaces_one_that_died(tmp_path: Path) -> None:
+    """A run of two steps starts two kernels (none ahead of a step that does not come); the second
+    dying while it waits is still replaced."""
+    made: list[int] = []
+
+    def manager_for(number: int) -> tuple[Any, Path | None]:
+        made.append(number)
+        return kernel_manager_class({}, tmp_path / "kernels.log", forked=True)(kernel_name=KERNEL_NAME), None
+
+    with KernelPool(manager_for, ahead=1, needed=2) as pool:
+        first = pool.take()
+        pool.discard(first)
+        waiting = pool._pending[0].result(timeout=120)
+        assert waiting.pid is not None
+        os.kill(waiting.pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while waiting.alive() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        second = pool.take()
+        try:
+            assert second.alive() and second.pid not in (first.pid, waiting.pid)
+            assert not pool._pending and "had died; it was replaced" in pool.events[0]
+        finally:
+            pool.discard(second)
+    assert made == [1, 2, 3]
+
+
 def test_a_forked_kernel_leaves_when_its_zygote_is_killed(tmp_path: Path) -> None:
     """A runner killed with SIGKILL closes its zygote's standard input, and the zygote leaves; its
     kernels must leave too, not live on as orphans."""
