@@ -20,7 +20,7 @@ import copy
 import datetime as dt
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from importlib.machinery import ModuleSpec
 from types import ModuleType
 from typing import Any
@@ -81,9 +81,11 @@ class WarmKernelEngine(Engine):  # type: ignore[misc]  # papermill has no annota
     def execute_managed_notebook(cls, nb_man: Any, kernel_name: str, log_output: bool = False,
                                  stdout_file: Any = None, stderr_file: Any = None, start_timeout: float = 60,
                                  execution_timeout: float | None = None, kernel: Any = None,
-                                 **kwargs: Any) -> Any:
+                                 on_first_cell: Callable[[], None] | None = None, **kwargs: Any) -> Any:
         if kernel is None:
             raise TypeError("the psbridge engine runs in a warm kernel: pass kernel=KernelPool.take()")
+        if on_first_cell is not None:
+            _call_at_first_cell(nb_man, on_first_cell)
         kwargs = remove_args(["input_path", "timeout", "startup_timeout"], **kwargs)
         final = merge_kwargs(kwargs, timeout=execution_timeout, startup_timeout=start_timeout,
                              kernel_name=kernel_name, log=logger, log_output=log_output,
@@ -118,6 +120,22 @@ class _WarmNotebookClient(PapermillNotebookClient):  # type: ignore[misc]  # pap
             self.nb.metadata["language_info"] = copy.deepcopy(self.language_info)
             self.set_widgets_metadata()
         return self.nb
+
+
+def _call_at_first_cell(nb_man: Any, call: Callable[[], None]) -> None:
+    """``call()`` once, as the first cell starts: the kernel's client is connected, papermill has
+    read and parameterized the notebook, and what remains is the cells."""
+    start = nb_man.cell_start
+    pending = [call]
+
+    def cell_start(cell: Any, cell_index: int | None = None, **kwargs: Any) -> Any:
+        try:
+            return start(cell, cell_index=cell_index, **kwargs)
+        finally:
+            while pending:
+                pending.pop()()
+
+    nb_man.cell_start = cell_start
 
 
 def _durations_from_isoformat(nb_man: Any) -> None:

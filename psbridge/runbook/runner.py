@@ -111,6 +111,7 @@ _registered = False
 # CPython makes a waiting thread wait a whole switch interval (5 ms by default) before the holder
 # must let go: taking it to 0.5 ms took about 4% off a no-change run's wall here.
 RELAY_SWITCH_INTERVAL = 0.0005
+RECORD_HOLD = 1.0  # seconds the recorder waits at most for the next step's cells to run
 
 
 def _relay_promptly() -> None:
@@ -317,6 +318,11 @@ class Runner:
         self._reported = 0
         self._run_id = ""
         self._record_jobs: list[Future[Any]] = []
+        # Clear from a step's end until the next step's cells run: the recorder and the kernel pool
+        # wait, so the step's start (papermill reading and parameterizing its notebook, the client
+        # connecting) does not share the runner's GIL with them (about 2% of a no-change run).
+        self._step_underway = threading.Event()
+        self._step_underway.set()
         self._keep: set[str] = self._references(self.params)
         # The schema allows no such names; a caller who built parameters by hand gets the same answer.
         root, here = self.records_root.resolve(), self.org_records.resolve()
@@ -485,29 +491,33 @@ class Runner:
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="psbridge-record") as recorder, \
                 KernelPool(partial(self._kernel_manager, run_id), ahead=self.kernels_ahead,
                            start_timeout=self.start_timeout, needed=to_run) as pool:
-            for i in range(first, last + 1):
-                outcome = outcomes[i]
-                if outcome.status == CARRIED:
-                    continue  # borrowed: done by another org's run, its facts already known
-                # Neither step line is fsync'd on the critical path (a killed runner loses nothing
-                # written): no change waits on step-start (the kernel's first intent, durable,
-                # takes it to disk), and step-end is synced by the recorder while the next step
-                # runs. A step-end lost with the machine leaves the step to run again on resume,
-                # which reads before it acts, as every step does.
-                intents.append({"event": "step-start", "step": outcome.step.id}, journal, durable=False)
-                ok = self._run_step(outcome, known, writer, pool, recorder)
-                intents.append({"event": "step-end", "outcome": outcome.as_dict()}, journal, durable=False)
-                self._record_jobs.append(recorder.submit(intents.sync, journal))
-                for event in pool.events[self._reported:]:
-                    self._log(event)
-                self._reported = len(pool.events)
-                if not ok:
-                    status = (evidence.RecordState.INTERRUPTED if self._interrupted
-                              else evidence.RecordState.FAILED)
-                    failure = f"step {outcome.step.id} {outcome.status}: {outcome.error}"
-                    self._log(failure)
-                    break
-                known.update({k: v for k, v in outcome.facts.items() if k in book.facts})
+            try:
+                for i in range(first, last + 1):
+                    outcome = outcomes[i]
+                    if outcome.status == CARRIED:
+                        continue  # borrowed: done by another org's run, its facts already known
+                    # Neither step line is fsync'd on the critical path (a killed runner loses nothing
+                    # written): no change waits on step-start (the kernel's first intent, durable,
+                    # takes it to disk), and step-end is synced by the recorder while the next step
+                    # runs. A step-end lost with the machine leaves the step to run again on resume,
+                    # which reads before it acts, as every step does.
+                    intents.append({"event": "step-start", "step": outcome.step.id}, journal, durable=False)
+                    ok = self._run_step(outcome, known, writer, pool, recorder)
+                    intents.append({"event": "step-end", "outcome": outcome.as_dict()}, journal,
+                                   durable=False)
+                    self._record_jobs.append(self._record_soon(recorder, intents.sync, journal))
+                    for event in pool.events[self._reported:]:
+                        self._log(event)
+                    self._reported = len(pool.events)
+                    if not ok:
+                        status = (evidence.RecordState.INTERRUPTED if self._interrupted
+                                  else evidence.RecordState.FAILED)
+                        failure = f"step {outcome.step.id} {outcome.status}: {outcome.error}"
+                        self._log(failure)
+                        break
+                    known.update({k: v for k, v in outcome.facts.items() if k in book.facts})
+            finally:
+                self._step_underway.set()  # no step starts any more: the recorder goes on at once
         for job in self._record_jobs:
             job.result()  # a notebook that could not be written stops the run here, loudly
         ended = dt.datetime.now(dt.UTC)
@@ -588,15 +598,21 @@ class Runner:
         t0 = time.perf_counter()
         kernel = None
         executed = None
+
+
+        def underway() -> None:  # the step's cells run: the runner's background work goes on
+            pool.start_next()
+            self._step_underway.set()
+
         try:
-            kernel = pool.take()
+            kernel = pool.take(start_next=False)
             outcome.timings["kernel_wait"] = round(time.perf_counter() - t0, 3)
             outcome.timings["kernel_warm"] = round(kernel.warm_seconds, 3)
             executed = pm.execute_notebook(
                 str(path), target, parameters=parameters, engine_name=ENGINE_NAME, kernel=kernel,
                 kernel_name=KERNEL_NAME, progress_bar=False, log_output=False,
                 start_timeout=self.start_timeout, execution_timeout=self.cell_timeout,
-                cwd=str(self.book.notebook_dir),
+                cwd=str(self.book.notebook_dir), on_first_cell=underway,
             )
         except PapermillExecutionError as e:
             outcome.error = redact(f"{e.ename}: {e.evalue}".strip())
@@ -607,6 +623,7 @@ class Runner:
         except Exception as e:  # the kernel died, would not start, or a cell timed out
             outcome.error = redact(f"{type(e).__name__}: {e}")
         finally:
+            underway()  # also when the step ended before its first cell
             if kernel is not None:
                 pool.discard(kernel)  # never reused: the next step has a kernel of its own
         outcome.timings["papermill_total"] = round(time.perf_counter() - t0, 3)
@@ -649,10 +666,11 @@ class Runner:
         elif outcome.error is None:
             outcome.error = "papermill returned no executed notebook"
         outcome.status = (INTERRUPTED if self._interrupted else FAILED) if outcome.error else SUCCEEDED
+        self._step_underway.clear()  # until the next step's cells run (or the run ends)
         if nb is not None:
             # Written while the next step runs; its page says which run, step and outcome it is.
             heading = f"{step.stem} — {step.title or step.id}"
-            self._record_jobs.append(recorder.submit(
+            self._record_jobs.append(self._record_soon(recorder,
                 writer.write_notebook, step.stem, nb, html=self.html, keep=frozenset(self._keep),
                 title=f"{heading} — {self.customer}/{self.org} — {outcome.status}",
                 header=self._page_header(outcome), heading=heading,
@@ -662,6 +680,16 @@ class Runner:
         if self.progress:
             self.progress("end", outcome)
         return outcome.status == SUCCEEDED
+
+    def _record_soon(self, recorder: ThreadPoolExecutor, fn: Callable[..., Any], *args: Any,
+                     **kwargs: Any) -> Future[Any]:
+        """``fn(*args, **kwargs)`` in the recorder's thread, once the next step's cells run or the run
+        ends (at most a second later: a record is never held back long)."""
+        def job() -> Any:
+            self._step_underway.wait(RECORD_HOLD)
+            return fn(*args, **kwargs)
+
+        return recorder.submit(job)
 
     def _page_header(self, outcome: StepOutcome) -> dict[str, str]:
         from psbridge import runpage

@@ -97,21 +97,21 @@ class KernelPool:
     _pending: list[Future[WarmKernel]] = field(default_factory=list, init=False)
     _count: int = field(default=0, init=False)
     _handed: int = field(default=0, init=False)
+    _waiting: int = field(default=0, init=False)  # 1 while take() waits for a kernel
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
     _closed: bool = field(default=False, init=False)
 
     def __post_init__(self) -> None:
         # One worker a kernel ahead, one for shutting used ones down.
         self._executor = ThreadPoolExecutor(max_workers=self.ahead + 1, thread_name_prefix="psbridge-kernel")
-        with self._lock:
-            self._top_up(waited=0)
+        self.start_next()
 
-    def _top_up(self, waited: int) -> None:
-        """Start kernels until ``ahead`` wait, or every kernel still needed is started; ``waited``:
-        kernels being waited for by take() (held by the lock)."""
-        while not self._closed and len(self._pending) < self.ahead and (
-                self.needed is None or self._handed + waited + len(self._pending) < self.needed):
-            self._submit()
+    def start_next(self) -> None:
+        """Start kernels until ``ahead`` wait, or every kernel still needed is started."""
+        with self._lock:
+            while not self._closed and len(self._pending) < self.ahead and (
+                    self.needed is None or self._handed + self._waiting + len(self._pending) < self.needed):
+                self._submit()
 
     def _submit(self) -> None:  # the lock held
         self._count += 1
@@ -127,8 +127,10 @@ class KernelPool:
             raise
         return WarmKernel(manager, t0, time.monotonic() - t0, timings, language)
 
-    def take(self) -> WarmKernel:
-        """The next warm kernel (waiting for it if it is still starting); another starts behind it."""
+    def take(self, start_next: bool = True) -> WarmKernel:
+        """The next warm kernel (waiting for it if it is still starting); another starts behind it,
+        now, or with ``start_next`` False when :meth:`start_next` is called (the runner calls it
+        once the step's cells run: starting a kernel is work for the runner's own threads too)."""
         for _ in range(3):
             with self._lock:
                 if self._closed:
@@ -136,7 +138,9 @@ class KernelPool:
                 if not self._pending:  # replacing one that failed, or a take beyond those needed
                     self._submit()
                 future = self._pending.pop(0)
-                self._top_up(waited=1)
+                self._waiting = 1
+            if start_next:
+                self.start_next()
             try:
                 kernel = future.result(timeout=self.start_timeout + self.warm_timeout)
             except Exception as e:  # any way a kernel fails to start: replaced, and said with its cause
@@ -146,9 +150,12 @@ class KernelPool:
             if kernel.alive():
                 with self._lock:
                     self._handed += 1
+                    self._waiting = 0
                 return kernel
             self._report(f"the kernel (pid {kernel.pid}) waiting for this step had died; it was replaced")
             self.discard(kernel)
+        with self._lock:
+            self._waiting = 0
         raise KernelError("three kernels in a row failed to start; see kernels.log")
 
     def _report(self, text: str) -> None:

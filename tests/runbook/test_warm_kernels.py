@@ -206,6 +206,39 @@ def test_a_pool_starts_no_kernel_beyond_those_needed_but_replaces_one_that_died(
     assert made == [1, 2, 3]
 
 
+def test_background_work_waits_for_the_next_steps_cells(book: definition.Runbook, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """Step one's record is written, and the kernel behind step one started, only once the next
+    step's cells run (its start does not share the runner with them); the run starts no kernel
+    beyond its two steps."""
+    import datetime as dt
+
+    from psbridge import evidence
+
+    written: dict[str, dt.datetime] = {}
+    submitted: list[dt.datetime] = []
+    write, submit = evidence.RecordWriter.write_notebook, KernelPool._submit
+
+    def timed_write(self: Any, stem: str, *args: Any, **kwargs: Any) -> Any:
+        written[stem] = dt.datetime.now(dt.UTC)
+        return write(self, stem, *args, **kwargs)
+
+    def timed_submit(self: Any) -> None:
+        submitted.append(dt.datetime.now(dt.UTC))
+        submit(self)
+
+    monkeypatch.setattr(evidence.RecordWriter, "write_notebook", timed_write)
+    monkeypatch.setattr(KernelPool, "_submit", timed_submit)
+    result = _run(book, tmp_path)
+
+    def first_cell(stem: str) -> dt.datetime:
+        nb = nbformat.read(result.record_dir / f"{stem}.ipynb", as_version=4)
+        return dt.datetime.fromisoformat(nb.cells[0].metadata.papermill["start_time"])
+
+    assert written["10-leave"] >= first_cell("20-look")
+    assert len(submitted) == 2 and submitted[1] >= first_cell("10-leave")
+
+
 def test_a_forked_kernel_leaves_when_its_zygote_is_killed(tmp_path: Path) -> None:
     """A runner killed with SIGKILL closes its zygote's standard input, and the zygote leaves; its
     kernels must leave too, not live on as orphans."""
