@@ -93,6 +93,11 @@ class WarmKernelEngine(Engine):  # type: ignore[misc]  # papermill has no annota
         _durations_from_isoformat(nb_man)
         client = _WarmNotebookClient(nb_man, km=kernel.manager, **final)
         client.language_info = getattr(kernel, "language_info", None)
+        warmed = kernel.take_client() if hasattr(kernel, "take_client") else None
+        if warmed is not None:
+            # The client that warmed this kernel, connected: nbclient makes none of its own.
+            warmed.allow_stdin = False
+            client.kc = warmed
         try:
             return client.execute()
         finally:

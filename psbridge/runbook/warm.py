@@ -63,6 +63,20 @@ class WarmKernel:
     # What this kernel's kernel_info reply said of its language, asked while it warmed: the
     # executed notebook's metadata.language_info, without asking again after the step's cells.
     language_info: dict[str, Any] | None = None
+    # The client that warmed it, its channels still connected: the step's client, so the step
+    # does not connect, and wait for the kernel's welcome, again (take_client()).
+    client: Any = None
+
+    def take_client(self) -> Any:
+        """The connected client, now the caller's to stop (None once taken)."""
+        client, self.client = self.client, None
+        return client
+
+    def close_client(self) -> None:
+        client = self.take_client()
+        if client is not None:
+            with contextlib.suppress(Exception):
+                client.stop_channels()
 
     @property
     def pid(self) -> int | None:
@@ -121,11 +135,11 @@ class KernelPool:
         manager, timings = self.manager_for(number)
         t0 = time.monotonic()
         try:
-            language = asyncio.run(_start_and_warm(manager, WARM_CODE, self.warm_timeout))
+            client, language = asyncio.run(_start_and_warm(manager, WARM_CODE, self.warm_timeout))
         except BaseException:
             _shutdown(manager)
             raise
-        return WarmKernel(manager, t0, time.monotonic() - t0, timings, language)
+        return WarmKernel(manager, t0, time.monotonic() - t0, timings, language, client)
 
     def take(self, start_next: bool = True) -> WarmKernel:
         """The next warm kernel (waiting for it if it is still starting); another starts behind it,
@@ -165,9 +179,9 @@ class KernelPool:
     def discard(self, kernel: WarmKernel) -> None:
         """Shut a used (or broken) kernel down in the background: never reused."""
         if self._closed:
-            _shutdown(kernel.manager)
+            _retire(kernel)
             return
-        self._executor.submit(_shutdown, kernel.manager)
+        self._executor.submit(_retire, kernel)
 
     def close(self) -> None:
         """Stop starting kernels; shut down those started and not taken; wait for every shutdown."""
@@ -176,7 +190,7 @@ class KernelPool:
             pending, self._pending = self._pending, []
         for future in pending:
             with contextlib.suppress(Exception):
-                _shutdown(future.result(timeout=self.start_timeout + self.warm_timeout).manager)
+                _retire(future.result(timeout=self.start_timeout + self.warm_timeout))
         self._executor.shutdown(wait=True)
 
     def __enter__(self) -> KernelPool:
@@ -186,9 +200,11 @@ class KernelPool:
         self.close()
 
 
-async def _start_and_warm(manager: Any, code: str, timeout: float) -> dict[str, Any] | None:
+async def _start_and_warm(manager: Any, code: str, timeout: float) -> tuple[Any, dict[str, Any] | None]:
     """Start the kernel and run ``code`` in it without a trace in its history; raise if it fails
-    or hangs. Returns the language_info of the kernel's kernel_info reply."""
+    or hangs. Returns the client, still connected, and the language_info of the kernel's
+    kernel_info reply. (The client's sockets move to the event loop of the thread that uses them
+    next, as pyzmq's asyncio sockets do when a loop changes.)"""
     await manager.start_kernel()
     await _bound(manager, timeout)
     client = manager.client()
@@ -200,10 +216,11 @@ async def _start_and_warm(manager: Any, code: str, timeout: float) -> dict[str, 
             content = reply["content"]
             raise KernelError(f"warming the kernel failed: {content.get('ename')}: {content.get('evalue')}")
         info = await client.kernel_info(reply=True, timeout=timeout)
-        language = info["content"].get("language_info")
-        return dict(language) if isinstance(language, dict) else None
-    finally:
+    except BaseException:
         client.stop_channels()
+        raise
+    language = info["content"].get("language_info")
+    return client, dict(language) if isinstance(language, dict) else None
 
 
 async def _bound(manager: Any, timeout: float) -> None:
@@ -219,6 +236,11 @@ async def _bound(manager: Any, timeout: float) -> None:
         if time.monotonic() > deadline or (manager.has_kernel and not await manager.is_alive()):
             return  # wait_for_ready says what is wrong
         await asyncio.sleep(0.005)
+
+
+def _retire(kernel: WarmKernel) -> None:
+    kernel.close_client()  # a kernel never taken, or taken by a step that did not use its client
+    _shutdown(kernel.manager)
 
 
 def _shutdown(manager: Any) -> None:

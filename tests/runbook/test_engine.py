@@ -96,26 +96,31 @@ def test_a_failing_cell_has_its_duration_and_the_rest_stay_pending(tmp_path: Pat
     assert "duration" not in after.metadata.papermill or after.metadata.papermill["duration"] is None
 
 
-def test_language_info_is_the_kernels_own_and_not_asked_after_the_cells(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The notebook's language_info is what this very kernel answered to kernel_info while it warmed;
-    the step's client does not ask again after the last cell, as papermill's own client does."""
+def test_the_step_uses_the_client_that_warmed_its_kernel(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The step's client is the one the pool warmed the kernel with, still connected: it connects
+    no channels of its own, and the notebook's language_info is what this very kernel answered to
+    kernel_info while it warmed, not asked again after the last cell (as papermill's client does)."""
     from psbridge.runbook.kernel import ReadyClient
 
     asked: list[str] = []
-    original = ReadyClient.kernel_info
 
-    def counting(self: Any, *args: Any, **kwargs: Any) -> Any:
-        asked.append("kernel_info")
-        return original(self, *args, **kwargs)
+    def counting(name: str) -> Any:
+        original = getattr(ReadyClient, name)
+
+        def call(self: Any, *args: Any, **kwargs: Any) -> Any:
+            asked.append(name)
+            return original(self, *args, **kwargs)
+
+        return call
 
     path = _notebook(tmp_path / "step.ipynb", "import sys\nprint(sys.version.split()[0])")
     nb = _execute(path, tmp_path)
     language = nb.metadata["language_info"]
     printed = next(c for c in nb.cells if c.get("outputs")).outputs[0]["text"].strip()
     assert language["name"] == "python" and language["version"] == printed
-    monkeypatch.setattr(ReadyClient, "kernel_info", counting)
+    for name in ("kernel_info", "start_channels"):
+        monkeypatch.setattr(ReadyClient, name, counting(name))
     nb = _execute(path, tmp_path)
     assert nb.metadata["language_info"] == language
-    # Asked once, by the pool's warming client; the step's client asked nothing.
-    assert asked == ["kernel_info"]
+    # Each once, by the pool's warming client; the step asked nothing, connected nothing.
+    assert sorted(asked) == ["kernel_info", "start_channels"]
