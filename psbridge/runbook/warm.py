@@ -144,7 +144,8 @@ class KernelPool:
     def take(self, start_next: bool = True) -> WarmKernel:
         """The next warm kernel (waiting for it if it is still starting); another starts behind it,
         now, or with ``start_next`` False when :meth:`start_next` is called (the runner calls it
-        once the step's cells run: starting a kernel is work for the runner's own threads too)."""
+        once the step's cells run: starting a kernel is work for the runner's own threads too) or
+        this kernel must be waited for."""
         for _ in range(3):
             with self._lock:
                 if self._closed:
@@ -153,7 +154,7 @@ class KernelPool:
                     self._submit()
                 future = self._pending.pop(0)
                 self._waiting = 1
-            if start_next:
+            if start_next or not future.done():  # a wait to come: the next one starts meanwhile
                 self.start_next()
             try:
                 kernel = future.result(timeout=self.start_timeout + self.warm_timeout)

@@ -96,7 +96,8 @@ def test_a_failing_cell_has_its_duration_and_the_rest_stay_pending(tmp_path: Pat
     assert "duration" not in after.metadata.papermill or after.metadata.papermill["duration"] is None
 
 
-def test_the_step_uses_the_client_that_warmed_its_kernel(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_step_uses_the_client_that_warmed_its_kernel(tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     """The step's client is the one the pool warmed the kernel with, still connected: it connects
     no channels of its own, and the notebook's language_info is what this very kernel answered to
     kernel_info while it warmed, not asked again after the last cell (as papermill's client does)."""

@@ -208,9 +208,8 @@ def test_a_pool_starts_no_kernel_beyond_those_needed_but_replaces_one_that_died(
 
 def test_background_work_waits_for_the_next_steps_cells(book: definition.Runbook, tmp_path: Path,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    """Step one's record is written, and the kernel behind step one started, only once the next
-    step's cells run (its start does not share the runner with them); the run starts no kernel
-    beyond its two steps."""
+    """Step one's record is written only once the next step's cells run (its start does not share
+    the runner with it); the run starts no kernel beyond its two steps."""
     import datetime as dt
 
     from psbridge import evidence
@@ -236,7 +235,27 @@ def test_background_work_waits_for_the_next_steps_cells(book: definition.Runbook
         return dt.datetime.fromisoformat(nb.cells[0].metadata.papermill["start_time"])
 
     assert written["10-leave"] >= first_cell("20-look")
-    assert len(submitted) == 2 and submitted[1] >= first_cell("10-leave")
+    assert len(submitted) == 2
+
+
+def test_the_kernel_behind_a_ready_one_starts_when_asked_and_behind_a_starting_one_at_once(
+        tmp_path: Path) -> None:
+    def manager_for(number: int) -> tuple[Any, Path | None]:
+        return kernel_manager_class({}, tmp_path / "kernels.log", forked=True)(kernel_name=KERNEL_NAME), None
+
+    with KernelPool(manager_for, ahead=1, needed=4) as pool:
+        pool._pending[0].result(timeout=120)
+        first = pool.take(start_next=False)  # ready: the runner starts the next once the step's cells run
+        assert pool._count == 1 and not pool._pending
+        pool.start_next()
+        assert pool._count == 2
+        assert not pool._pending[0].done()  # just submitted: a fork and a warm-up take far longer
+        second = pool.take(start_next=False)  # waited for: the one behind it started meanwhile
+        assert pool._count == 3 and len(pool._pending) == 1
+        pool.start_next()  # nothing more: one waits ahead already
+        assert pool._count == 3
+        for kernel in (first, second):
+            pool.discard(kernel)
 
 
 def test_a_forked_kernel_leaves_when_its_zygote_is_killed(tmp_path: Path) -> None:
