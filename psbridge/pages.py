@@ -129,7 +129,22 @@ _cleaner: Any = None
 
 def _clean(fragment: str) -> str:
     """HTML a notebook displayed, with anything that could run or load removed (bleach, as nbconvert's
-    ``SanitizeHTML`` uses it, with the tags tables and results need)."""
+    ``SanitizeHTML`` uses it, with the tags tables and results need).
+
+    The same results are displayed again in each run of a step (a deployment, a certificate, a
+    state that did not change), so a fragment up to 32 KB is sanitised once a process (at most
+    256 kept): bleach's parser and serializer are pure Python, about half of what writing a step's
+    record costs, and they run beside the next step.
+    """
+    return _clean_kept(fragment) if len(fragment) <= 32_768 else _sanitize(fragment)
+
+
+@functools.lru_cache(maxsize=256)
+def _clean_kept(fragment: str) -> str:
+    return _sanitize(fragment)
+
+
+def _sanitize(fragment: str) -> str:
     global _cleaner
     with _lock:
         if _cleaner is None:

@@ -4,6 +4,7 @@ link back to a batch, and what a step's page leaves out, folds and sanitises."""
 from __future__ import annotations
 
 import nbformat
+import pytest
 
 from psbridge import pages, runpage
 
@@ -74,3 +75,26 @@ def test_a_step_page_folds_code_and_leaves_out_the_defaults() -> None:
         assert gone not in body, gone
     assert '<b>Why</b>' in page and 'class="cell failed"' in page and "ansi-red-fg" in page
     assert 'href="index.html"' in page and "default-src 'none'" in page
+
+
+def test_displayed_html_is_sanitised_once_for_the_same_fragment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A result displayed again (the next run of a step) is sanitised once a process; a large
+    fragment is sanitised each time and not kept; either way the page holds bleach's result."""
+    calls: list[int] = []
+    sanitize = pages._sanitize
+
+    def counting(fragment: str) -> str:
+        calls.append(len(fragment))
+        return sanitize(fragment)
+
+    monkeypatch.setattr(pages, "_sanitize", counting)
+    pages._clean_kept.cache_clear()
+    small = '<table><tr><td onclick="x()">a</td></tr></table><script>alert(1)</script>'
+    large = "<p>" + "b" * 40_000 + "</p><script>alert(2)</script>"
+    try:
+        got = [pages._clean(small), pages._clean(small), pages._clean(large), pages._clean(large)]
+    finally:
+        pages._clean_kept.cache_clear()
+    assert calls == [len(small), len(large), len(large)]
+    assert got[0] == got[1] == sanitize(small) and "script" not in got[0] and "onclick" not in got[0]
+    assert got[2] == got[3] == sanitize(large) and "<script>" not in got[2]
