@@ -237,7 +237,7 @@ def load(path: str | Path) -> Runbook:
         raw = path.read_bytes()
     except FileNotFoundError:
         raise DefinitionError(f"no runbook definition at {path}") from None
-    book = _parsed(path.resolve(), raw)
+    book = _parsed(path.resolve(), raw, path)
     missing = [s.notebook for s in book.steps if not book.notebook_path(s).is_file()]
     if missing:
         raise DefinitionError(f"{path}: notebooks not found in {book.notebook_dir}: {', '.join(missing)}")
@@ -245,10 +245,11 @@ def load(path: str | Path) -> Runbook:
 
 
 @functools.lru_cache(maxsize=32)
-def _parsed(path: Path, raw: bytes) -> Runbook:
-    """The runbook these bytes at ``path`` define, checked; parsed once a process for the same bytes
-    (a batch loads its runbook for every organization; YAML and the model's checks take about 20 ms).
-    A frozen model: every caller may share it."""
+def _parsed(source: Path, raw: bytes, path: Path) -> Runbook:
+    """The runbook these bytes at ``source`` (resolved; ``path`` as the caller named it, for the
+    messages) define, checked; parsed once a process for the same bytes (a batch loads its runbook
+    for every organization; YAML and the model's checks take about 20 ms). A frozen model: every
+    caller may share it."""
     try:
         # libyaml's loader where PyYAML has it: a tenth of the pure-Python one's time.
         data = yaml.load(raw, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # noqa: S506 - a safe loader
@@ -260,7 +261,7 @@ def _parsed(path: Path, raw: bytes) -> Runbook:
         book = Runbook(**data)
     except ValidationError as e:
         raise DefinitionError(f"{path}: " + "; ".join(_messages(e))) from None
-    return book.model_copy(update={"source": path, "sha256": hashlib.sha256(raw).hexdigest()})
+    return book.model_copy(update={"source": source, "sha256": hashlib.sha256(raw).hexdigest()})
 
 
 def _messages(e: ValidationError) -> list[str]:

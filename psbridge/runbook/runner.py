@@ -599,7 +599,6 @@ class Runner:
         kernel = None
         executed = None
 
-
         def underway() -> None:  # the step's cells run: the runner's background work goes on
             pool.start_next()
             self._step_underway.set()
