@@ -41,7 +41,8 @@ import enum
 import hashlib
 import json
 import re
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, Protocol
@@ -468,10 +469,39 @@ def inspect(location: str | Path, expected_signer: str | None = None) -> Inspect
 
 
 def records_of(root: Path, customer: str, org: str) -> Iterator[Path]:
-    """The record directories of one org, oldest first (run ids sort by time)."""
+    """The record directories of one org, oldest first (:func:`in_run_order`)."""
     base = Path(root) / customer / org
     if base.is_dir():
-        yield from sorted(p for p in base.iterdir() if (p / MANIFEST).is_file())
+        yield from in_run_order(p for p in base.iterdir() if (p / MANIFEST).is_file())
+
+
+def in_run_order(records: Iterable[Path], newest_first: bool = False) -> list[Path]:
+    """Record directories in the order their runs started.
+
+    A run id sorts by its start to the second, then by a random suffix: two runs of one org that
+    started within the same second (a run to one step, then its resume) are ordered by when each
+    started, as its manifest (or, for a run that died, its journal) says, or the later could be
+    taken for the earlier.
+    """
+    found = sorted(records)
+    seconds = Counter(_run_second(p) for p in found)
+
+    def order(p: Path) -> tuple[str, str, str]:
+        started = ""
+        if seconds[_run_second(p)] > 1:
+            with contextlib.suppress(OSError, ValueError, RecordError):
+                if (p / MANIFEST).is_file():
+                    started = str(read_manifest(p).get("started") or "")
+                else:
+                    head = (Journal.read(p / JOURNAL).first("run-start") or {}).get("head") or {}
+                    started = str(head.get("started") or "")
+        return _run_second(p), started, p.name
+
+    return sorted(found, key=order, reverse=newest_first)
+
+
+def _run_second(record: Path) -> str:
+    return record.name.split("-", 1)[0]
 
 
 def run_lock(root: Path, customer: str, org: str) -> Path:

@@ -152,7 +152,7 @@ def latest(records_root: Path, entry: OrgEntry, book: Runbook) -> tuple[str | No
     base = records_root / entry.customer / entry.organization
     if not base.is_dir():
         return None, None
-    for rec in sorted((p for p in base.iterdir() if p.is_dir()), reverse=True):
+    for rec in evidence.in_run_order((p for p in base.iterdir() if p.is_dir()), newest_first=True):
         found = evidence.inspect(rec)
         if found.needs_repair:
             return evidence.RecordState.INTERRUPTED, rec

@@ -139,3 +139,40 @@ def test_verify_says_what_a_folder_that_is_no_record_is(tmp_path: Path) -> None:
         said = CliRunner().invoke(app, ["verify", str(where)], env={"COLUMNS": "200"})
         assert said.exit_code == code and word in " ".join(said.output.split()), said.output
         assert said.exception is None or isinstance(said.exception, SystemExit)
+
+
+def test_records_of_one_second_are_ordered_by_when_they_started(tmp_path: Path) -> None:
+    """Run ids sort by their second, then by a random suffix: a run and its resume started within one
+    second come out in the order they started (their manifests), not by the suffix."""
+    import json
+
+    base = tmp_path / "c" / "o"
+    started = {
+        "20261203T101500Z-ffff": "2026-12-03T10:15:00.100000+00:00",  # the earlier, its suffix the larger
+        "20261203T101500Z-0001": "2026-12-03T10:15:00.900000+00:00",
+        "20261203T101459Z-aaaa": "2026-12-03T10:14:59.500000+00:00",
+        "20261203T101501Z-0000-plan": "2026-12-03T10:15:01.000000+00:00",
+    }
+    for name, when in started.items():
+        (base / name).mkdir(parents=True)
+        (base / name / evidence.MANIFEST).write_text(json.dumps({"run_id": name, "started": when}))
+    (base / "20261203T101500Z-7777").mkdir()  # no manifest (a run that died): not a record yet
+    got = [p.name for p in evidence.records_of(tmp_path, "c", "o")]
+    assert got == ["20261203T101459Z-aaaa", "20261203T101500Z-ffff", "20261203T101500Z-0001",
+                   "20261203T101501Z-0000-plan"]
+
+
+def test_a_run_that_died_is_ordered_by_its_journal(tmp_path: Path) -> None:
+    import json
+
+    from psbridge.intents import JOURNAL
+
+    base = tmp_path / "c" / "o"
+    (base / "20261203T101500Z-ffff").mkdir(parents=True)
+    (base / "20261203T101500Z-ffff" / evidence.MANIFEST).write_text(
+        json.dumps({"started": "2026-12-03T10:15:00.100000+00:00"}))
+    (base / "20261203T101500Z-0001").mkdir()  # died: a journal, no manifest
+    (base / "20261203T101500Z-0001" / JOURNAL).write_text(json.dumps(
+        {"event": "run-start", "head": {"started": "2026-12-03T10:15:00.900000+00:00"}}) + "\n")
+    assert [p.name for p in evidence.in_run_order(base.iterdir(), newest_first=True)] == [
+        "20261203T101500Z-0001", "20261203T101500Z-ffff"]
