@@ -84,9 +84,10 @@ class ReadyClient(AsyncKernelClient):
 
     A kernel that welcomes the new subscription first (ipykernel 7) is ready at that welcome:
     IOPub is connected, and what is sent on the shell socket before the kernel reads it is queued,
-    not lost (a kernel still starting reads it once started). The runner's pool has executed its
-    warming code through a client of its own before it hands a kernel to a step, and a kernel that
-    dies later is seen by its manager. That saves a ``kernel_info`` round trip on every step.
+    not lost (a kernel still starting reads it once started). The runner's pool has had the
+    kernel's ``kernel_info`` reply (and, for a kernel not forked, run its warming code) through a
+    client of its own before it hands a kernel to a step, and a kernel that dies later is seen by
+    its manager. That saves a ``kernel_info`` round trip on every step.
     """
 
     async def _async_wait_for_ready(self, timeout: float | None = None) -> None:
@@ -158,6 +159,8 @@ def kernel_manager_class(env: Mapping[str, str] | None = None, stderr_log: Path 
                 self.transport = "ipc"
                 self.ip = str(_ipc_dir() / f"kernel-{uuid.uuid4().hex[:12]}")
             self.client_factory = ReadyClient
+            # Whether the kernel now running was forked from the zygote (its modules imported).
+            self.forked = False
 
         @property
         def kernel_spec(self) -> KernelSpec:
@@ -169,7 +172,8 @@ def kernel_manager_class(env: Mapping[str, str] | None = None, stderr_log: Path 
             await super()._async_wait(pollinterval=min(pollinterval, 0.01))
 
         async def _async_launch_kernel(self, kernel_cmd: list[str], **kw: Any) -> None:
-            if forked and self._fork(**kw):
+            self.forked = forked and self._fork(**kw)
+            if self.forked:
                 return
             if stderr_log is None:
                 await super()._async_launch_kernel(kernel_cmd, **kw)

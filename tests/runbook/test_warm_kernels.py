@@ -179,6 +179,48 @@ def test_a_kernel_that_died_while_waiting_is_replaced_and_said(tmp_path: Path, f
             pool.discard(got)
 
 
+@pytest.mark.parametrize("forked", [True, False], ids=["forked", "ordinary"])
+def test_a_kernel_is_warm_with_the_step_modules_and_only_an_ordinary_one_runs_the_warming_code(
+        tmp_path: Path, forked: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A forked kernel has the zygote's imports: the pool asks it only for its kernel_info (the
+    warming code would be a round trip for nothing). A kernel started the ordinary way runs the
+    warming code. Either way the step modules are imported when the step gets the kernel."""
+    import asyncio
+
+    sent: list[str] = []
+    execute = kernel_module.ReadyClient.execute
+
+    def counted(self: Any, code: str, *args: Any, **kwargs: Any) -> Any:
+        sent.append(code)
+        return execute(self, code, *args, **kwargs)
+
+    monkeypatch.setattr(kernel_module.ReadyClient, "execute", counted)
+
+    def manager_for(number: int) -> tuple[Any, Path | None]:
+        manager = kernel_manager_class({}, tmp_path / "kernels.log", forked=forked)(kernel_name=KERNEL_NAME)
+        return manager, None
+
+    with KernelPool(manager_for, ahead=1, needed=1) as pool:
+        kernel = pool.take()
+        try:
+            assert kernel.manager.forked is forked
+            assert kernel.language_info and kernel.language_info["name"] == "python"
+            assert [code for code in sent if "_psbridge_warm" in code] == ([] if forked else [sent[0]])
+            client = kernel.take_client()
+
+            async def imported() -> Any:
+                reply = await client.execute_interactive(
+                    "import sys; print('psbridge.runbook.steps.s2s' in sys.modules)", timeout=60,
+                    output_hook=lambda msg: said.append(msg["content"].get("text", "")))
+                return reply["content"]["status"]
+
+            said: list[str] = []
+            assert asyncio.run(imported()) == "ok"
+            assert "".join(said).strip() == "True"
+        finally:
+            pool.discard(kernel)
+
+
 def test_a_pool_starts_no_kernel_beyond_those_needed_but_replaces_one_that_died(tmp_path: Path) -> None:
     """A run of two steps starts two kernels (none ahead of a step that does not come); the second
     dying while it waits is still replaced."""
