@@ -139,3 +139,39 @@ def test_the_kernel_manager_hooks_psbridge_overrides_still_exist() -> None:
     for name in ("_async_wait", "_async_launch_kernel"):
         assert inspect.iscoroutinefunction(getattr(AsyncKernelManager, name)), name
     assert "pollinterval" in inspect.signature(AsyncKernelManager._async_wait).parameters
+
+
+def test_the_kernel_manager_starts_and_shuts_down_without_jupyter_clients_pause(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """jupyter_client's start and shutdown sleep 10 ms once done ("to ensure tests can capture the
+    state"); psbridge's manager does not, and its ``ready`` future still says the outcome. An
+    upgrade that stops wrapping them so is used as it is (nothing to take off)."""
+    import asyncio
+    import inspect
+
+    from jupyter_client.manager import AsyncKernelManager
+
+    from psbridge.runbook.kernel import kernel_manager_class
+
+    for name in ("start_kernel", "shutdown_kernel"):
+        wrapped = getattr(AsyncKernelManager, name)
+        assert inspect.iscoroutinefunction(getattr(wrapped, "__wrapped__", wrapped)), name
+    slept: list[float] = []
+    sleep = asyncio.sleep
+
+    async def noted(delay: float, *args: object) -> object:
+        slept.append(delay)
+        return await sleep(delay, *args)
+
+    monkeypatch.setattr(asyncio, "sleep", noted)
+    manager = kernel_manager_class({}, None, forked=False)(kernel_name=KERNEL_NAME)
+
+    async def start_and_stop() -> tuple[bool, bool]:
+        await manager.start_kernel()
+        started = manager.ready.done() and manager.ready.exception() is None
+        await manager.shutdown_kernel(now=True)
+        return started, manager.ready.done() and manager.ready.exception() is None
+
+    assert asyncio.run(start_and_stop()) == (True, True)
+    assert not manager.has_kernel
+    assert 0.01 not in slept, slept
