@@ -64,9 +64,9 @@ def kernel_spec(env: Mapping[str, str] | None = None) -> KernelSpec:
 def _without_pause(method: Any) -> Any:
     """jupyter_client's ``in_pending_state`` (the manager's ``ready`` future made pending, then
     given the method's outcome) without the 10 ms it sleeps after the method "to ensure tests can
-    capture the state": a run waits that long at its first kernel's start and its last kernel's
-    shutdown (about 1.5% of a no-change run). A jupyter_client whose method is not so wrapped is
-    used as it is."""
+    capture the state": a run's end waits for its last kernel's shutdown (at a start the pause
+    overlaps the kernel's own initialization, so that is no faster). A jupyter_client whose method
+    is not so wrapped is used as it is."""
     inner = getattr(method, "__wrapped__", None)
     if inner is None:
         return method
