@@ -18,7 +18,6 @@ import os
 import signal
 import sys
 import time
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -156,13 +155,18 @@ def test_a_zygote_that_cannot_fork_leaves_the_ordinary_start(book: definition.Ru
     assert "starting the kernel the ordinary way" in caplog.text
 
 
+def _managers(tmp_path: Path, forked: bool) -> Any:
+    """A pool's ``manager_for``: each kernel's manager, forked or started the ordinary way."""
+    def manager_for(number: int) -> tuple[Any, Path | None]:
+        manager = kernel_manager_class({}, tmp_path / "kernels.log", forked=forked)
+        return manager(kernel_name=KERNEL_NAME), None
+
+    return manager_for
+
+
 @pytest.mark.parametrize("forked", [True, False], ids=["forked", "ordinary"])
 def test_a_kernel_that_died_while_waiting_is_replaced_and_said(tmp_path: Path, forked: bool) -> None:
-    def manager_for(number: int) -> tuple[Any, Path | None]:
-        manager = kernel_manager_class({}, tmp_path / "kernels.log", forked=forked)(kernel_name=KERNEL_NAME)
-        return manager, None
-
-    with KernelPool(partial(manager_for), ahead=1) as pool:
+    with KernelPool(_managers(tmp_path, forked), ahead=1) as pool:
         waiting = pool._pending[0].result(timeout=120)  # the kernel started ahead of the first step
         doomed = waiting.pid
         assert doomed is not None and waiting.alive()
@@ -196,11 +200,7 @@ def test_a_kernel_is_warm_with_the_step_modules_and_only_an_ordinary_one_runs_th
 
     monkeypatch.setattr(kernel_module.ReadyClient, "execute", counted)
 
-    def manager_for(number: int) -> tuple[Any, Path | None]:
-        manager = kernel_manager_class({}, tmp_path / "kernels.log", forked=forked)(kernel_name=KERNEL_NAME)
-        return manager, None
-
-    with KernelPool(manager_for, ahead=1, needed=1) as pool:
+    with KernelPool(_managers(tmp_path, forked), ahead=1, needed=1) as pool:
         kernel = pool.take()
         try:
             assert kernel.manager.forked is forked
