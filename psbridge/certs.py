@@ -171,11 +171,17 @@ def describe(cert: x509.Certificate, key: object = None, friendly_name: str | No
 
 def inspect_pfx(path: Path, password: Secret | None) -> CertificateInfo:
     """Open a PFX and describe its certificate; raises CertificateError if it cannot be opened."""
-    path = Path(path)
+    return _open_pfx(_pfx_bytes(path), Path(path), password)
+
+
+def _pfx_bytes(path: Path) -> bytes:
     try:
-        data = path.read_bytes()
+        return Path(path).read_bytes()
     except FileNotFoundError:
         raise CertificateError(f"no PFX at {path}", []) from None
+
+
+def _open_pfx(data: bytes, path: Path, password: Secret | None) -> CertificateInfo:
     pw = password.reveal().encode() if password is not None else None
     try:
         bundle = pkcs12.load_pkcs12(data, pw)
@@ -194,42 +200,57 @@ def pfx_digest(path: Path) -> str:
     """The SHA-256 of a PFX file's bytes (hex): what names it in memos and journals."""
     import hashlib
 
-    try:
-        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-    except FileNotFoundError:
-        raise CertificateError(f"no PFX at {path}", []) from None
+    return hashlib.sha256(_pfx_bytes(path)).hexdigest()
 
 
 def inspect_pfx_remembered(path: Path, password: Secret | None, memo_dir: Path, *,
                            open_it: bool = False, digest: str | None = None) -> CertificateInfo:
     """:func:`inspect_pfx`, remembered in ``memo_dir`` by the SHA-256 of the PFX's bytes.
 
-    Opening a PFX costs its key derivation (tens of milliseconds, 50,000 rounds a bag), and each
+    Opening a PFX costs its key derivations (50,000 rounds for each bag's key and IV), and each
     step after the certificate's reads the same file again in a new kernel. What is remembered is
     the public certificate and whether the file held its private key, as they were the one time
     the PFX opened with its password; the same bytes hold the same certificate. The password is
     not remembered in any form: where the key itself is used (the upload to a server) the PFX is
-    opened with it again. ``open_it``: open the PFX (the password checked) whatever is remembered.
-    ``digest``: :func:`pfx_digest` of the file, when the caller has it already.
+    opened with it again. ``open_it``: check the password whatever is remembered: for remembered
+    bytes, against the file's integrity MAC (:mod:`psbridge.pfxmac`: the one derivation of the
+    password that proves it is the file's); otherwise, or where that cannot be read, by opening
+    the file. ``digest``: :func:`pfx_digest` of the file, when the caller has it already.
     """
+    import hashlib
+
+    from psbridge import pfxmac
+
+    named = digest or pfx_digest(path)
+    known = _remembered(Path(memo_dir) / f"{named}.json")
+    if known is not None and not open_it:
+        return known
+    data = _pfx_bytes(path)
+    # The digest of the bytes checked or opened: a file changed since the caller hashed it is
+    # opened, and remembered as itself.
+    digest = hashlib.sha256(data).hexdigest()
+    if known is not None and digest == named and password is not None \
+            and pfxmac.password_verifies(data, password) is True:
+        return known
+    info = _open_pfx(data, Path(path), password)
+    remember_pfx(info, memo_dir, digest)
+    return info
+
+
+def _remembered(memo: Path) -> CertificateInfo | None:
+    """What a memo of :func:`remember_pfx` says, or None (not remembered, or unreadable)."""
     import base64
     import dataclasses
     import json
 
-    digest = digest or pfx_digest(path)
-    memo = Path(memo_dir) / f"{digest}.json"
-    if not open_it:
-        try:
-            known = json.loads(memo.read_text(encoding="utf-8"))
-            cert = x509.load_der_x509_certificate(base64.b64decode(known["der"]))
-            return dataclasses.replace(describe(cert, None, known.get("friendly_name")),
-                                       has_private_key=bool(known["has_private_key"]),
-                                       key_matches=bool(known["key_matches"]))
-        except (OSError, ValueError, KeyError, TypeError):
-            pass  # not remembered yet, or unreadable: open the PFX itself
-    info = inspect_pfx(path, password)
-    remember_pfx(info, memo_dir, digest)
-    return info
+    try:
+        known = json.loads(memo.read_text(encoding="utf-8"))
+        cert = x509.load_der_x509_certificate(base64.b64decode(known["der"]))
+        return dataclasses.replace(describe(cert, None, known.get("friendly_name")),
+                                   has_private_key=bool(known["has_private_key"]),
+                                   key_matches=bool(known["key_matches"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def remember_pfx(info: CertificateInfo, memo_dir: Path, digest: str) -> None:

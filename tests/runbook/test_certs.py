@@ -109,3 +109,73 @@ def test_a_pfx_once_opened_is_described_from_its_memo_until_its_bytes_change(tmp
     for m in memos.iterdir():
         m.write_text("{", encoding="utf-8")
     assert inspect_pfx_remembered(pfx, password, memos) == again
+
+
+def test_the_mac_alone_says_whether_a_password_is_the_pfxs(tmp_path: Path) -> None:
+    from psbridge import pfxmac
+
+    password = new_pfx_password()
+    made = generate_self_signed("mac", password=password).pfx  # SHA-1 MAC, Triple-DES bags
+    aes = _pfx(tmp_path, password="pw-for-test").read_bytes()  # cryptography's best: SHA-256, AES
+    assert pfxmac.password_verifies(made, password) is True
+    assert pfxmac.password_verifies(made, Secret(password.reveal() + "x")) is False
+    assert pfxmac.password_verifies(aes, Secret("pw-for-test")) is True
+    assert pfxmac.password_verifies(aes, Secret("pw-for-tesT")) is False
+    # What OpenSSL says, for passwords near the right one: the MAC agrees with opening the file.
+    for guess in ("pw-for-test", "pw-for-tes", "pw-for-test ", "PW-FOR-TEST", "p"):
+        try:
+            pkcs12.load_pkcs12(aes, guess.encode())
+            opens = True
+        except ValueError:
+            opens = False
+        assert pfxmac.password_verifies(aes, Secret(guess)) is opens, guess
+    # The bytes the MAC covers, changed: no password verifies.
+    content_at = made.index(bytes.fromhex("2a864886f70d010701")) + 20
+    damaged = made[:content_at] + bytes([made[content_at] ^ 1]) + made[content_at + 1:]
+    assert pfxmac.password_verifies(damaged, password) is False
+    # What it does not read answers None (the caller opens the file): not DER, cut short, a BER
+    # indefinite length, an empty or non-ASCII password.
+    assert pfxmac.password_verifies(b"not a pfx", password) is None
+    assert pfxmac.password_verifies(made[:len(made) // 2], password) is None
+    assert pfxmac.password_verifies(b"\x30\x80" + made[4:], password) is None
+    assert pfxmac.password_verifies(made, Secret("")) is None
+    assert pfxmac.password_verifies(made, Secret("pässword")) is None
+
+
+def test_remembered_bytes_have_their_password_checked_by_the_mac_not_by_opening(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from psbridge import certs, pfxmac
+
+    password = new_pfx_password()
+    pfx = generate_self_signed("memo", password=password).write(tmp_path / "s2s.pfx")
+    memos = tmp_path / "certificates"
+    opened = certs.inspect_pfx_remembered(pfx, password, memos, open_it=True)  # not remembered: opened
+    loads: list[bytes] = []
+    real_load = pkcs12.load_pkcs12
+
+    def counted(data: bytes, pw: bytes | None) -> object:
+        loads.append(data)
+        return real_load(data, pw)
+
+    monkeypatch.setattr(certs.pkcs12, "load_pkcs12", counted)
+    assert certs.inspect_pfx_remembered(pfx, password, memos, open_it=True) == opened
+    assert loads == []  # the MAC said the password is the file's
+    # A wrong password: opened, so the error is the one opening gives.
+    with pytest.raises(CertificateError, match="cannot open"):
+        certs.inspect_pfx_remembered(pfx, Secret("not-the-password"), memos, open_it=True)
+    assert len(loads) == 1
+    # No password, or a MAC this module cannot read: opened as before.
+    with pytest.raises(CertificateError):
+        certs.inspect_pfx_remembered(pfx, None, memos, open_it=True)
+    monkeypatch.setattr(pfxmac, "password_verifies", lambda data, pw: None)
+    assert certs.inspect_pfx_remembered(pfx, password, memos, open_it=True) == opened
+    assert len(loads) == 3
+    # Bytes other than those the digest names (the file changed after it was hashed): opened.
+    monkeypatch.undo()
+    digest = certs.pfx_digest(pfx)
+    generate_self_signed("memo", password=password).write(pfx)
+    other = certs.inspect_pfx_remembered(pfx, password, memos, open_it=True, digest=digest)
+    assert other.thumbprint != opened.thumbprint
+    # ... and remembered as itself: the old bytes' memo still names the old certificate.
+    assert certs.inspect_pfx_remembered(pfx, None, memos, digest=digest) == opened
+    assert certs.inspect_pfx_remembered(pfx, None, memos) == other
