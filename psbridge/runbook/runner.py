@@ -490,7 +490,8 @@ class Runner:
         to_run = sum(1 for o in outcomes[first:last + 1] if o.status != CARRIED)
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="psbridge-record") as recorder, \
                 KernelPool(partial(self._kernel_manager, run_id), ahead=self.kernels_ahead,
-                           start_timeout=self.start_timeout, needed=to_run) as pool:
+                           start_timeout=self.start_timeout, needed=to_run,
+                           quick=self.forked_kernels and zygote.SUPPORTED) as pool:
             try:
                 for i in range(first, last + 1):
                     outcome = outcomes[i]

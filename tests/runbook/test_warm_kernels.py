@@ -280,7 +280,7 @@ def test_background_work_waits_for_the_next_steps_cells(book: definition.Runbook
     assert len(submitted) == 2
 
 
-def test_the_kernel_behind_a_ready_one_starts_when_asked_and_behind_a_starting_one_at_once(
+def test_the_kernel_behind_a_ready_one_starts_when_asked_and_behind_a_starting_one_at_once_unless_quick(
         tmp_path: Path) -> None:
     def manager_for(number: int) -> tuple[Any, Path | None]:
         return kernel_manager_class({}, tmp_path / "kernels.log", forked=True)(kernel_name=KERNEL_NAME), None
@@ -295,6 +295,24 @@ def test_the_kernel_behind_a_ready_one_starts_when_asked_and_behind_a_starting_o
         second = pool.take(start_next=False)  # waited for: the one behind it started meanwhile
         assert pool._count == 3 and len(pool._pending) == 1
         pool.start_next()  # nothing more: one waits ahead already
+        assert pool._count == 3
+        for kernel in (first, second):
+            pool.discard(kernel)
+    # A kernel that was not forked (the zygote failed) ends the quick way.
+    def ordinary(number: int) -> tuple[Any, Path | None]:
+        return kernel_manager_class({}, tmp_path / "kernels.log", forked=False)(kernel_name=KERNEL_NAME), None
+
+    with KernelPool(ordinary, ahead=1, needed=1, quick=True) as pool:
+        pool.discard(pool.take(start_next=False))
+        assert not pool.quick
+    # Forked kernels start quickly: a take that waits leaves the CPUs to the one it waits for.
+    with KernelPool(manager_for, ahead=1, needed=4, quick=True) as pool:
+        first = pool.take(start_next=False)
+        assert pool._count == 1 and not pool._pending and first.manager.forked
+        pool.start_next()
+        second = pool.take(start_next=False)
+        assert pool._count == 2 and pool.quick
+        pool.start_next()
         assert pool._count == 3
         for kernel in (first, second):
             pool.discard(kernel)
