@@ -491,7 +491,8 @@ class Runner:
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="psbridge-record") as recorder, \
                 KernelPool(partial(self._kernel_manager, run_id), ahead=self.kernels_ahead,
                            start_timeout=self.start_timeout, needed=to_run,
-                           quick=self.forked_kernels and zygote.SUPPORTED) as pool:
+                           quick=self.forked_kernels and zygote.SUPPORTED,
+                           cwd=str(self.book.notebook_dir)) as pool:
             try:
                 for i in range(first, last + 1):
                     outcome = outcomes[i]

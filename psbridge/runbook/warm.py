@@ -112,6 +112,9 @@ class KernelPool:
     warm_timeout: float = 60.0
     needed: int | None = None
     quick: bool = False
+    # The kernels' working folder (the notebooks' folder, as papermill's ``cwd`` gives a kernel it
+    # starts); None: this process's at the time each starts (papermill changes it during a step).
+    cwd: str | None = None
     events: list[str] = field(default_factory=list)
     _executor: ThreadPoolExecutor = field(init=False)
     _pending: list[Future[WarmKernel]] = field(default_factory=list, init=False)
@@ -141,7 +144,7 @@ class KernelPool:
         manager, timings = self.manager_for(number)
         t0 = time.monotonic()
         try:
-            client, language = asyncio.run(_start_and_warm(manager, WARM_CODE, self.warm_timeout))
+            client, language = asyncio.run(_start_and_warm(manager, WARM_CODE, self.warm_timeout, self.cwd))
         except BaseException:
             _shutdown(manager)
             raise
@@ -209,12 +212,13 @@ class KernelPool:
         self.close()
 
 
-async def _start_and_warm(manager: Any, code: str, timeout: float) -> tuple[Any, dict[str, Any] | None]:
+async def _start_and_warm(manager: Any, code: str, timeout: float,
+                          cwd: str | None = None) -> tuple[Any, dict[str, Any] | None]:
     """Start the kernel and, unless it was forked from the zygote, run ``code`` in it without a
     trace in its history; raise if it fails or hangs. Returns the client, still connected, and the
     language_info of the kernel's kernel_info reply. (The client's sockets move to the event loop
     of the thread that uses them next, as pyzmq's asyncio sockets do when a loop changes.)"""
-    await manager.start_kernel()
+    await manager.start_kernel(**({"cwd": cwd} if cwd else {}))
     await _bound(manager, timeout)
     client = manager.client()
     client.start_channels()

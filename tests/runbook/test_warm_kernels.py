@@ -47,6 +47,7 @@ secrets.remember(["step-one-remembered-value"])
 record("first_pid", os.getpid())
 record("first_parent", os.getppid())
 record("first_python", sys.executable)
+record("first_cwd", os.getcwd())
 # The runner's kernel arguments (psbridge.runbook.kerneltune): no sleep after each execute, and
 # the kernel's logger no lower than its handler.
 _kernel = get_ipython().kernel
@@ -68,6 +69,7 @@ found = [what for what, there in [
 record("found", found)
 record("second_pid", os.getpid())
 record("second_parent", os.getppid())
+record("second_cwd", os.getcwd())
 """
 
 
@@ -94,11 +96,13 @@ def book(tmp_path_factory: pytest.TempPathFactory) -> definition.Runbook:
         "facts": {"first_pid": {"type": "int"}, "first_parent": {"type": "int"},
                   "first_python": {"type": "str"}, "first_tuning": {"type": "list"},
                   "found": {"type": "list"},
-                  "second_pid": {"type": "int"}, "second_parent": {"type": "int"}},
+                  "second_pid": {"type": "int"}, "second_parent": {"type": "int"},
+                  "first_cwd": {"type": "str"}, "second_cwd": {"type": "str"}},
         "steps": [
             {"id": "leave", "notebook": "10-leave.ipynb",
-             "produces": ["first_pid", "first_parent", "first_python", "first_tuning"]},
-            {"id": "look", "notebook": "20-look.ipynb", "produces": ["found", "second_pid", "second_parent"]},
+             "produces": ["first_pid", "first_parent", "first_python", "first_tuning", "first_cwd"]},
+            {"id": "look", "notebook": "20-look.ipynb",
+             "produces": ["found", "second_pid", "second_parent", "second_cwd"]},
         ],
     }
     (root / "isolation.yaml").write_text(yaml.safe_dump(spec), encoding="utf-8")
@@ -120,6 +124,9 @@ def test_a_step_sees_nothing_of_the_step_before(book: definition.Runbook, tmp_pa
     assert facts["first_pid"] != facts["second_pid"]
     assert facts["first_python"] == sys.executable
     assert facts["first_tuning"] == [0.0, logging.WARNING, [logging.WARNING]], facts["first_tuning"]
+    # Every step's kernel works in the notebooks' folder, as papermill's own kernels do (the first
+    # kernel starts before any step, the others while papermill has changed this process's folder).
+    assert facts["first_cwd"] == facts["second_cwd"] == str(book.notebook_dir)
     if forked:
         forks = zygote.shared()
         assert forks is not None
@@ -338,3 +345,51 @@ def test_a_forked_kernel_leaves_when_its_zygote_is_killed(tmp_path: Path) -> Non
             pool._pending.clear()
     finally:
         kernel_module.shared_zygote = original
+
+
+def test_a_forked_kernel_has_its_configuration_read_in_the_zygote_as_it_would_read_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The zygote reads the kernel arguments and config files for the kernels it forks (not each
+    kernel), under the kernel's own environment: an IPython directory with an
+    ipython_kernel_config.py configures the kernels started with it, and not those of the next
+    environment; each kernel is configured as the runner asks (history off, the tuning extension
+    loaded, its own connection file, the zygote watched as its parent)."""
+    import asyncio
+
+    configured, plain = tmp_path / "configured", tmp_path / "plain"
+    (configured / "profile_default").mkdir(parents=True)
+    plain.mkdir()
+    (configured / "profile_default" / "ipython_kernel_config.py").write_text(
+        "c.InteractiveShell.autocall = 2\n", encoding="utf-8")
+    forks = zygote.Zygote()
+    monkeypatch.setattr(kernel_module, "shared_zygote", lambda: forks)
+    probe = ("import os; from ipykernel.kernelapp import IPKernelApp; app = IPKernelApp.instance(); "
+             "ip = get_ipython(); print(getattr(app, 'prepared', None), ip.autocall, "
+             "ip.history_manager.enabled, 'psbridge.runbook.kerneltune' in ip.extension_manager.loaded, "
+             "app.parent_handle == os.getppid(), app.connection_file)")
+
+    async def said_in(ipython_dir: Path) -> list[str]:
+        manager = kernel_manager_class({"IPYTHONDIR": str(ipython_dir)}, tmp_path / "kernels.log",
+                                       forked=True)(kernel_name=KERNEL_NAME)
+        await manager.start_kernel()
+        client = manager.client()
+        client.start_channels()
+        out: list[str] = []
+        try:
+            await client.wait_for_ready(timeout=60)
+            await client.execute_interactive(
+                probe, timeout=60, output_hook=lambda msg: out.append(msg["content"].get("text", "")))
+            assert manager.forked
+            return [*"".join(out).split(), manager.connection_file]
+        finally:
+            client.stop_channels()
+            await manager.shutdown_kernel(now=True)
+
+    try:
+        for ipython_dir, autocall in ((configured, "2"), (plain, "0"), (plain, "0"), (configured, "2")):
+            prepared, seen, history, tuned, watched, connection, expected = asyncio.run(
+                said_in(ipython_dir))
+            assert (prepared, seen, history, tuned, watched) == ("True", autocall, "False", "True", "True")
+            assert connection == expected
+    finally:
+        forks.close()
