@@ -31,22 +31,19 @@ _MAC_KEY = 3                                             # RFC 7292 B.3: the ID 
 _MOST_ROUNDS = 10_000_000                                # beyond this, leave it to OpenSSL
 
 
-class _NotHandled(Exception):
-    """A structure this module does not read: the caller opens the PFX instead."""
-
-
 def _tlv(data: bytes, at: int, tag: int) -> tuple[bytes, int]:
-    """The value of the DER element at ``at`` (which must have ``tag``), and where the next begins."""
+    """The value of the DER element at ``at`` (which must have ``tag``), and where the next begins;
+    ValueError where there is none such (as for anything else this module does not read)."""
     if at + 2 > len(data) or data[at] != tag:
-        raise _NotHandled
+        raise ValueError
     length, at = data[at + 1], at + 2
     if length & 0x80:  # long form; 0x80 alone is BER's indefinite length, not DER
         count = length & 0x7F
         if not 1 <= count <= 4 or at + count > len(data):
-            raise _NotHandled
+            raise ValueError
         length, at = int.from_bytes(data[at:at + count], "big"), at + count
     if at + length > len(data):
-        raise _NotHandled
+        raise ValueError
     return data[at:at + length], at + length
 
 
@@ -58,14 +55,14 @@ def _mac_parts(pfx: bytes) -> tuple[bytes, str, bytes, bytes, int]:
     mac_data, _ = _tlv(body, at, 0x30)                    # macData (absent: no MAC to check)
     kind, inner = _tlv(auth_safe, 0, 0x06)
     if kind != _ID_DATA:
-        raise _NotHandled                                 # public-key integrity mode
+        raise ValueError                                 # public-key integrity mode
     explicit, _ = _tlv(auth_safe, inner, 0xA0)
     content, _ = _tlv(explicit, 0, 0x04)                  # what the MAC covers
     digest_info, at = _tlv(mac_data, 0, 0x30)
     algorithm, after = _tlv(digest_info, 0, 0x30)
     oid, _ = _tlv(algorithm, 0, 0x06)
     if oid not in _DIGESTS:
-        raise _NotHandled                                 # PBMAC1, or a digest not listed
+        raise ValueError                                 # PBMAC1, or a digest not listed
     mac, _ = _tlv(digest_info, after, 0x04)
     salt, at = _tlv(mac_data, at, 0x04)
     rounds = 1
@@ -73,7 +70,7 @@ def _mac_parts(pfx: bytes) -> tuple[bytes, str, bytes, bytes, int]:
         value, _ = _tlv(mac_data, at, 0x02)
         rounds = int.from_bytes(value, "big", signed=True)
     if not 1 <= rounds <= _MOST_ROUNDS:
-        raise _NotHandled
+        raise ValueError
     return content, _DIGESTS[oid], mac, salt, rounds
 
 
@@ -100,7 +97,7 @@ def password_verifies(pfx: bytes, password: Secret) -> bool | None:
         return None  # OpenSSL's handling of empty and non-ASCII passwords is not repeated here
     try:
         content, name, mac, salt, rounds = _mac_parts(pfx)
-    except _NotHandled:
+    except ValueError:  # a structure this module does not read: the caller opens the PFX
         return None
     # The password as a BMPString with its terminating zero, as PKCS#12 derives keys from it.
     key = _mac_key(name, (value + "\0").encode("utf-16-be"), salt, rounds)
