@@ -629,7 +629,8 @@ class Runner:
                 pool.discard(kernel)  # never reused: the next step has a kernel of its own
         outcome.timings["papermill_total"] = round(time.perf_counter() - t0, 3)
         if kernel is not None and kernel.timings_file is not None:
-            calls = timing.read(str(kernel.timings_file))
+            written = timing.records(str(kernel.timings_file))  # the file read once
+            calls = timing.read(str(kernel.timings_file), written)
             # Remote: the organization's servers, over WinRM/PSRP and the CRM Web API (waiting for
             # its asynchronous Test & Enable included: the step cannot end before the server does).
             web = sum(calls.get(k, 0.0) for k in ("webapi", "webapi_signin", "webapi_wait"))
@@ -640,7 +641,7 @@ class Runner:
             cloud = sum(calls.get(k, 0.0) for k in ("graph", "signin", "discovery"))
             outcome.timings["cloud"] = round(cloud, 3)
             # The longest Retry-After Graph gave this step, and when: the record says why it waited.
-            told = timing.lines(str(kernel.timings_file), throttles.KIND)
+            told = timing.lines(str(kernel.timings_file), throttles.KIND, written)
             if told:
                 longest = max(told, key=lambda t: float(t["seconds"]))
                 outcome.timings["graph_retry_after"] = float(longest["seconds"])

@@ -61,23 +61,24 @@ def instrument(obj: Any, method: str, kind: str) -> Any:
     return obj
 
 
-def lines(path: str, kind: str) -> list[dict[str, float]]:
-    """The lines of one kind, as written."""
+def records(path: str) -> list[dict[str, Any]]:
+    """Every line of a timings file, as written (none if there is no file)."""
     try:
         with open(path, encoding="utf-8") as f:
-            return [rec for rec in map(json.loads, f) if rec.get("kind") == kind]
+            return [json.loads(line) for line in f]
     except FileNotFoundError:
         return []
 
 
-def read(path: str) -> dict[str, float]:
-    """Total seconds by kind from a timings file."""
+def lines(path: str, kind: str, written: list[dict[str, Any]] | None = None) -> list[dict[str, float]]:
+    """The lines of one kind, as written (of ``written``: the file's :func:`records`, when the
+    caller has read them already)."""
+    return [rec for rec in (records(path) if written is None else written) if rec.get("kind") == kind]
+
+
+def read(path: str, written: list[dict[str, Any]] | None = None) -> dict[str, float]:
+    """Total seconds by kind from a timings file (or from its :func:`records`, ``written``)."""
     totals: dict[str, float] = {}
-    try:
-        with open(path, encoding="utf-8") as f:
-            for line in f:
-                rec = json.loads(line)
-                totals[rec["kind"]] = totals.get(rec["kind"], 0.0) + float(rec["seconds"])
-    except FileNotFoundError:
-        pass
+    for rec in records(path) if written is None else written:
+        totals[rec["kind"]] = totals.get(rec["kind"], 0.0) + float(rec["seconds"])
     return totals

@@ -33,6 +33,12 @@ def test_a_nested_timed_call_is_counted_once_by_the_outermost(tmp_path: Path,
     assert kinds == ["winrm", "winrm_open"]
     totals = timing.read(str(path))
     assert 0.04 <= totals["winrm"] <= wall  # the open inside it, once
+    # The file read once and given: the same totals and lines.
+    written = timing.records(str(path))
+    assert timing.read(str(path), written) == totals and len(written) == 2
+    opened = timing.lines(str(path), "winrm_open", written)
+    assert opened == timing.lines(str(path), "winrm_open") == [written[1]]
+    assert timing.records(str(tmp_path / "none.jsonl")) == []
     assert 0.02 <= totals["winrm_open"] < 0.04
 
 
