@@ -213,9 +213,10 @@ def _preload() -> None:
 # What a kernel's command line and configuration files say, read in the zygote once for the
 # kernels it forks rather than by each of them: parsing the command line alone builds an argparse
 # parser of every option of every configurable class, 10 ms of a forked kernel's 40 ms start.
-# It is read as the kernel would read it (the request's folder, where IPython looks for config
-# files first, and its environment) and used only for requests with that folder and an
-# environment the same but for psbridge's own variables, which IPython does not read.
+# It is read as the kernel would read it, in the request's folder (where some IPython releases
+# look for config files) and environment (IPYTHONDIR, HOME), and used only for requests with that
+# folder and an environment the same but for psbridge's own variables, which IPython does not read.
+# A config file runs here, then, not in each kernel.
 _prepared: tuple[str, tuple[tuple[str, str], ...]] | None = None
 
 
