@@ -142,6 +142,26 @@ def test_the_mac_alone_says_whether_a_password_is_the_pfxs(tmp_path: Path) -> No
     assert pfxmac.password_verifies(made, Secret("pässword")) is None
 
 
+def test_a_digest_this_python_refuses_leaves_the_pfx_to_openssl(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A FIPS build of Python refuses SHA-1 (hashlib raises ValueError): the MAC cannot say, the
+    caller opens the file."""
+    import hashlib
+
+    from psbridge import pfxmac
+
+    password = new_pfx_password()
+    made = generate_self_signed("mac", password=password).pfx
+    real_new = hashlib.new
+
+    def refusing(name: str, *args: object, **kwargs: object) -> object:
+        if name == "sha1":
+            raise ValueError("[digital envelope routines] unsupported")
+        return real_new(name, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(pfxmac.hashlib, "new", refusing)
+    assert pfxmac.password_verifies(made, password) is None
+
+
 def test_remembered_bytes_have_their_password_checked_by_the_mac_not_by_opening(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from psbridge import certs, pfxmac
