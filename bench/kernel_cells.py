@@ -1,13 +1,15 @@
-"""Benchmark: one cell's round trip in a step's kernel, tuned (psbridge.runbook.kerneltune) and as shipped.
+"""Benchmark: one cell's round trip in a step's kernel, as the runner starts it and as shipped.
 
     .venv/bin/python bench/kernel_cells.py [--cells 300]
 
-Starts two kernels the ordinary way (``python -m ipykernel_launcher``, this interpreter, history
-off in both): one with the runner's kernel arguments, one with ipykernel as shipped. Then, taking
-turns so that both see the same machine, executes in each a step's parameters cell (the defaults
+Starts three kernels the ordinary way (this interpreter, history off in each): the runner's
+(``python -m psbridge.runbook.kernelmain`` with the runner's kernel arguments: the tuning
+extension of psbridge.runbook.kerneltune, the shell read on the main thread), the extension alone
+(``python -m ipykernel_launcher`` with the same arguments), and ipykernel as shipped. Then, taking
+turns so that all see the same machine, executes in each a step's parameters cell (the defaults
 of 10-certificate: some thirty annotated assignments with comments) and a one-line cell, and
-prints the median round trip (execute request to the cell's ``idle``, as nbclient waits for it)
-and the ratio tuned / shipped.
+prints the median round trip (execute request to the cell's ``idle`` and its reply, as nbclient
+waits for them) and the ratios to shipped and to the extension alone.
 """
 
 from __future__ import annotations
@@ -26,13 +28,20 @@ from jupyter_client.kernelspec import KernelSpec
 from jupyter_client.manager import AsyncKernelManager
 
 from psbridge.runbook.kernel import KERNEL_NAME, kernel_manager_class
+from psbridge.runbook.kerneltune import KERNEL_ARGS
 
 
 class ShippedKernelManager(AsyncKernelManager):  # type: ignore[misc]
+    arguments: tuple[str, ...] = ("--HistoryManager.enabled=False",)
+
     @property
     def kernel_spec(self) -> KernelSpec:
         return KernelSpec(argv=[sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}",
-                                "--HistoryManager.enabled=False"], display_name="shipped", language="python")
+                                *self.arguments], display_name="shipped", language="python")
+
+
+class ExtensionOnlyKernelManager(ShippedKernelManager):
+    arguments = tuple(KERNEL_ARGS)
 
 
 def parameters_cell() -> str:
@@ -60,8 +69,12 @@ async def main_async(cells: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tuned_class = kernel_manager_class(None, Path(tmp) / "kernels.log", forked=False)
         # Both on Unix sockets where there are any, as the runner's kernels are.
-        ipc = {"transport": "ipc", "ip": str(Path(tmp) / "shipped")} if sys.platform != "win32" else {}
-        managers = {"tuned": tuned_class(kernel_name=KERNEL_NAME), "shipped": ShippedKernelManager(**ipc)}
+        def ipc(name: str) -> dict[str, str]:
+            return {"transport": "ipc", "ip": str(Path(tmp) / name)} if sys.platform != "win32" else {}
+
+        managers = {"runner": tuned_class(kernel_name=KERNEL_NAME),
+                    "extension only": ExtensionOnlyKernelManager(**ipc("extension")),
+                    "shipped": ShippedKernelManager(**ipc("shipped"))}
         clients = {}
         try:
             for name, manager in managers.items():
@@ -80,10 +93,12 @@ async def main_async(cells: int) -> None:
                         times[(kind, name)].append(await round_trip(client, code))
             print(f"{cells} executions each, the kernels taking turns; median round trip:")
             for kind in kinds:
-                tuned = statistics.median(times[(kind, "tuned")]) * 1000
-                shipped = statistics.median(times[(kind, "shipped")]) * 1000
-                print(f"  {kind:<16} tuned {tuned:5.2f} ms, shipped {shipped:5.2f} ms, "
-                      f"tuned / shipped {tuned / shipped:.2f}")
+                ms = {name: statistics.median(times[(kind, name)]) * 1000 for name in clients}
+                print(f"  {kind:<16} " + ", ".join(f"{name} {v:5.2f} ms" for name, v in ms.items()))
+                runner, extension, shipped = ms["runner"], ms["extension only"], ms["shipped"]
+                print(f"  {'':<16} runner / shipped {runner / shipped:.2f}, "
+                      f"runner / extension only {runner / extension:.2f}, "
+                      f"extension only / shipped {extension / shipped:.2f}")
         finally:
             for client in clients.values():
                 client.stop_channels()

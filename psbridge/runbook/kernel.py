@@ -3,7 +3,8 @@
 Papermill (through nbclient) would look the notebook's kernel name up among the installed
 kernelspecs, and a ``python3`` kernelspec found there may belong to another Python without
 psbridge. :func:`kernel_manager_class` gives nbclient a kernel manager whose spec is built
-here: ``sys.executable -m ipykernel_launcher``, with the environment the runner chooses
+here: ``sys.executable -m psbridge.runbook.kernelmain`` (ipykernel's application, its shell read on
+the main thread), with the environment the runner chooses
 (``PSBRIDGE_LAB_STATE`` among it, so ``lab:`` secret references resolve in the kernel).
 
 For JupyterLab, and for papermill or nbclient run by hand, the same kernel is registered under
@@ -49,11 +50,13 @@ log = logging.getLogger(__name__)
 # Keep in step with share/jupyter/kernels/psbridge/kernel.json (tests/test_kernel.py checks).
 KERNEL_NAME = "psbridge"
 DISPLAY_NAME = "Python 3 (psbridge)"
+# The module a runner's ordinary kernel start runs (the zygote's kernels are its application too).
+KERNEL_MAIN = "psbridge.runbook.kernelmain"
 
 
 def kernel_spec(env: Mapping[str, str] | None = None) -> KernelSpec:
     return KernelSpec(
-        argv=[sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}", *KERNEL_ARGS],
+        argv=[sys.executable, "-m", KERNEL_MAIN, "-f", "{connection_file}", *KERNEL_ARGS],
         display_name=DISPLAY_NAME,
         language="python",
         env=dict(env or {}),

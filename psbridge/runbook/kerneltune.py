@@ -1,8 +1,9 @@
 """How a step's kernel is started: the arguments the runner gives ipykernel, and an extension.
 
-Both ways a runner starts a kernel (forked from the zygote, or ``python -m ipykernel_launcher``)
-give ipykernel :data:`KERNEL_ARGS`, so both kernels behave alike. JupyterLab's and plain
-papermill's kernels (the installed kernelspec) get none of this: they are ipykernel as shipped.
+Both ways a runner starts a kernel (forked from the zygote, or ``python -m
+psbridge.runbook.kernelmain``) give its application :data:`KERNEL_ARGS`, so both kernels behave
+alike. JupyterLab's and plain papermill's kernels (the installed kernelspec) get none of this:
+they are ipykernel as shipped.
 
 The extension takes fixed costs off every executed cell, found with a sampling profiler on the
 kernel's main thread. A step runs some 70 cells, most of them a line or two around one call, and

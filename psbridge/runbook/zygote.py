@@ -164,7 +164,7 @@ _KERNEL_MODULES = (
     "ipykernel.heartbeat", "ipykernel.iostream", "ipykernel.parentpoller", "ipykernel.comm",
     "IPython.core.completerlib", "IPython.core.debugger", "IPython.core.oinspect",
     "IPython.extensions.storemagic", "tornado.platform.asyncio", "faulthandler",
-    "psbridge.runbook.kerneltune",
+    "psbridge.runbook.kerneltune", "psbridge.runbook.kernelmain",
 )
 
 
@@ -228,9 +228,9 @@ def _config_key(request: dict[str, Any]) -> tuple[str, tuple[tuple[str, str], ..
 def _kernel_app_class() -> Any:
     from copy import deepcopy
 
-    from ipykernel.kernelapp import IPKernelApp
+    from psbridge.runbook.kernelmain import RunbookKernelApp
 
-    class PreparedKernelApp(IPKernelApp):  # type: ignore[misc]
+    class PreparedKernelApp(RunbookKernelApp):  # type: ignore[misc]
         """An IPKernelApp whose command line and config files were read before it forked
         (:meth:`prepare`); its ``initialize`` then reads them no more and does the rest."""
 
@@ -266,6 +266,16 @@ def _kernel_app_class() -> Any:
     return PreparedKernelApp
 
 
+def _forget_app() -> None:
+    """No kernel application left as the singleton. traitlets keeps the instance on every class of
+    its own class's MRO, and a class's ``clear_instance`` clears only that class and its bases: an
+    instance of a subclass stays on the subclass, for its ``instance()`` to hand out again."""
+    from ipykernel.kernelapp import IPKernelApp
+
+    if IPKernelApp.initialized():
+        type(IPKernelApp.instance()).clear_instance()
+
+
 def _prepare(request: dict[str, Any]) -> None:
     """In the zygote, before it forks for ``request``: the kernel app prepared for its folder and
     environment, unless it is already. Where that fails, each kernel reads them itself."""
@@ -273,12 +283,10 @@ def _prepare(request: dict[str, Any]) -> None:
     key = _config_key(request)
     if _prepared == key:
         return
-    from ipykernel.kernelapp import IPKernelApp
-
     from psbridge.runbook.kerneltune import KERNEL_ARGS
 
     _prepared = None
-    IPKernelApp.clear_instance()
+    _forget_app()
     here, environ = os.getcwd(), dict(os.environ)
     try:
         os.chdir(key[0])
@@ -287,7 +295,7 @@ def _prepare(request: dict[str, Any]) -> None:
         _kernel_app_class().instance().prepare(list(KERNEL_ARGS))
         _prepared = key
     except Exception:  # the kernel reads its configuration itself, and says what is wrong
-        IPKernelApp.clear_instance()
+        _forget_app()
     finally:
         os.environ.clear()
         os.environ.update(environ)
@@ -322,6 +330,7 @@ def _child(request: dict[str, Any]) -> None:
                 sys.path.insert(0, entry)
         from ipykernel.kernelapp import IPKernelApp
 
+        from psbridge.runbook.kernelmain import RunbookKernelApp
         from psbridge.runbook.kerneltune import KERNEL_ARGS
 
         # parent_handle is read from JPY_PARENT_PID when ipykernel is imported — in the zygote,
@@ -333,8 +342,8 @@ def _child(request: dict[str, Any]) -> None:
             app.parent_handle = os.getppid()
             app.initialize([])  # type: ignore[no-untyped-call]
         else:
-            IPKernelApp.clear_instance()
-            app = IPKernelApp.instance()
+            _forget_app()
+            app = RunbookKernelApp.instance()  # the application an ordinary start runs
             # The runner's kernel arguments, as an ordinary start has them (psbridge.runbook.kerneltune).
             app.initialize(["-f", request["connection_file"], *KERNEL_ARGS,  # type: ignore[no-untyped-call]
                             f"--IPKernelApp.parent_handle={os.getppid()}"])

@@ -52,6 +52,11 @@ record("first_cwd", os.getcwd())
 # the kernel's logger no lower than its handler.
 _kernel = get_ipython().kernel
 record("first_tuning", [_kernel._execute_sleep, _kernel.log.level, [h.level for h in _kernel.log.handlers]])
+# The runner's kernel application (psbridge.runbook.kernelmain): no shell channel thread, so no subshells.
+import threading
+record("first_app", [c.__name__ for c in type(_kernel.parent).__mro__])
+record("first_shell_thread", [t.name for t in threading.enumerate() if t.name == "Shell channel"])
+record("first_features", _kernel.kernel_info.get("supported_features", []))
 del _kernel
 """
 LOOK = """\
@@ -95,12 +100,15 @@ def book(tmp_path_factory: pytest.TempPathFactory) -> definition.Runbook:
                        "org": {"type": "str", "required": True}},
         "facts": {"first_pid": {"type": "int"}, "first_parent": {"type": "int"},
                   "first_python": {"type": "str"}, "first_tuning": {"type": "list"},
+                  "first_app": {"type": "list"}, "first_shell_thread": {"type": "list"},
+                  "first_features": {"type": "list"},
                   "found": {"type": "list"},
                   "second_pid": {"type": "int"}, "second_parent": {"type": "int"},
                   "first_cwd": {"type": "str"}, "second_cwd": {"type": "str"}},
         "steps": [
             {"id": "leave", "notebook": "10-leave.ipynb",
-             "produces": ["first_pid", "first_parent", "first_python", "first_tuning", "first_cwd"]},
+             "produces": ["first_pid", "first_parent", "first_python", "first_tuning", "first_cwd",
+                          "first_app", "first_shell_thread", "first_features"]},
             {"id": "look", "notebook": "20-look.ipynb",
              "produces": ["found", "second_pid", "second_parent", "second_cwd"]},
         ],
@@ -124,6 +132,9 @@ def test_a_step_sees_nothing_of_the_step_before(book: definition.Runbook, tmp_pa
     assert facts["first_pid"] != facts["second_pid"]
     assert facts["first_python"] == sys.executable
     assert facts["first_tuning"] == [0.0, logging.WARNING, [logging.WARNING]], facts["first_tuning"]
+    assert "RunbookKernelApp" in facts["first_app"], facts["first_app"]
+    assert facts["first_shell_thread"] == []
+    assert "kernel subshells" not in facts["first_features"]
     # Every step's kernel works in the notebooks' folder, as papermill's own kernels do (the first
     # kernel starts before any step, the others while papermill has changed this process's folder).
     assert facts["first_cwd"] == facts["second_cwd"] == str(book.notebook_dir)
@@ -393,3 +404,28 @@ def test_a_forked_kernel_has_its_configuration_read_in_the_zygote_as_it_would_re
             assert connection == expected
     finally:
         forks.close()
+
+
+def test_the_zygote_forgets_a_prepared_kernel_application_entirely() -> None:
+    """traitlets keeps a singleton on every class of its own class's MRO; clearing it from a base
+    class leaves it on the subclasses. A kernel application prepared for one environment must not
+    be handed to a kernel of another (it would skip reading that kernel's command line, its
+    connection file among it, and the runner would wait for a kernel it cannot reach)."""
+    import subprocess
+
+    code = (
+        "from ipykernel.kernelapp import IPKernelApp\n"
+        "from psbridge.runbook import zygote\n"
+        "from psbridge.runbook.kernelmain import RunbookKernelApp\n"
+        "first = zygote._kernel_app_class().instance()\n"
+        "first.prepared = True\n"
+        "zygote._forget_app()\n"
+        "plain = RunbookKernelApp.instance()\n"
+        "assert plain is not first and not getattr(plain, 'prepared', False), plain\n"
+        "zygote._forget_app()\n"
+        "again = zygote._kernel_app_class().instance()\n"  # a fresh class inherits no instance
+        "assert again is not first and again is IPKernelApp.instance()\n"
+        "print('ok')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
