@@ -34,6 +34,30 @@ def test_record_is_scrubbed_and_verifies(tmp_path: Path) -> None:
     assert set(evidence.read_manifest(rec)["files"]) == {"00-step.html", "00-step.ipynb", "run.log"}
 
 
+def test_a_secret_that_spans_lines_is_masked_in_the_notebook_and_its_page(tmp_path: Path) -> None:
+    """Scrubbed as the notebook is held (one string a source or output), not line by line as the
+    file stores it: a value with a line break in it (a PEM block, a pasted secret) is masked whole.
+    The notebook given is left as it was."""
+    value = "canary-two-lines-1\ncanary-two-lines-2"
+    remember([value])
+    nb = nbformat.v4.new_notebook()
+    nb.cells.append(nbformat.v4.new_code_cell(f"x = {value!r}"))
+    nb.cells[0].outputs = [
+        nbformat.v4.new_output("stream", name="stdout", text=f"before\n{value}\nafter\n"),
+        nbformat.v4.new_output("execute_result", data={"text/plain": value}, execution_count=1),
+    ]
+    w = evidence.RecordWriter.at(tmp_path / "rec")
+    clean = w.write_notebook("00-step", nb)
+    for name in ("00-step.ipynb", "00-step.html"):
+        text = (tmp_path / "rec" / name).read_text(encoding="utf-8")
+        assert "canary-two-lines" not in text, name
+    assert clean.cells[0].outputs[0].text == f"before\n{MASK}\nafter\n"
+    assert isinstance(clean, nbformat.NotebookNode) and isinstance(clean.cells[0], nbformat.NotebookNode)
+    assert value in nb.cells[0].outputs[0].text  # the caller's notebook is not changed
+    written = (tmp_path / "rec" / "00-step.ipynb").read_text(encoding="utf-8")
+    nbformat.validate(nbformat.reads(written, as_version=4))
+
+
 def test_one_changed_byte_is_caught(tmp_path: Path) -> None:
     rec = _record(tmp_path)
     p = rec / "00-step.html"
