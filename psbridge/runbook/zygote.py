@@ -165,6 +165,7 @@ _KERNEL_MODULES = (
     "IPython.core.completerlib", "IPython.core.debugger", "IPython.core.oinspect",
     "IPython.extensions.storemagic", "tornado.platform.asyncio", "faulthandler",
     "psbridge.runbook.kerneltune", "psbridge.runbook.kernelmain",
+    "IPython.core.logger",  # imported by a kernel's first cell otherwise (its shell's logger, made lazily)
 )
 
 
