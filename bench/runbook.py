@@ -1,6 +1,6 @@
 """Benchmark: the whole exchange-online-s2s runbook against the lab, and where its time goes.
 
-    .venv/bin/python bench/runbook.py [--runs 2] [--pace 0] [--ahead 1]
+    .venv/bin/python bench/runbook.py [--runs 2] [--pace 0] [--ahead 1] [--leave-kernel]
 
 Starts a lab (2 CRM servers, 2 organizations, the Entra twin) with ``psbridge lab up`` in a
 process of its own, in a temporary state directory, and measures, in one run of this script, with
@@ -26,6 +26,8 @@ the first cell (a new process) is where that start shows.
 
 ``--pace`` is the lab's PSBRIDGE_LAB_PACE: 0 (the default here) answers at once, so the ratio
 compares psbridge with the protocol work alone; 1 adds the official scripts' real durations.
+``--leave-kernel``: each run leaves a kernel for the next, as a batch's worker does for its next
+organization (``Runner(leave_kernel=True)``): the second and later runs' first step starts in it.
 """
 
 from __future__ import annotations
@@ -184,6 +186,7 @@ def measure(state: Path, records: Path, args: argparse.Namespace,
     def configured(self: Runner, *a: object, **kw: object) -> None:
         kw.setdefault("kernels_ahead", args.ahead)
         kw.setdefault("forked_kernels", forked)
+        kw.setdefault("leave_kernel", args.leave_kernel)
         original(self, *a, **kw)  # type: ignore[arg-type]
 
     Runner.__init__ = configured  # type: ignore[method-assign]
@@ -200,6 +203,9 @@ def measure(state: Path, records: Path, args: argparse.Namespace,
                 rows.append((label, figures(result, wall), result))
     finally:
         Runner.__init__ = original  # type: ignore[method-assign]
+        from psbridge.runbook.warm import retire_left
+
+        retire_left()  # the last run's, taken by no run
     return rows, memory
 
 
@@ -217,6 +223,7 @@ def main() -> None:
     ap.add_argument("--pace", default="0")
     ap.add_argument("--ahead", type=int, default=1)
     ap.add_argument("--organization", default="contoso")
+    ap.add_argument("--leave-kernel", action="store_true")
     args = ap.parse_args()
     os.environ["PSBRIDGE_LAB_PACE"] = args.pace
     from psbridge.runbook import zygote
@@ -250,7 +257,8 @@ def main() -> None:
             finally:
                 subprocess.run([*lab_cli, "down", "--state", str(state)], check=False, capture_output=True)
     for how, rows, memory in results.values():
-        print(f"\nlab pace {args.pace}, {args.ahead} kernel(s) ahead, kernels {how}\n")
+        left = ", each run leaving a kernel for the next" if args.leave_kernel else ""
+        print(f"\nlab pace {args.pace}, {args.ahead} kernel(s) ahead, kernels {how}{left}\n")
         table(rows)
         print(f"\npeak memory, runner + kernels (+ zygote): RSS {memory.peak_rss_mb:.0f} MB, "
               f"PSS {memory.peak_pss_mb:.0f} MB, {memory.peak_processes} processes")

@@ -383,7 +383,8 @@ def _run(task: OrgTask, lead: dict[str, Any] | None, out: OrgOutcome) -> None:
         batch = {"id": task.batch_id, "page": f"../../../batches/{task.batch_id}/index.html"}
         runner = Runner(book, entry.params, records_root=root, mode=task.mode,
                         env={**env, throttles.ENV: str(reports)}, progress=hooks,
-                        borrowed=borrowed, forked_kernels=task.forked_kernels, batch=batch)
+                        borrowed=borrowed, forked_kernels=task.forked_kernels, batch=batch,
+                        leave_kernel=True)  # this worker's next org starts in it
         try:
             result = runner.run(start=start, only=only, resume=resume)
         finally:

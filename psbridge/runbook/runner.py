@@ -53,7 +53,7 @@ from psbridge.runbook import facts as factmod
 from psbridge.runbook import throttles, timing, zygote
 from psbridge.runbook.definition import MODE_PARAMETER, Runbook, StepSpec
 from psbridge.runbook.kernel import KERNEL_NAME, kernel_manager_class, new_stderr_log
-from psbridge.runbook.warm import KernelPool
+from psbridge.runbook.warm import RETARGET_PREFIX, KernelPool, WarmKernel, retarget, take_left
 from psbridge.secrets import SecretError, SecretRef, is_reference, redact, resolve
 
 if TYPE_CHECKING:
@@ -280,6 +280,7 @@ class Runner:
         signer: Signer | None = None,
         command: list[str] | None = None,
         batch: dict[str, str] | None = None,
+        leave_kernel: bool = False,
     ) -> None:
         if mode not in ("apply", "plan"):
             raise ParameterError(f"mode is 'apply' or 'plan', not {mode!r}")
@@ -298,6 +299,10 @@ class Runner:
         self.kernels_ahead = kernels_ahead
         # Step kernels forked from a zygote with psbridge imported (psbridge.runbook.zygote).
         self.forked_kernels = forked_kernels and zygote.SUPPORTED
+        # A run that succeeds leaves a kernel, started while its last step runs, for the next run of
+        # this process (a batch's worker runs org after org); any run takes one left for kernels
+        # like its own (psbridge.runbook.warm.take_left).
+        self.leave_kernel = leave_kernel
         # Who signs the record (psbridge.signing), and the command that ran it: the run page shows the
         # resume command as it must be typed (every option the run had).
         self.signer = signer
@@ -315,6 +320,7 @@ class Runner:
         self._log_lines: list[str] = []
         self._interrupted = False
         self._kernel_log = new_stderr_log()
+        self._left_logs: list[Path] = []  # the standard error of a kernel an earlier run left
         self._reported = 0
         self._run_id = ""
         self._record_jobs: list[Future[Any]] = []
@@ -488,11 +494,15 @@ class Runner:
         # Each step's notebook and HTML are written while the next step runs; the manifest waits.
         # The pool closes first (its last kernel's shutdown) while the recorder writes the last step.
         to_run = sum(1 for o in outcomes[first:last + 1] if o.status != CARRIED)
+        key = self._kernel_key()
+        left = take_left(key) if to_run else None
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="psbridge-record") as recorder, \
                 KernelPool(partial(self._kernel_manager, run_id), ahead=self.kernels_ahead,
                            start_timeout=self.start_timeout, needed=to_run,
                            quick=self.forked_kernels and zygote.SUPPORTED,
-                           cwd=str(self.book.notebook_dir)) as pool:
+                           cwd=str(self.book.notebook_dir),
+                           first=partial(self._retargeted, run_id, *left) if left else None,
+                           spare=self._spare_manager if self.leave_kernel else None) as pool:
             try:
                 for i in range(first, last + 1):
                     outcome = outcomes[i]
@@ -518,18 +528,22 @@ class Runner:
                         self._log(failure)
                         break
                     known.update({k: v for k, v in outcome.facts.items() if k in book.facts})
+                if self.leave_kernel and status == evidence.RecordState.COMPLETE:
+                    pool.leave(key)
             finally:
                 self._step_underway.set()  # no step starts any more: the recorder goes on at once
         for job in self._record_jobs:
             job.result()  # a notebook that could not be written stops the run here, loudly
         ended = dt.datetime.now(dt.UTC)
         writer.write_text(evidence.RUN_LOG, "\n".join(self._log_lines) + "\n", keep=frozenset(self._keep))
-        if self._kernel_log.exists():
-            said = self._kernel_log.read_text(encoding="utf-8", errors="replace")
-            self._kernel_log.unlink()
-            if said.strip():
-                # What the kernels wrote to standard error, kept with the record (scrubbed).
-                writer.write_text("kernels.log", said, keep=frozenset(self._keep))
+        said = ""
+        for log_file in [*self._left_logs, self._kernel_log]:
+            if log_file.exists():
+                said += log_file.read_text(encoding="utf-8", errors="replace")
+                log_file.unlink()
+        if said.strip():
+            # What the kernels wrote to standard error, kept with the record (scrubbed).
+            writer.write_text("kernels.log", said, keep=frozenset(self._keep))
         intents.append({"event": "run-end", "status": str(status), "failure": failure,
                         "duration_s": round((ended - started).total_seconds(), 3)}, journal)
         manifest = evidence.write_manifest_from_journal(record_dir, keep=frozenset(self._keep),
@@ -562,12 +576,38 @@ class Runner:
     def _kernel_manager(self, run_id: str, number: int) -> tuple[Any, Path]:
         """The manager of this run's n-th kernel: this interpreter, the run's environment, its own
         timings file (so a step's remote and cloud seconds are its own)."""
-        from psbridge.runbook.kernel import _ipc_dir
-
-        timings_file = _ipc_dir() / f"timings-{run_id}-{number}.jsonl"
+        timings_file = _timings_file(run_id, number)
         env = {**self.env, timing.ENV: str(timings_file)}
         manager_class = kernel_manager_class(env, self._kernel_log, forked=self.forked_kernels)
         return manager_class(kernel_name=KERNEL_NAME), timings_file
+
+    def _kernel_key(self) -> tuple[Any, ...]:
+        """What a kernel left by an earlier run must have been started with to be this run's: the
+        environment its kernels get but for psbridge's own variables (which :func:`retarget` sets),
+        the notebooks' folder, and how kernels start (the zygote they are forked from)."""
+        env = {**os.environ, **self.env}
+        forks = zygote.shared() if self.forked_kernels else None
+        return (tuple(sorted((k, v) for k, v in env.items() if not k.startswith(RETARGET_PREFIX))),
+                str(self.book.notebook_dir), self.forked_kernels, forks.process.pid if forks else None)
+
+    def _spare_manager(self) -> tuple[Any, Path]:
+        """The manager of a kernel for the next run: this run's environment without its journal or
+        timings (the taking run gives it its own), its standard error a log of its own."""
+        env = {k: v for k, v in self.env.items() if k not in (intents.ENV_JOURNAL, timing.ENV)}
+        stderr = new_stderr_log()
+        return kernel_manager_class(env, stderr, forked=self.forked_kernels)(kernel_name=KERNEL_NAME), stderr
+
+    def _retargeted(self, run_id: str, kernel: WarmKernel, stderr: Path) -> WarmKernel:
+        """The kernel an earlier run left, as this run's first: psbridge's variables those this
+        run's first kernel would have been started with; what it wrote to standard error goes
+        into this run's kernels.log."""
+        self._left_logs.append(stderr)
+        self._log(f"the first step's kernel (pid {kernel.pid}) was started by the run before in this "
+                  "process, for this one")
+        timings_file = _timings_file(run_id, 1)
+        env = {**os.environ, **self.env, timing.ENV: str(timings_file),
+               intents.ENV_RUNNER_PID: str(os.getpid())}
+        return retarget(kernel, env, timings_file, timeout=self.start_timeout)
 
     def _declared(self, path: Path) -> set[str]:
         import papermill as pm
@@ -726,6 +766,12 @@ class Runner:
             elif value is not None and not _type_ok(spec.type, value):
                 problems.append(f"the fact {name!r} should be {spec.type}, got {type(value).__name__}")
         return problems
+
+
+def _timings_file(run_id: str, number: int) -> Path:
+    from psbridge.runbook.kernel import _ipc_dir
+
+    return _ipc_dir() / f"timings-{run_id}-{number}.jsonl"
 
 
 def _is_ref(value: Any) -> bool:

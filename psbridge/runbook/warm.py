@@ -9,16 +9,25 @@ process: nothing of an earlier step's namespace, module state or remembered secr
 A kernel that died while it waited, or that does not answer while warming, is not handed out:
 it is killed, replaced, and the replacement is reported (:attr:`KernelPool.events`), so the
 record says so.
+
+A process that runs one organization after another (a batch's worker) can have each run leave a
+kernel for the next (:meth:`KernelPool.leave`, :func:`take_left`): started while the run's last
+step runs, it is the next run's first kernel when that run's kernels would be started the same
+way (the same environment but for psbridge's own variables, the same folder). It never ran a
+step; the taking run points psbridge's variables in it at its own journal and timings
+(:func:`retarget`) before its first step. Without it a run's first step waits for its kernel to
+start (some 40 ms forked, a second or more otherwise).
 """
 
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Hashable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -115,6 +124,12 @@ class KernelPool:
     # The kernels' working folder (the notebooks' folder, as papermill's ``cwd`` gives a kernel it
     # starts); None: this process's at the time each starts (papermill changes it during a step).
     cwd: str | None = None
+    # The first kernel, made ready by this call on the pool's thread (a kernel an earlier run left,
+    # retargeted): handed out before any the pool starts itself, counted among those ``needed``.
+    first: Callable[[], WarmKernel] | None = None
+    # A kernel for the next run of this process: its manager and standard-error log, started once
+    # every kernel this run needs has started; :meth:`leave` keeps it, else it is shut down.
+    spare: Callable[[], tuple[Any, Path]] | None = None
     events: list[str] = field(default_factory=list)
     _executor: ThreadPoolExecutor = field(init=False)
     _pending: list[Future[WarmKernel]] = field(default_factory=list, init=False)
@@ -123,18 +138,46 @@ class KernelPool:
     _waiting: int = field(default=0, init=False)  # 1 while take() waits for a kernel
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
     _closed: bool = field(default=False, init=False)
+    _spare: Future[tuple[WarmKernel, Path]] | None = field(default=None, init=False)
+    _leave_as: Hashable | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
         # One worker a kernel ahead, one for shutting used ones down.
         self._executor = ThreadPoolExecutor(max_workers=self.ahead + 1, thread_name_prefix="psbridge-kernel")
+        if self.first is not None:
+            with self._lock:
+                self._count += 1
+                self._pending.append(self._executor.submit(self.first))
         self.start_next()
 
     def start_next(self) -> None:
-        """Start kernels until ``ahead`` wait, or every kernel still needed is started."""
+        """Start kernels until ``ahead`` wait, or every kernel still needed is started (then the
+        spare, if there is to be one)."""
         with self._lock:
             while not self._closed and len(self._pending) < self.ahead and (
                     self.needed is None or self._handed + self._waiting + len(self._pending) < self.needed):
                 self._submit()
+            started = self._handed + self._waiting + len(self._pending)
+            if (self.spare is not None and self._spare is None and not self._closed
+                    and self.needed is not None and started >= self.needed):
+                self._spare = self._executor.submit(self._warm_spare)
+
+    def _warm_spare(self) -> tuple[WarmKernel, Path]:
+        assert self.spare is not None
+        manager, stderr = self.spare()
+        t0 = time.monotonic()
+        try:
+            client, language = asyncio.run(_start_and_warm(manager, WARM_CODE, self.warm_timeout, self.cwd))
+        except BaseException:
+            _shutdown(manager)
+            stderr.unlink(missing_ok=True)
+            raise
+        return WarmKernel(manager, t0, time.monotonic() - t0, None, language, client), stderr
+
+    def leave(self, key: Hashable) -> None:
+        """Keep the spare, once started, for the next run of this process that asks for ``key``
+        (:func:`take_left`), instead of shutting it down as the pool closes."""
+        self._leave_as = key
 
     def _submit(self) -> None:  # the lock held
         self._count += 1
@@ -196,13 +239,26 @@ class KernelPool:
         self._executor.submit(_retire, kernel)
 
     def close(self) -> None:
-        """Stop starting kernels; shut down those started and not taken; wait for every shutdown."""
+        """Stop starting kernels; shut down those started and not taken (the spare unless it is
+        left for the next run); wait for every shutdown."""
         with self._lock:
             self._closed = True
             pending, self._pending = self._pending, []
+            spare, self._spare = self._spare, None
         for future in pending:
             with contextlib.suppress(Exception):
                 _retire(future.result(timeout=self.start_timeout + self.warm_timeout))
+        if spare is not None:
+            try:
+                kernel, stderr = spare.result(timeout=self.start_timeout + self.warm_timeout)
+            except Exception:  # noqa: S110  # a spare that failed is no loss: the next run starts its own
+                pass
+            else:
+                if self._leave_as is not None and kernel.alive():
+                    _keep_left(self._leave_as, kernel, stderr)
+                else:
+                    _retire(kernel)
+                    stderr.unlink(missing_ok=True)
         self._executor.shutdown(wait=True)
 
     def __enter__(self) -> KernelPool:
@@ -255,6 +311,92 @@ async def _bound(manager: Any, timeout: float) -> None:
         if time.monotonic() > deadline or (manager.has_kernel and not await manager.is_alive()):
             return  # wait_for_ready says what is wrong
         await asyncio.sleep(0.005)
+
+
+# --- a kernel left for the next run of this process --------------------------------------------
+
+_left: tuple[Hashable, WarmKernel, Path] | None = None
+_left_lock = threading.Lock()
+
+
+def _keep_left(key: Hashable, kernel: WarmKernel, stderr: Path) -> None:
+    global _left
+    with _left_lock:
+        earlier, _left = _left, (key, kernel, stderr)
+    if earlier is not None:  # one at most: runs side by side in one process each left one
+        _retire_left(earlier)
+
+
+def take_left(key: Hashable) -> tuple[WarmKernel, Path] | None:
+    """The kernel an earlier run of this process left for a run asking for ``key``, and its
+    standard-error log (now the caller's to read and remove). A kernel left for another key, or
+    that has died, is shut down (in the background) and None returned."""
+    global _left
+    with _left_lock:
+        left, _left = _left, None
+    if left is None:
+        return None
+    key_left, kernel, stderr = left
+    if key_left == key and kernel.alive():
+        return kernel, stderr
+    threading.Thread(target=_retire_left, args=(left,), name="psbridge-kernel-retire", daemon=True).start()
+    return None
+
+
+def retire_left() -> None:
+    """Shut the kernel left for a next run down, if there is one (at exit, or when a batch ends)."""
+    global _left
+    with _left_lock:
+        left, _left = _left, None
+    if left is not None:
+        _retire_left(left)
+
+
+def _retire_left(left: tuple[Hashable, WarmKernel, Path]) -> None:
+    _retire(left[1])
+    left[2].unlink(missing_ok=True)
+
+
+atexit.register(retire_left)
+
+
+# psbridge's variables in a left kernel, made the taking run's: set those the run gives its kernels,
+# remove the others. In a function, so that no name is left in the kernel's namespace; silent, so no
+# execution count or history entry is used.
+_RETARGET_CODE = """\
+def _psbridge_retarget(wanted):
+    import os
+    for name in [n for n in os.environ if n.startswith({prefix!r}) and n not in wanted]:
+        del os.environ[name]
+    os.environ.update(wanted)
+_psbridge_retarget({wanted})
+del _psbridge_retarget
+"""
+RETARGET_PREFIX = "PSBRIDGE_"
+
+
+def retarget(kernel: WarmKernel, env: Mapping[str, str], timings_file: Path | None,
+             timeout: float = 60.0) -> WarmKernel:
+    """``kernel`` (left by an earlier run) with psbridge's variables of ``env`` as its own, and this
+    run's timings file; raise if it does not answer."""
+    wanted = {k: v for k, v in env.items() if k.startswith(RETARGET_PREFIX)}
+    code = _RETARGET_CODE.format(prefix=RETARGET_PREFIX, wanted=repr(wanted))
+
+    async def run() -> None:
+        reply = await kernel.client.execute(code, silent=True, store_history=False, reply=True,
+                                            timeout=timeout)
+        if reply["content"].get("status") != "ok":
+            content = reply["content"]
+            raise KernelError(f"the kernel left by the run before would not take this run's settings: "
+                              f"{content.get('ename')}: {content.get('evalue')}")
+
+    try:
+        asyncio.run(run())
+    except BaseException:
+        _retire(kernel)
+        raise
+    kernel.timings_file = timings_file
+    return kernel
 
 
 def _retire(kernel: WarmKernel) -> None:

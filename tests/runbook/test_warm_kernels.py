@@ -57,6 +57,8 @@ import threading
 record("first_app", [c.__name__ for c in type(_kernel.parent).__mro__])
 record("first_shell_thread", [t.name for t in threading.enumerate() if t.name == "Shell channel"])
 record("first_features", _kernel.kernel_info.get("supported_features", []))
+record("first_journal", os.environ.get("PSBRIDGE_JOURNAL", ""))
+record("first_timings", os.environ.get("PSBRIDGE_TIMINGS", ""))
 del _kernel
 """
 LOOK = """\
@@ -101,14 +103,16 @@ def book(tmp_path_factory: pytest.TempPathFactory) -> definition.Runbook:
         "facts": {"first_pid": {"type": "int"}, "first_parent": {"type": "int"},
                   "first_python": {"type": "str"}, "first_tuning": {"type": "list"},
                   "first_app": {"type": "list"}, "first_shell_thread": {"type": "list"},
-                  "first_features": {"type": "list"},
+                  "first_features": {"type": "list"}, "first_journal": {"type": "str"},
+                  "first_timings": {"type": "str"},
                   "found": {"type": "list"},
                   "second_pid": {"type": "int"}, "second_parent": {"type": "int"},
                   "first_cwd": {"type": "str"}, "second_cwd": {"type": "str"}},
         "steps": [
             {"id": "leave", "notebook": "10-leave.ipynb",
              "produces": ["first_pid", "first_parent", "first_python", "first_tuning", "first_cwd",
-                          "first_app", "first_shell_thread", "first_features"]},
+                          "first_app", "first_shell_thread", "first_features", "first_journal",
+                          "first_timings"]},
             {"id": "look", "notebook": "20-look.ipynb",
              "produces": ["found", "second_pid", "second_parent", "second_cwd"]},
         ],
@@ -429,3 +433,63 @@ def test_the_zygote_forgets_a_prepared_kernel_application_entirely() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
+
+
+def _gone(pid: int, within: float = 20.0) -> bool:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+@pytest.mark.parametrize("forked", [True, False], ids=["forked", "ordinary"])
+def test_a_run_takes_the_kernel_the_run_before_left_and_makes_it_its_own(
+        book: definition.Runbook, tmp_path: Path, forked: bool) -> None:
+    """A run that leaves a kernel (a batch's worker, org after org) starts it while its last step
+    runs; the next run's first step runs in it, with that run's journal and timings, seeing
+    nothing of any step before (it never ran one)."""
+    from psbridge import intents
+    from psbridge.runbook import warm
+
+    warm.retire_left()
+    try:
+        one = _run(book, tmp_path, forked_kernels=forked, leave_kernel=True)
+        assert warm._left is not None
+        left_pid = warm._left[1].pid
+        assert left_pid not in (one.facts["first_pid"], one.facts["second_pid"])
+        two = _run(book, tmp_path, forked_kernels=forked, leave_kernel=True)
+        facts = two.facts
+        assert facts["first_pid"] == left_pid
+        assert facts["found"] == []
+        assert facts["first_journal"] == str((two.record_dir / intents.JOURNAL).resolve())
+        assert facts["first_timings"].endswith(f"timings-{two.run_id}-1.jsonl")
+        said = (two.record_dir / "run.log").read_text(encoding="utf-8")
+        assert f"kernel (pid {left_pid}) was started by the run before in this process" in said
+        assert warm._left is not None and warm._left[1].pid not in (left_pid, facts["second_pid"])
+    finally:
+        pid = warm._left[1].pid if warm._left else None
+        warm.retire_left()
+    assert warm._left is None
+    assert pid is not None and _gone(pid), f"the left kernel {pid} was not shut down"
+
+
+def test_a_kernel_left_for_other_kernels_is_not_taken_and_is_shut_down(
+        book: definition.Runbook, tmp_path: Path) -> None:
+    """A left kernel is taken only by a run whose kernels would start the same way: another
+    environment (beyond psbridge's own variables) starts its own, and the left one is shut down.
+    A run that does not leave one leaves nothing."""
+    from psbridge.runbook import warm
+
+    warm.retire_left()
+    _run(book, tmp_path, leave_kernel=True)
+    assert warm._left is not None
+    left_pid = warm._left[1].pid
+    assert left_pid is not None
+    other = _run(book, tmp_path, env={"SOME_SETTING_OF_THE_KERNELS": "another"})
+    assert other.facts["first_pid"] != left_pid
+    assert warm._left is None
+    assert _gone(left_pid), f"the kernel {left_pid} left for other kernels was not shut down"
