@@ -29,6 +29,7 @@ import threading
 import time
 from collections.abc import Callable, Hashable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as futures_wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -127,8 +128,8 @@ class KernelPool:
     # The first kernel, made ready by this call on the pool's thread (a kernel an earlier run left,
     # retargeted): handed out before any the pool starts itself, counted among those ``needed``.
     first: Callable[[], WarmKernel] | None = None
-    # A kernel for the next run of this process: its manager and standard-error log, started once
-    # every kernel this run needs has started; :meth:`leave` keeps it, else it is shut down.
+    # A kernel for the next run of this process: its manager and standard-error log, started as the
+    # run's last step runs; :meth:`leave` keeps it, else it is shut down.
     spare: Callable[[], tuple[Any, Path]] | None = None
     events: list[str] = field(default_factory=list)
     _executor: ThreadPoolExecutor = field(init=False)
@@ -139,6 +140,7 @@ class KernelPool:
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
     _closed: bool = field(default=False, init=False)
     _spare: Future[tuple[WarmKernel, Path]] | None = field(default=None, init=False)
+    _retiring: list[Future[None]] = field(default_factory=list, init=False)
     _leave_as: Hashable | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
@@ -157,13 +159,18 @@ class KernelPool:
             while not self._closed and len(self._pending) < self.ahead and (
                     self.needed is None or self._handed + self._waiting + len(self._pending) < self.needed):
                 self._submit()
-            started = self._handed + self._waiting + len(self._pending)
+            # The spare once the run's last kernel is taken: it starts as the last step runs.
             if (self.spare is not None and self._spare is None and not self._closed
-                    and self.needed is not None and started >= self.needed):
+                    and self.needed is not None and self._handed + self._waiting >= self.needed):
                 self._spare = self._executor.submit(self._warm_spare)
 
     def _warm_spare(self) -> tuple[WarmKernel, Path]:
         assert self.spare is not None
+        # Once the kernels used before have gone: a run holds no more kernels at once than without
+        # a spare (the runner, the zygote, the last step's kernel and this one).
+        with self._lock:
+            retiring = list(self._retiring)
+        futures_wait(retiring)
         manager, stderr = self.spare()
         t0 = time.monotonic()
         try:
@@ -236,7 +243,9 @@ class KernelPool:
         if self._closed:
             _retire(kernel)
             return
-        self._executor.submit(_retire, kernel)
+        with self._lock:
+            self._retiring = [f for f in self._retiring if not f.done()]
+            self._retiring.append(self._executor.submit(_retire, kernel))
 
     def close(self) -> None:
         """Stop starting kernels; shut down those started and not taken (the spare unless it is
