@@ -18,8 +18,8 @@ place without asking whether there is a thread (a cell that awaits, to cancel it
 runs on the main thread): :class:`RunbookKernel` answers there with the main thread, and says it
 has no subshells wherever ipykernel asks. Measured with bench/kernel_cells.py (three kernels
 taking turns on a 2-core machine, the same extension and arguments in two of them): a one-line
-cell's round trip 2.6 ms against 2.9-3.1 with the thread (0.86-0.89), a parameters cell's 3.6
-against 3.9 (0.91-0.93); one forked kernel alone, 1.5-1.7 ms against 2.0-2.2.
+cell's round trip 0.83-0.89 of its time with the thread (1.8 ms against 2.1), a parameters cell's
+0.88-0.93 (2.5 against 2.8); one forked kernel alone, 1.45-1.69 ms against 2.02-2.17.
 
 ipykernel 6, which has no such thread, is started unchanged.
 """
