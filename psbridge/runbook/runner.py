@@ -53,7 +53,7 @@ from psbridge.runbook import facts as factmod
 from psbridge.runbook import throttles, timing, zygote
 from psbridge.runbook.definition import MODE_PARAMETER, Runbook, StepSpec
 from psbridge.runbook.kernel import KERNEL_NAME, kernel_manager_class, new_stderr_log
-from psbridge.runbook.warm import RETARGET_PREFIX, KernelPool, WarmKernel, retarget, take_left
+from psbridge.runbook.warm import KernelPool, WarmKernel, retarget, take_left
 from psbridge.secrets import SecretError, SecretRef, is_reference, redact, resolve
 
 if TYPE_CHECKING:
@@ -587,7 +587,7 @@ class Runner:
         the notebooks' folder, and how kernels start (the zygote they are forked from)."""
         env = {**os.environ, **self.env}
         forks = zygote.shared() if self.forked_kernels else None
-        return (tuple(sorted((k, v) for k, v in env.items() if not k.startswith(RETARGET_PREFIX))),
+        return (tuple(sorted((k, v) for k, v in env.items() if not k.startswith(zygote.OWN_PREFIX))),
                 str(self.book.notebook_dir), self.forked_kernels, forks.process.pid if forks else None)
 
     def _spare_manager(self) -> tuple[Any, Path]:

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from psbridge.errors import RunbookError
-from psbridge.runbook.zygote import STEP_MODULES
+from psbridge.runbook.zygote import OWN_PREFIX, STEP_MODULES
 
 log = logging.getLogger(__name__)
 
@@ -172,14 +172,11 @@ class KernelPool:
             retiring = list(self._retiring)
         futures_wait(retiring)
         manager, stderr = self.spare()
-        t0 = time.monotonic()
         try:
-            client, language = asyncio.run(_start_and_warm(manager, WARM_CODE, self.warm_timeout, self.cwd))
+            return self._started(manager, None), stderr
         except BaseException:
-            _shutdown(manager)
             stderr.unlink(missing_ok=True)
             raise
-        return WarmKernel(manager, t0, time.monotonic() - t0, None, language, client), stderr
 
     def leave(self, key: Hashable) -> None:
         """Keep the spare, once started, for the next run of this process that asks for ``key``
@@ -191,7 +188,10 @@ class KernelPool:
         self._pending.append(self._executor.submit(self._warm, self._count))
 
     def _warm(self, number: int) -> WarmKernel:
-        manager, timings = self.manager_for(number)
+        return self._started(*self.manager_for(number))
+
+    def _started(self, manager: Any, timings: Path | None) -> WarmKernel:
+        """The kernel of ``manager`` started and warmed (shut down if that fails)."""
         t0 = time.monotonic()
         try:
             client, language = asyncio.run(_start_and_warm(manager, WARM_CODE, self.warm_timeout, self.cwd))
@@ -381,15 +381,14 @@ def _psbridge_retarget(wanted):
 _psbridge_retarget({wanted})
 del _psbridge_retarget
 """
-RETARGET_PREFIX = "PSBRIDGE_"
 
 
 def retarget(kernel: WarmKernel, env: Mapping[str, str], timings_file: Path | None,
              timeout: float = 60.0) -> WarmKernel:
     """``kernel`` (left by an earlier run) with psbridge's variables of ``env`` as its own, and this
     run's timings file; raise if it does not answer."""
-    wanted = {k: v for k, v in env.items() if k.startswith(RETARGET_PREFIX)}
-    code = _RETARGET_CODE.format(prefix=RETARGET_PREFIX, wanted=repr(wanted))
+    wanted = {k: v for k, v in env.items() if k.startswith(OWN_PREFIX)}
+    code = _RETARGET_CODE.format(prefix=OWN_PREFIX, wanted=repr(wanted))
 
     async def run() -> None:
         reply = await kernel.client.execute(code, silent=True, store_history=False, reply=True,

@@ -219,11 +219,14 @@ def _preload() -> None:
 # folder and an environment the same but for psbridge's own variables, which IPython does not read.
 # A config file runs here, then, not in each kernel.
 _prepared: tuple[str, tuple[tuple[str, str], ...]] | None = None
+# psbridge's own environment variables: a run's (its journal, its timings, the lab's state), read by
+# psbridge alone and never as a kernel starts, so two kernels that differ only in them start alike.
+OWN_PREFIX = "PSBRIDGE_"
 
 
 def _config_key(request: dict[str, Any]) -> tuple[str, tuple[tuple[str, str], ...]]:
     env = request["env"]
-    return str(request["cwd"]), tuple(sorted((k, v) for k, v in env.items() if not k.startswith("PSBRIDGE_")))
+    return str(request["cwd"]), tuple(sorted((k, v) for k, v in env.items() if not k.startswith(OWN_PREFIX)))
 
 
 def _kernel_app_class() -> Any:
