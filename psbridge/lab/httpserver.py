@@ -21,6 +21,19 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 
+def _refused(tls: ssl.SSLSocket) -> None:
+    """Close a connection whose handshake the server refused (its alert sent) as a server should:
+    its sending side first, then what the client had sent already read and dropped until the client
+    closes (a second at most). Closed at once, with the client's first request unread (TLS 1.3
+    clients send it before they hear the verdict), it would end in a reset, which can overtake the
+    alert: the client would see the connection cut rather than its certificate refused."""
+    with socket.socket(fileno=tls.detach()) as raw, contextlib.suppress(OSError):
+        raw.shutdown(socket.SHUT_WR)
+        raw.settimeout(1.0)
+        while raw.recv(4096):
+            pass
+
+
 class LabHTTPServer(ThreadingHTTPServer):
     """A threading HTTP server that tracks its connections; subclasses say which TLS context applies."""
 
@@ -48,11 +61,17 @@ class LabHTTPServer(ThreadingHTTPServer):
         if context is not None:
             try:
                 request.settimeout(30)
-                request = context.wrap_socket(request, server_side=True)
-                request.settimeout(None)
+                request = context.wrap_socket(request, server_side=True, do_handshake_on_connect=False)
+            except (ssl.SSLError, OSError) as e:
+                log.debug("TLS with %s failed: %s", client_address, e)
+                return
+            try:
+                request.do_handshake()
             except (ssl.SSLError, OSError) as e:
                 log.debug("TLS handshake with %s failed: %s", client_address, e)
+                _refused(request)
                 return
+            request.settimeout(None)
         with self._open_lock:
             self._open.add(request)
         try:
